@@ -1,0 +1,51 @@
+"""Re-render README.md model cards from the results.json files beside them.
+
+Run after changing ser/card.py so every published card picks up the new
+template; the numbers always come from results.json, never from the old card.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ser.card import write_card  # noqa: E402
+
+DEFAULT_ROOTS = ("models", "exports")
+
+
+def result_folders(roots):
+    """Every folder under the roots that holds a results.json, in stable order."""
+    folders = set()
+    for root in roots:
+        root = Path(root)
+        if (root / "results.json").is_file():
+            folders.add(root)
+        folders.update(path.parent for path in root.rglob("results.json"))
+    return sorted(folders)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Re-render README.md model cards for every folder containing a results.json."
+    )
+    parser.add_argument(
+        "roots",
+        nargs="*",
+        help="root folders to search recursively (default: models/ and exports/ where they exist)",
+    )
+    args = parser.parse_args(argv)
+    missing = [root for root in args.roots if not Path(root).is_dir()]
+    if missing:
+        parser.error(f"not a folder: {', '.join(missing)}")
+    roots = args.roots or [root for root in DEFAULT_ROOTS if Path(root).is_dir()]
+    folders = result_folders(roots)
+    for folder in folders:
+        print(f"rewrote {write_card(folder)}")
+    if not folders:
+        print(f"no results.json found under: {', '.join(map(str, roots)) or '(no roots)'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,225 @@
+"""Audio loading: every model in the toolkit wants mono float32 at one rate.
+
+Decoding goes through soundfile (libsndfile) so that wav/flac/ogg/mp3 need no
+external tool; ffmpeg is only a fallback for containers libsndfile cannot
+open (m4a, some opus files), and only when the binary is on PATH.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+# Input frames decoded per read while streaming; about 1.5 s at 44.1 kHz, so
+# memory does not depend on the file length or on the requested block size.
+STREAM_READ_FRAMES = 65536
+
+_SOUNDFILE_ERRORS = (sf.SoundFileError, RuntimeError)
+
+
+class AudioError(ValueError):
+    """A file that cannot be used as audio (unreadable, empty, or all NaN)."""
+
+
+def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
+    """Decode a whole file to mono float32 at `sampling_rate`.
+
+    Channels are averaged because emotion models are trained on mono speech.
+    Isolated non-finite samples are zeroed so one bad sample cannot turn every
+    downstream feature into NaN; a file with no finite sample is refused.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except _SOUNDFILE_ERRORS as err:
+        return _finish(path, _decode_with_ffmpeg(path, sampling_rate, err))
+    mono = _to_mono(data)
+    if mono.size == 0:
+        raise AudioError(f"{path}: audio file is empty (0 samples)")
+    mono = _sanitize(path, mono)
+    if rate != sampling_rate:
+        mono = soxr.resample(mono, rate, sampling_rate).astype(np.float32, copy=False)
+    return _finish(path, mono)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds from the header, without decoding the samples.
+
+    Used to plan chunking and to report corpus sizes cheaply.
+    """
+    path = Path(path)
+    _check_exists(path)
+    try:
+        return float(sf.info(str(path)).duration)
+    except _SOUNDFILE_ERRORS as err:
+        return _duration_with_ffprobe(path, err)
+
+
+def iter_audio_blocks(
+    path: str | Path, block_seconds: float, sampling_rate: int = 16000
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield (start_seconds, block) pairs of mono float32 at `sampling_rate`.
+
+    Hour-long recordings must not be decoded at once, so the file is read in
+    fixed-size pieces and resampled with a streaming resampler whose state
+    carries across pieces: the concatenated blocks equal a one-shot resample.
+    Every block has exactly round(block_seconds * sampling_rate) samples
+    except the last, which holds the remainder.
+    """
+    if block_seconds <= 0:
+        raise ValueError(f"block_seconds must be positive, got {block_seconds}")
+    path = Path(path)
+    _check_exists(path)
+    block_len = max(1, int(round(block_seconds * sampling_rate)))
+    pending: list[np.ndarray] = []
+    pending_len = 0
+    emitted = 0
+    for chunk in _iter_resampled_chunks(path, sampling_rate):
+        pending.append(chunk)
+        pending_len += chunk.size
+        if pending_len < block_len:
+            continue
+        joined = np.concatenate(pending)
+        cut = 0
+        while joined.size - cut >= block_len:
+            yield emitted / sampling_rate, joined[cut : cut + block_len]
+            emitted += block_len
+            cut += block_len
+        pending = [joined[cut:]]
+        pending_len = joined.size - cut
+    if pending_len > 0:
+        yield emitted / sampling_rate, np.concatenate(pending)
+        emitted += pending_len
+    if emitted == 0:
+        raise AudioError(f"{path}: audio file is empty (0 samples)")
+
+
+def _iter_resampled_chunks(path: Path, sampling_rate: int) -> Iterator[np.ndarray]:
+    """Mono chunks at the target rate, from soundfile or else from ffmpeg."""
+    try:
+        handle = sf.SoundFile(str(path))
+    except _SOUNDFILE_ERRORS as err:
+        yield from _stream_with_ffmpeg(path, sampling_rate, err)
+        return
+    with handle:
+        stream = None
+        if handle.samplerate != sampling_rate:
+            stream = soxr.ResampleStream(handle.samplerate, sampling_rate, 1, dtype="float32")
+        while True:
+            try:
+                data = handle.read(STREAM_READ_FRAMES, dtype="float32", always_2d=True)
+            except _SOUNDFILE_ERRORS as err:
+                raise AudioError(f"{path}: decoding failed mid-file: {err}") from err
+            if data.shape[0] == 0:
+                break
+            mono = np.nan_to_num(_to_mono(data), nan=0.0, posinf=0.0, neginf=0.0)
+            yield mono if stream is None else stream.resample_chunk(mono)
+        if stream is not None:
+            yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+
+
+def _stream_with_ffmpeg(path: Path, sampling_rate: int, cause: Exception) -> Iterator[np.ndarray]:
+    """Stream raw f32le from an ffmpeg pipe; ffmpeg already resamples."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise _unreadable(path, cause)
+    process = subprocess.Popen(
+        _ffmpeg_command(ffmpeg, path, sampling_rate),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        while True:
+            raw = process.stdout.read(STREAM_READ_FRAMES * 4)
+            if not raw:
+                break
+            raw = raw[: len(raw) - len(raw) % 4]
+            chunk = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+            yield np.nan_to_num(chunk, nan=0.0, posinf=0.0, neginf=0.0)
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        if process.wait() != 0:
+            raise AudioError(f"{path}: ffmpeg could not decode the file: {stderr.strip()}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _decode_with_ffmpeg(path: Path, sampling_rate: int, cause: Exception) -> np.ndarray:
+    """Whole-file decode through ffmpeg for formats libsndfile lacks."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise _unreadable(path, cause)
+    result = subprocess.run(
+        _ffmpeg_command(ffmpeg, path, sampling_rate), capture_output=True, check=False
+    )
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip()
+        raise AudioError(f"{path}: not readable as audio by soundfile ({cause}) nor ffmpeg ({message})")
+    raw = result.stdout[: len(result.stdout) - len(result.stdout) % 4]
+    mono = np.frombuffer(raw, dtype="<f4").astype(np.float32)
+    if mono.size == 0:
+        raise AudioError(f"{path}: audio file is empty (0 samples)")
+    return _sanitize(path, mono)
+
+
+def _ffmpeg_command(ffmpeg: str, path: Path, sampling_rate: int) -> list[str]:
+    return [
+        ffmpeg, "-nostdin", "-v", "error", "-i", str(path),
+        "-f", "f32le", "-acodec", "pcm_f32le", "-ac", "1", "-ar", str(sampling_rate), "-",
+    ]
+
+
+def _duration_with_ffprobe(path: Path, cause: Exception) -> float:
+    """Header duration for containers libsndfile cannot open."""
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise _unreadable(path, cause)
+    result = subprocess.run(
+        [ffprobe, "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    try:
+        return float(result.stdout.decode().strip())
+    except ValueError:
+        raise _unreadable(path, cause) from None
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file")
+
+
+def _unreadable(path: Path, cause: Exception) -> AudioError:
+    hint = "" if shutil.which("ffmpeg") else " (ffmpeg is not installed, so no fallback decoder)"
+    return AudioError(f"{path}: not a readable audio file: {cause}{hint}")
+
+
+def _to_mono(data: np.ndarray) -> np.ndarray:
+    if data.shape[1] == 1:
+        return np.ascontiguousarray(data[:, 0], dtype=np.float32)
+    return data.mean(axis=1, dtype=np.float32)
+
+
+def _sanitize(path: Path, mono: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(mono)
+    if finite.all():
+        return mono
+    if not finite.any():
+        raise AudioError(f"{path}: audio contains no finite samples (all NaN/inf)")
+    return np.where(finite, mono, np.float32(0.0)).astype(np.float32)
+
+
+def _finish(path: Path, mono: np.ndarray) -> np.ndarray:
+    if mono.size == 0:
+        raise AudioError(f"{path}: audio is empty after resampling")
+    return np.ascontiguousarray(mono, dtype=np.float32)

@@ -1,0 +1,319 @@
+"""Render a Hugging Face model card (README.md) from a training results.json.
+
+Every number in the card comes from results.json so the card can never drift
+from what the training script measured; re-render instead of editing by hand.
+"""
+
+import json
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCardData
+
+# Model weights trained on a corpus inherit its licence terms.
+CORPUS_LICENSES = {
+    "ravdess": "cc-by-nc-sa-4.0",
+}
+DEFAULT_LICENSE = "cc-by-nc-4.0"
+
+CORPUS_NAMES = {
+    "emodb": "Emo-DB (Berlin Database of Emotional Speech)",
+    "ravdess": "RAVDESS",
+    "savee": "SAVEE",
+    "aesdd": "AESDD (Acted Emotional Speech Dynamic Database)",
+    "shemo": "ShEMO (Sharif Emotional Speech Database)",
+}
+
+# Values for the `datasets` metadata key (short corpus names).
+CORPUS_DATASETS = {
+    "emodb": "Emo-DB",
+    "ravdess": "RAVDESS",
+    "savee": "SAVEE",
+    "aesdd": "AESDD",
+    "shemo": "ShEMO",
+}
+
+LANGUAGE_NAMES = {"de": "German", "en": "English", "el": "Greek", "fa": "Persian"}
+
+CORPUS_CITATIONS = {
+    "emodb": """@inproceedings{burkhardt2005emodb,
+  title     = {A database of German emotional speech},
+  author    = {Burkhardt, Felix and Paeschke, Astrid and Rolfes, Miriam and Sendlmeier, Walter F. and Weiss, Benjamin},
+  booktitle = {Proc. Interspeech 2005},
+  pages     = {1517--1520},
+  year      = {2005},
+  doi       = {10.21437/Interspeech.2005-446}
+}""",
+    "ravdess": """@article{livingstone2018ravdess,
+  title   = {The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS): A dynamic, multimodal set of facial and vocal expressions in North American English},
+  author  = {Livingstone, Steven R. and Russo, Frank A.},
+  journal = {PLoS ONE},
+  volume  = {13},
+  number  = {5},
+  pages   = {e0196391},
+  year    = {2018},
+  doi     = {10.1371/journal.pone.0196391}
+}""",
+    "savee": """@inproceedings{haq2009savee,
+  title     = {Speaker-dependent audio-visual emotion recognition},
+  author    = {Haq, Sanaul and Jackson, Philip J. B.},
+  booktitle = {Proc. International Conference on Auditory-Visual Speech Processing (AVSP)},
+  pages     = {53--58},
+  year      = {2009}
+}""",
+    "aesdd": """@article{vryzas2018aesdd,
+  title   = {Speech emotion recognition for performance interaction},
+  author  = {Vryzas, Nikolaos and Kotsakis, Rigas and Liatsou, Aikaterini and Dimoulas, Charalampos A. and Kalliris, George},
+  journal = {Journal of the Audio Engineering Society},
+  volume  = {66},
+  number  = {6},
+  pages   = {457--467},
+  year    = {2018}
+}""",
+    "shemo": """@article{mohamadnezami2019shemo,
+  title   = {ShEMO: a large-scale validated database for Persian speech emotion detection},
+  author  = {Mohamad Nezami, Omid and Jamshid Lou, Paria and Karami, Mansoureh},
+  journal = {Language Resources and Evaluation},
+  volume  = {53},
+  number  = {1},
+  pages   = {1--16},
+  year    = {2019},
+  doi     = {10.1007/s10579-018-9427-x}
+}""",
+}
+
+SUPERB_CITATION = """@inproceedings{yang2021superb,
+  title     = {{SUPERB}: Speech processing Universal PERformance Benchmark},
+  author    = {Yang, Shu-wen and Chi, Po-Han and Chuang, Yung-Sung and Lai, Cheng-I Jeff and Lakhotia, Kushal and Lin, Yist Y. and Liu, Andy T. and Shi, Jiatong and Chang, Xuankai and Lin, Guan-Ting and Huang, Tzu-Hsien and Tseng, Wei-Cheng and Lee, Ko-tik and Liu, Da-Rong and Huang, Zili and Dong, Shuyan and Li, Shang-Wen and Watanabe, Shinji and Mohamed, Abdelrahman and Lee, Hung-yi},
+  booktitle = {Proc. Interspeech 2021},
+  pages     = {1194--1198},
+  year      = {2021},
+  doi       = {10.21437/Interspeech.2021-1775}
+}"""
+
+METRICS = (
+    ("wa", "accuracy", "WA (weighted accuracy)"),
+    ("ua", "recall", "UA (unweighted average recall)"),
+    ("macro_f1", "f1", "Macro-F1"),
+)
+
+
+def corpus_name(results):
+    """Readable corpus name; unknown corpora fall back to their key."""
+    return CORPUS_NAMES.get(results["corpus"], results["corpus"])
+
+
+def language_name(results):
+    return LANGUAGE_NAMES.get(results["language"], results["language"])
+
+
+def license_for(results):
+    """The corpus licence wins: weights trained on NC-SA data stay NC-SA."""
+    return CORPUS_LICENSES.get(results["corpus"]) or results.get("license") or DEFAULT_LICENSE
+
+
+def speaker_independent(results):
+    return bool(results["protocol"].get("speaker_independent"))
+
+
+def protocol_label(results):
+    """Short protocol label; speaker-dependent protocols are flagged as such."""
+    protocol = results["protocol"]
+    if not speaker_independent(results):
+        return f"{protocol['name']} (speaker-dependent)"
+    return f"{protocol['name']} ({protocol.get('description', protocol['name'])}, speaker-independent)"
+
+
+def model_name(results):
+    return results["hub_model_id"].split("/")[-1]
+
+
+def pct(value):
+    return f"{100 * value:.1f}"
+
+
+def eval_results(results):
+    """One model-index result per metric; the protocol goes in split/args so leaderboards show it."""
+    protocol = results["protocol"]
+    args = {
+        "protocol": protocol["name"],
+        "speaker_independent": speaker_independent(results),
+        "folds": protocol.get("folds", len(results["folds"])),
+        "speaker_normalisation": bool(results.get("speaker_normalisation")),
+    }
+    return [
+        EvalResult(
+            task_type="audio-classification",
+            task_name="Speech Emotion Recognition",
+            dataset_type=results["corpus"],
+            dataset_name=corpus_name(results),
+            dataset_split=protocol_label(results),
+            dataset_args=args,
+            metric_type=metric_type,
+            metric_name=f"{name}, mean over {args['folds']} folds",
+            metric_value=results["summary"][key]["mean"],
+        )
+        for key, metric_type, name in METRICS
+    ]
+
+
+def front_matter(results):
+    """YAML metadata block, built through huggingface_hub so the Hub parses it."""
+    encoder = results["encoder"]
+    data = ModelCardData(
+        license=license_for(results),
+        language=results["language"],
+        library_name="transformers",
+        pipeline_tag="audio-classification",
+        tags=["audio", "speech-emotion-recognition", "audio-classification", encoder["family"]],
+        datasets=[CORPUS_DATASETS.get(results["corpus"], results["corpus"])],
+        base_model=encoder["name_or_path"] if encoder.get("pretrained") else None,
+        model_name=model_name(results),
+        eval_results=eval_results(results),
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def summary_section(results):
+    summary = results["summary"]
+    encoder = results["encoder"]
+    text = (
+        f"`{results['hub_model_id']}` recognises emotions in {language_name(results)} speech. "
+        f"It is a {encoder['family']} encoder with a {results['head']['pooling']}-pooling classification head, "
+        f"trained and evaluated on {corpus_name(results)} with the {protocol_label(results)} protocol "
+        f"({len(results['folds'])} folds): WA {pct(summary['wa']['mean'])} ± {pct(summary['wa']['std'])} %, "
+        f"UA {pct(summary['ua']['mean'])} ± {pct(summary['ua']['std'])} % (mean ± std over folds)."
+    )
+    if not encoder.get("pretrained"):
+        text += (
+            " The encoder was trained from scratch on this corpus only (no self-supervised pretraining), "
+            "so these numbers are far below what pretrained-encoder models reach on the same corpus."
+        )
+    else:
+        text += f" The encoder was initialised from the pretrained `{encoder['name_or_path']}`."
+    return f"# {model_name(results)}\n\n{text}\n"
+
+
+def usage_section(results):
+    model_id = results["hub_model_id"]
+    extra = ", trust_remote_code=True" if results.get("trust_remote_code") else ""
+    return f"""## How to use
+
+```python
+from transformers import pipeline
+
+classifier = pipeline("audio-classification", model="{model_id}"{extra})
+print(classifier("speech.wav"))
+```
+
+To try it in a browser, run the Gradio demo: `python app.py --model {model_id}`
+"""
+
+
+def training_section(results):
+    protocol = results["protocol"]
+    training = results["training"]
+    head = results["head"]
+    encoder = results["encoder"]
+    independence = "speaker-independent" if speaker_independent(results) else "random (speaker-dependent)"
+    normalisation = "used" if results.get("speaker_normalisation") else "not used"
+    lines = [
+        "## Training data and protocol",
+        "",
+        f"- Corpus: {corpus_name(results)}, {language_name(results)}",
+        f"- Labels: {', '.join(results['labels'])}",
+        f"- Protocol: {protocol['name']} - {protocol.get('description', '')}, {protocol.get('folds', len(results['folds']))} folds",
+        f"- Split: {independence}",
+        f"- Speaker normalisation: {normalisation}",
+        f"- Seed: {results['seed']}",
+        f"- Encoder: `{encoder['name_or_path']}` ({encoder['family']}, "
+        f"{'pretrained' if encoder.get('pretrained') else 'trained from scratch'}, {encoder['parameters']:,} parameters)",
+        f"- Head: {_settings(head)}",
+        f"- Training: {_settings(training)}",
+        f"- Code version: `{results.get('code_version', 'unknown')}`",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _settings(settings):
+    return ", ".join(f"{key}={value}" for key, value in settings.items())
+
+
+def results_section(results):
+    summary = results["summary"]
+    pooled = summary["pooled"]
+    lines = [
+        "## Results",
+        "",
+        f"Mean ± std over {len(results['folds'])} folds (population std), and the metrics of all folds' "
+        "test predictions pooled together. Values in %.",
+        "",
+        "| Metric | Mean ± std | Pooled |",
+        "|---|---|---|",
+    ]
+    for key, _, name in METRICS:
+        lines.append(f"| {name} | {pct(summary[key]['mean'])} ± {pct(summary[key]['std'])} | {pct(pooled[key])} |")
+    lines += [
+        "",
+        "Per fold:",
+        "",
+        "| Fold | Test speakers | n | WA | UA | Macro-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fold in results["folds"]:
+        speakers = ", ".join(fold.get("test_speakers") or []) or "-"
+        lines.append(
+            f"| {fold['name']} | {speakers} | {fold['n_test']} | "
+            f"{pct(fold['wa'])} | {pct(fold['ua'])} | {pct(fold['macro_f1'])} |"
+        )
+    lines += ["", "Pooled confusion matrix over all folds:", "", "![confusion matrix](confusion_matrix.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def limitations_section(results):
+    items = [
+        "The corpus is acted speech: actors portray emotions on cue, which is more prototypical "
+        "than emotion in spontaneous conversation; expect lower accuracy on real-world audio.",
+        f"All training speech is {language_name(results)}; other languages and accents are untested.",
+        "The corpus is small (few speakers, a few hundred to a few thousand utterances), so fold-to-fold variance is large and the "
+        "model may not generalise to new recording conditions.",
+        f"Only these labels are predicted: {', '.join(results['labels'])}.",
+    ]
+    if not speaker_independent(results):
+        items.append(
+            "The protocol is random (speaker-dependent): test speakers were also seen in training, so "
+            "the numbers overestimate accuracy on unseen speakers."
+        )
+    if results.get("speaker_normalisation"):
+        items.append(
+            "Numbers use speaker normalisation: at inference you need unlabelled audio of the same "
+            "speaker to compute their statistics; without it, accuracy will be lower."
+        )
+    return "## Limitations\n\n" + "\n".join(f"- {item}" for item in items) + "\n"
+
+
+def citation_section(results):
+    entries = [CORPUS_CITATIONS[results["corpus"]]] if results["corpus"] in CORPUS_CITATIONS else []
+    entries.append(SUPERB_CITATION)
+    return "## Citation\n\nCorpus and evaluation method:\n\n```bibtex\n" + "\n\n".join(entries) + "\n```\n"
+
+
+def render_card(results):
+    """Full README.md text for a model folder, from its results.json dict."""
+    sections = [
+        summary_section(results),
+        usage_section(results),
+        training_section(results),
+        results_section(results),
+        limitations_section(results),
+        citation_section(results),
+    ]
+    return front_matter(results) + "\n" + "\n".join(sections)
+
+
+def write_card(folder):
+    """Write folder/README.md from folder/results.json; returns the README path."""
+    folder = Path(folder)
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    path = folder / "README.md"
+    path.write_text(render_card(results), encoding="utf-8")
+    return path

@@ -1,0 +1,50 @@
+"""Builds emotion models and their feature extractors: around a pretrained encoder (Hub id or folder) or,
+where no pretrained weights are available, around an encoder of the same family trained from scratch."""
+
+import json
+from pathlib import Path
+
+from transformers import AutoFeatureExtractor, SeamlessM4TFeatureExtractor, Wav2Vec2FeatureExtractor
+
+import modeling_ser
+
+SAMPLING_RATE = 16000
+
+
+def feature_extractor_for(family: str, **overrides):
+    """The family's standard front end: raw normalised samples, or 80-bin log-mels stacked in pairs (w2v-BERT)."""
+    if family == "wav2vec2-bert":
+        return SeamlessM4TFeatureExtractor(sampling_rate=SAMPLING_RATE, return_attention_mask=True, **overrides)
+    options = {"feature_size": 1, "sampling_rate": SAMPLING_RATE, "padding_value": 0.0, "do_normalize": True}
+    return Wav2Vec2FeatureExtractor(**options, return_attention_mask=True, **overrides)
+
+
+def emotion_class(family: str):
+    if family not in modeling_ser.EMOTION_CLASSES:
+        raise ValueError(f"unknown encoder family {family!r}; known: {sorted(modeling_ser.EMOTION_CLASSES)}")
+    return modeling_ser.EMOTION_CLASSES[family]
+
+
+def label_fields(labels: list[str]) -> dict:
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+def scratch_model(spec: dict, labels: list[str], **head_options):
+    """An emotion model whose encoder starts from random weights. `spec` = {"family", "encoder": config fields,
+    "feature_extractor": optional overrides} as in `configs/encoders/*.json`."""
+    cls = emotion_class(spec["family"])
+    config = cls.config_class(**spec["encoder"], **head_options, **label_fields(labels))
+    return cls(config), feature_extractor_for(spec["family"], **spec.get("feature_extractor", {}))
+
+
+def pretrained_model(name_or_path: str, labels: list[str], **head_options):
+    """An emotion model around a pretrained encoder; the same `from_pretrained` path for Hub ids and folders."""
+    model = modeling_ser.from_backbone(name_or_path, labels, **head_options)
+    return model, AutoFeatureExtractor.from_pretrained(name_or_path)
+
+
+def load_spec(path: str | Path) -> dict:
+    spec = json.loads(Path(path).read_text())
+    if "family" not in spec or "encoder" not in spec:
+        raise ValueError(f"{path}: an encoder spec needs 'family' and 'encoder' keys")
+    return spec

@@ -1,0 +1,47 @@
+"""Shared test fixtures: tiny encoder specs of every family (built here, never downloaded) and real clips."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+EMODB = DATA / "emodb"
+RAVDESS = DATA / "ravdess"
+
+_CONV = dict(conv_dim=(32, 32, 32, 32), conv_kernel=(10, 4, 4, 4), conv_stride=(5, 4, 4, 4))
+_TRANSFORMER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, layerdrop=0.0)
+# "layer" norm in the conv stack: the "group" norm of base-size checkpoints normalises over time, padding included.
+_RAW = dict(**_CONV, **_TRANSFORMER, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4,
+            feat_extract_norm="layer", do_stable_layer_norm=True, classifier_proj_size=16)
+TINY_SPECS = {
+    "wav2vec2": {"family": "wav2vec2", "encoder": _RAW},
+    "hubert": {"family": "hubert", "encoder": _RAW},
+    "wavlm": {"family": "wavlm", "encoder": {**_RAW, "num_buckets": 32, "max_bucket_distance": 100}},
+    "wav2vec2-bert": {"family": "wav2vec2-bert", "encoder": {**_TRANSFORMER, "output_hidden_size": 32,
+                      "conv_depthwise_kernel_size": 5, "classifier_proj_size": 16}},
+}
+FAMILIES = list(TINY_SPECS)
+
+
+def require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"real corpus not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def emodb_clips():
+    """Four real Emo-DB clips (two angry, two sad) as 16 kHz float arrays, labels 0/1."""
+    names = ["03a01Wa.wav", "03a05Wa.wav", "03a02Ta.wav", "03a04Ta.wav"]
+    wav_dir = require(EMODB / "wav")
+    audio = [sf.read(wav_dir / name, dtype="float32")[0] for name in names]
+    return audio, np.array([0, 0, 1, 1])

@@ -1,0 +1,192 @@
+"""Model card rendering, parsed back with huggingface_hub as the Hub would."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from huggingface_hub import ModelCard  # noqa: E402
+
+from ser.card import render_card, write_card  # noqa: E402
+from ser.metrics import classification_metrics, summarize_folds  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+EMODB_LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
+
+
+def synthetic_fold(name, speakers, rng, num_labels, n=40, accuracy=0.6):
+    """A fold whose predictions are right with probability `accuracy`."""
+    y_true = rng.integers(0, num_labels, size=n)
+    wrong = rng.integers(0, num_labels, size=n)
+    y_pred = np.where(rng.random(n) < accuracy, y_true, wrong)
+    metrics = classification_metrics(y_true.tolist(), y_pred.tolist(), num_labels)
+    return {
+        "name": name,
+        "test_speakers": speakers,
+        "n_test": n,
+        **metrics,
+        "y_true": y_true.tolist(),
+        "y_pred": y_pred.tolist(),
+    }
+
+
+def make_results(corpus="emodb", language="de", protocol="loso", pretrained=False, trust_remote_code=True):
+    rng = np.random.default_rng(0)
+    labels = EMODB_LABELS
+    if protocol == "loso":
+        protocol_info = {
+            "name": "loso",
+            "description": "leave-one-speaker-out",
+            "speaker_independent": True,
+            "folds": 3,
+        }
+        folds = [synthetic_fold(s, [s], rng, len(labels)) for s in ["03", "08", "09"]]
+    else:
+        protocol_info = {"name": "random", "description": "random 80/20 split", "speaker_independent": False, "folds": 3}
+        folds = [synthetic_fold(str(i), [], rng, len(labels)) for i in range(3)]
+    return {
+        "corpus": corpus,
+        "language": language,
+        "labels": labels,
+        "protocol": protocol_info,
+        "speaker_normalisation": False,
+        "seed": 0,
+        "encoder": {
+            "name_or_path": "facebook/w2v-bert-2.0" if pretrained else "configs/encoders/tiny-w2vbert",
+            "family": "wav2vec2-bert",
+            "pretrained": pretrained,
+            "parameters": 1234567,
+        },
+        "head": {
+            "pooling": "stats",
+            "feature_layer": "weighted",
+            "classifier_proj_size": 128,
+            "head_hidden_sizes": [128],
+            "head_dropout": 0.2,
+        },
+        "training": {"epochs": 30, "learning_rate": 0.001, "batch_size": 16, "mode": "full", "crop_seconds": 3.0},
+        "code_version": "abc1234",
+        "hub_model_id": f"org/ser-w2vbert-{corpus}",
+        "trust_remote_code": trust_remote_code,
+        "folds": folds,
+        "summary": summarize_folds(folds, len(labels)),
+    }
+
+
+def test_card_metadata_parses_and_matches_summary():
+    results = make_results()
+    card = ModelCard(render_card(results))
+    data = card.data
+    assert data.license == "cc-by-nc-4.0"
+    assert data.language == "de"
+    assert data.pipeline_tag == "audio-classification"
+    assert data.library_name == "transformers"
+    assert "speech-emotion-recognition" in data.tags and "wav2vec2-bert" in data.tags
+    assert data.base_model is None
+    values = {result.metric_type: result.metric_value for result in data.eval_results}
+    assert values == {
+        "accuracy": results["summary"]["wa"]["mean"],
+        "recall": results["summary"]["ua"]["mean"],
+        "f1": results["summary"]["macro_f1"]["mean"],
+    }
+    for result in data.eval_results:
+        assert result.task_type == "audio-classification"
+        assert result.dataset_type == "emodb"
+        assert "loso" in result.dataset_split
+        assert result.dataset_args["speaker_independent"] is True
+
+
+def test_card_body_sections_and_numbers():
+    results = make_results()
+    text = render_card(results)
+    for heading in ["## How to use", "## Training data and protocol", "## Results", "## Limitations", "## Citation"]:
+        assert heading in text
+    assert "trained from scratch on this corpus only (no self-supervised pretraining)" in text
+    assert "![confusion matrix](confusion_matrix.png)" in text
+    assert "python app.py --model org/ser-w2vbert-emodb" in text
+    assert "A database of German emotional speech" in text
+    assert "SUPERB" in text
+    wa = results["summary"]["wa"]
+    assert f"{100 * wa['mean']:.1f} ± {100 * wa['std']:.1f}" in text
+    for fold in results["folds"]:
+        assert f"| {fold['name']} | {fold['test_speakers'][0]} | {fold['n_test']} | {100 * fold['wa']:.1f} |" in text
+
+
+def test_trust_remote_code_only_when_true():
+    with_remote = render_card(make_results(trust_remote_code=True))
+    without_remote = render_card(make_results(trust_remote_code=False))
+    assert 'pipeline("audio-classification", model="org/ser-w2vbert-emodb", trust_remote_code=True)' in with_remote
+    assert 'pipeline("audio-classification", model="org/ser-w2vbert-emodb")' in without_remote
+    assert "trust_remote_code" not in without_remote
+
+
+def test_random_protocol_is_labelled_speaker_dependent():
+    text = render_card(make_results(protocol="random"))
+    assert "random (speaker-dependent)" in text
+    assert "speaker-independent" not in text
+    card = ModelCard(text)
+    assert all(result.dataset_args["speaker_independent"] is False for result in card.data.eval_results)
+
+
+def test_pretrained_encoder_sets_base_model_and_drops_scratch_statement():
+    text = render_card(make_results(pretrained=True))
+    assert ModelCard(text).data.base_model == "facebook/w2v-bert-2.0"
+    assert "trained from scratch on this corpus only" not in text
+
+
+def test_ravdess_license_and_citation():
+    text = render_card(make_results(corpus="ravdess", language="en"))
+    card = ModelCard(text)
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    assert card.data.language == "en"
+    assert "Livingstone" in text
+
+
+def test_write_card_and_load(tmp_path):
+    results = make_results()
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    path = write_card(tmp_path)
+    card = ModelCard.load(path)
+    assert card.data.eval_results[0].metric_value == pytest.approx(results["summary"]["wa"]["mean"])
+
+
+def test_render_cards_script(tmp_path):
+    folders = [tmp_path / "models" / "a", tmp_path / "models" / "nested" / "b"]
+    for folder in folders:
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(make_results()))
+    (tmp_path / "models" / "empty").mkdir()
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "render_cards.py"), str(tmp_path / "models")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    for folder in folders:
+        assert (folder / "README.md").is_file()
+        assert str(folder / "README.md") in completed.stdout
+    assert not (tmp_path / "models" / "empty" / "README.md").exists()
+    ModelCard.load(folders[0] / "README.md")
+
+
+def test_render_cards_script_default_roots(tmp_path):
+    folder = tmp_path / "exports" / "m"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(make_results()))
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "render_cards.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert (folder / "README.md").is_file()
+    assert "rewrote" in completed.stdout

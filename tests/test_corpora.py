@@ -1,0 +1,305 @@
+"""Corpus loaders on the real Emo-DB/RAVDESS trees and on generated mini trees."""
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser.corpora import (
+    CANONICAL_LABELS,
+    CORPUS_LANGUAGE,
+    Clip,
+    CorpusError,
+    has_speakers,
+    load_aesdd,
+    load_corpus,
+    load_csv,
+    load_emodb,
+    load_folder,
+    load_ravdess,
+    load_savee,
+    load_shemo,
+    select_labels,
+)
+
+DATA = Path(__file__).parents[1] / "../shared/data"
+FOUR_CLASS = ["angry", "happy", "neutral", "sad"]
+
+
+def corpus_dir(name: str) -> Path:
+    path = DATA / name
+    if not path.is_dir():
+        pytest.skip(f"real corpus {name} not found at {path.resolve()}")
+    return path
+
+
+def write_tone(path: Path, seconds: float = 0.05, rate: int = 16000) -> Path:
+    """A tiny real WAV so the trees look like corpora; loaders never decode it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(path, 0.1 * np.sin(2 * np.pi * 220 * t), rate)
+    return path
+
+
+def make_tree(root: Path, names: list[str]) -> Path:
+    for name in names:
+        write_tone(root / name)
+    return root
+
+
+# --------------------------------------------------------------------------- real corpora
+
+
+def test_emodb_real_counts():
+    clips = load_emodb(corpus_dir("emodb"))
+    assert len(clips) == 535
+    assert Counter(c.label for c in clips) == {
+        "angry": 127, "boredom": 81, "neutral": 79, "happy": 71, "fear": 69, "sad": 62, "disgust": 46,
+    }
+    per_speaker = Counter(c.speaker for c in clips)
+    assert per_speaker == {"03": 49, "08": 58, "09": 43, "10": 38, "11": 55,
+                           "12": 35, "13": 61, "14": 69, "15": 56, "16": 71}
+    assert len({c.text for c in clips}) == 10
+    assert [c.path for c in clips] == sorted(c.path for c in clips)
+    first = clips[0]
+    assert Path(first.path).name == "03a01Fa.wav" and first.label == "happy" and first.text == "a01"
+
+
+def test_emodb_accepts_wav_folder_itself():
+    assert len(load_emodb(corpus_dir("emodb") / "wav")) == 535
+
+
+def test_ravdess_real_counts():
+    clips = load_ravdess(corpus_dir("ravdess"))
+    assert len(clips) == 1440
+    assert len({c.speaker for c in clips}) == 24
+    assert {c.speaker for c in clips} == {f"{i:02d}" for i in range(1, 25)}
+    labels = Counter(c.label for c in clips)
+    assert len(labels) == 8
+    assert labels["neutral"] == 96
+    assert all(labels[name] == 192 for name in labels if name != "neutral")
+    assert {c.text for c in clips} == {"01", "02"}
+
+
+def test_real_corpora_four_class_subset():
+    emodb = select_labels(load_emodb(corpus_dir("emodb")), FOUR_CLASS)
+    assert len(emodb) == 127 + 71 + 79 + 62
+    ravdess = select_labels(load_ravdess(corpus_dir("ravdess")), FOUR_CLASS)
+    assert len(ravdess) == 96 + 3 * 192
+
+
+def test_corpus_languages():
+    assert CORPUS_LANGUAGE == {"emodb": "de", "ravdess": "en", "savee": "en", "aesdd": "el", "shemo": "fa"}
+
+
+# --------------------------------------------------------------------------- generated trees
+
+
+def test_emodb_generated_bad_names(tmp_path):
+    make_tree(tmp_path / "wav", ["03a01Fa.wav", "03a01Xa.wav", "notes.wav"])
+    (tmp_path / "wav" / "readme.txt").write_text("not audio, ignored")
+    with pytest.raises(CorpusError, match=r"2 file\(s\).*03a01Xa"):
+        load_emodb(tmp_path)
+    with pytest.warns(UserWarning, match="2 file"):
+        clips = load_emodb(tmp_path, strict=False)
+    assert [c.label for c in clips] == ["happy"]
+
+
+def test_ravdess_song_skipped_with_count(tmp_path):
+    make_tree(tmp_path, [
+        "Actor_01/03-01-05-01-02-01-01.wav",
+        "Actor_01/03-02-05-01-02-01-01.wav",
+        "Actor_02/03-02-03-01-01-01-02.wav",
+        "Actor_02/03-01-08-02-01-02-02.flac",
+    ])
+    with pytest.warns(UserWarning, match="skipped 2 song"):
+        clips = load_ravdess(tmp_path)
+    assert [(c.label, c.speaker, c.text) for c in clips] == [("angry", "01", "02"), ("surprise", "02", "01")]
+
+
+def test_ravdess_unknown_emotion_code(tmp_path):
+    make_tree(tmp_path, ["Actor_01/03-01-05-01-02-01-01.wav", "Actor_01/03-01-09-01-02-01-01.wav"])
+    with pytest.raises(CorpusError, match="unknown emotion code '09'"):
+        load_ravdess(tmp_path)
+
+
+SAVEE_NAMES = [f"AudioData/{spk}/{code}01.wav" for spk in ("DC", "JE", "JK", "KL")
+               for code in ("a", "d", "f", "h", "n", "sa", "su")]
+
+
+def test_savee_nested_layout(tmp_path):
+    clips = load_savee(make_tree(tmp_path, SAVEE_NAMES))
+    assert len(clips) == 28
+    assert {c.speaker for c in clips} == {"DC", "JE", "JK", "KL"}
+    by_text = {(c.speaker, c.text): c.label for c in clips}
+    assert by_text[("DC", "sa01")] == "sad"
+    assert by_text[("KL", "su01")] == "surprise"
+    assert by_text[("JE", "a01")] == "angry"
+    assert Counter(c.label for c in clips) == {label: 4 for label in
+                                                ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")}
+
+
+def test_savee_flat_all_layout(tmp_path):
+    make_tree(tmp_path, ["ALL/DC_a01.wav", "ALL/JK_sa15.wav", "ALL/KL_n30.wav"])
+    clips = load_savee(tmp_path)
+    assert [(c.speaker, c.label, c.text) for c in clips] == [
+        ("DC", "angry", "a01"), ("JK", "sad", "sa15"), ("KL", "neutral", "n30"),
+    ]
+    assert len(load_savee(tmp_path / "ALL")) == 3
+
+
+def test_savee_bad_code(tmp_path):
+    make_tree(tmp_path, ["AudioData/DC/a01.wav", "AudioData/DC/x01.wav"])
+    with pytest.raises(CorpusError, match="x01"):
+        load_savee(tmp_path)
+
+
+def test_aesdd(tmp_path):
+    make_tree(tmp_path, [
+        "anger/a01 (1).wav", "anger/a01 (1)b.wav", "disgust/d02 (2).wav", "fear/f20 (6).wav",
+        "happiness/h03 (3).wav", "sadness/s04 (4).wav",
+    ])
+    clips = load_aesdd(tmp_path)
+    assert len(clips) == 6
+    assert [(c.label, c.speaker, c.text) for c in clips] == [
+        ("angry", "1", "01"), ("angry", "1", "01"), ("disgust", "2", "02"),
+        ("fear", "6", "20"), ("happy", "3", "03"), ("sad", "4", "04"),
+    ]
+
+
+def test_aesdd_folder_letter_mismatch_and_bad_name(tmp_path):
+    make_tree(tmp_path, ["anger/a01 (1).wav", "anger/s01 (1).wav", "anger/a01.wav"])
+    with pytest.raises(CorpusError, match="2 file"):
+        load_aesdd(tmp_path)
+    with pytest.warns(UserWarning, match="folder says angry"):
+        assert len(load_aesdd(tmp_path, strict=False)) == 1
+
+
+def test_shemo(tmp_path):
+    make_tree(tmp_path, ["female/F01A01.wav", "female/F01W02.wav", "male/M01N01.wav",
+                         "male/M12S03.wav", "male/M02H01.wav", "female/F03F01.wav"])
+    clips = load_shemo(tmp_path)
+    assert {(c.speaker, c.label) for c in clips} == {
+        ("F01", "angry"), ("F01", "surprise"), ("M01", "neutral"), ("M12", "sad"), ("M02", "happy"), ("F03", "fear"),
+    }
+    assert all(c.text is None for c in clips)
+
+
+def test_shemo_bad_letter(tmp_path):
+    make_tree(tmp_path, ["female/F01A01.wav", "female/F01Z01.wav"])
+    with pytest.raises(CorpusError, match="F01Z01"):
+        load_shemo(tmp_path)
+
+
+@pytest.mark.parametrize("loader", [load_emodb, load_ravdess, load_savee, load_aesdd, load_shemo, load_folder])
+def test_empty_corpus_raises(tmp_path, loader):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "notes.txt").write_text("no audio here")
+    with pytest.raises(CorpusError, match=str(tmp_path)):
+        loader(tmp_path)
+
+
+def test_missing_root_raises(tmp_path):
+    with pytest.raises(CorpusError, match="not a directory"):
+        load_emodb(tmp_path / "absent")
+
+
+def test_hidden_metadata_files_ignored(tmp_path):
+    make_tree(tmp_path, ["wav/03a01Fa.wav", "wav/._03a01Fa.wav", "__MACOSX/wav/._03a01Fa.wav"])
+    assert len(load_emodb(tmp_path)) == 1
+
+
+def test_folder_loader(tmp_path):
+    make_tree(tmp_path, ["Anger/spk1_001.wav", "happiness/deep/spk2_002.wav",
+                         "calm/spk1_003.WAV", "custom/spk3_004.flac"])
+    clips = load_folder(tmp_path)
+    assert sorted(c.label for c in clips) == ["angry", "calm", "custom", "happy"]
+    assert not has_speakers(clips)
+    with_speakers = load_folder(tmp_path, speaker_regex=r"^(?P<speaker>spk\d+)_")
+    assert has_speakers(with_speakers)
+    assert sorted(c.speaker for c in with_speakers) == ["spk1", "spk1", "spk2", "spk3"]
+
+
+def test_folder_loader_bad_entries(tmp_path):
+    make_tree(tmp_path, ["angry/spk1_001.wav", "loose.wav", "sad/nospeaker.wav"])
+    with pytest.raises(CorpusError, match="loose.wav"):
+        load_folder(tmp_path)
+    with pytest.warns(UserWarning, match="2 file"):
+        clips = load_folder(tmp_path, speaker_regex=r"(spk\d+)_", strict=False)
+    assert [(c.label, c.speaker) for c in clips] == [("angry", "spk1")]
+
+
+def test_csv_loader(tmp_path):
+    make_tree(tmp_path, ["audio/one.wav", "audio/two.wav", "audio/three.wav"])
+    absolute = write_tone(tmp_path / "elsewhere" / "four.wav")
+    (tmp_path / "list.csv").write_text(
+        "path,label,speaker,text\n"
+        "audio/one.wav,Anger,s1,hello\n"
+        "audio/two.wav, happiness ,s2,\n"
+        "audio/three.wav,frustrated,s1,x\n"
+        f"{absolute},fearful,s3,y\n"
+    )
+    clips = load_csv(tmp_path / "list.csv")
+    assert [(Path(c.path).name, c.label, c.speaker, c.text) for c in clips] == [
+        ("one.wav", "angry", "s1", "hello"), ("three.wav", "frustrated", "s1", "x"),
+        ("two.wav", "happy", "s2", None), ("four.wav", "fear", "s3", "y"),
+    ]
+    assert all(Path(c.path).is_file() for c in clips)
+    assert has_speakers(clips)
+
+
+def test_csv_without_speaker_column(tmp_path):
+    make_tree(tmp_path, ["a.wav"])
+    (tmp_path / "list.csv").write_text("path,label\na.wav,sadness\n")
+    clips = load_corpus("csv", tmp_path / "list.csv")
+    assert clips == [Clip(str(tmp_path / "a.wav"), "sad", "unknown", None)]
+    assert not has_speakers(clips)
+
+
+def test_csv_bad_rows(tmp_path):
+    make_tree(tmp_path, ["a.wav", "b.wav"])
+    (tmp_path / "list.csv").write_text("path,label\na.wav,sad\nb.wav,\nmissing.wav,happy\n")
+    with pytest.raises(CorpusError, match="empty label"):
+        load_csv(tmp_path / "list.csv")
+    with pytest.warns(UserWarning, match="2 file"):
+        assert len(load_csv(tmp_path / "list.csv", strict=False)) == 1
+    (tmp_path / "noheader.csv").write_text("a.wav,sad\n")
+    with pytest.raises(CorpusError, match="'path' and 'label'"):
+        load_csv(tmp_path / "noheader.csv")
+    (tmp_path / "empty.csv").write_text("path,label\n")
+    with pytest.raises(CorpusError, match="empty.csv"):
+        load_csv(tmp_path / "empty.csv")
+
+
+def test_select_labels_four_class_across_loaders(tmp_path):
+    savee = load_savee(make_tree(tmp_path / "savee", SAVEE_NAMES))
+    shemo = load_shemo(make_tree(tmp_path / "shemo", ["female/F01A01.wav", "female/F01H01.wav",
+                                                       "male/M01N01.wav", "male/M01S01.wav", "male/M01W01.wav"]))
+    for clips in (savee, shemo):
+        subset = select_labels(clips, FOUR_CLASS)
+        assert {c.label for c in subset} == set(FOUR_CLASS)
+    # Aliases are accepted when selecting too.
+    assert len(select_labels(savee, ["anger", "sadness"])) == 8
+
+
+def test_select_labels_missing_label(tmp_path):
+    aesdd = load_aesdd(make_tree(tmp_path, ["anger/a01 (1).wav", "sadness/s01 (1).wav", "happiness/h01 (1).wav"]))
+    with pytest.raises(ValueError, match="neutral"):
+        select_labels(aesdd, FOUR_CLASS)
+
+
+def test_load_corpus_dispatch(tmp_path):
+    make_tree(tmp_path, ["female/F01A01.wav"])
+    assert load_corpus("shemo", tmp_path)[0].speaker == "F01"
+    with pytest.raises(ValueError, match="unknown corpus"):
+        load_corpus("iemocap", tmp_path)
+
+
+def test_canonical_labels_cover_all_loaders():
+    from ser import corpora
+
+    for table in (corpora.EMODB_EMOTIONS, corpora.RAVDESS_EMOTIONS, corpora.SAVEE_EMOTIONS,
+                  corpora.AESDD_EMOTIONS, corpora.SHEMO_EMOTIONS):
+        assert set(table.values()) <= set(CANONICAL_LABELS)

@@ -1,0 +1,180 @@
+"""The emotion model classes: shapes, learning, exact padding, freezing, saving and loading."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForAudioClassification, Wav2Vec2Model
+
+import modeling_ser
+from conftest import FAMILIES, TINY_SPECS
+from ser.encoders import feature_extractor_for, scratch_model
+
+LABELS = ["angry", "sad"]
+LAYERS = ["last", "weighted", 1]
+STEPS, LR = 25, 3e-3
+
+
+def batch(feature_extractor, audio, seconds=1.0):
+    clips = [a[: int(seconds * 16000)] for a in audio]
+    return feature_extractor(clips, sampling_rate=16000, padding=True, return_tensors="pt")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("pooling", modeling_ser.POOLINGS)
+@pytest.mark.parametrize("layer", LAYERS)
+def test_shapes_and_loss_falls_on_real_clips(family, pooling, layer, emodb_clips):
+    torch.manual_seed(0)
+    audio, labels = emodb_clips
+    model, fe = scratch_model(TINY_SPECS[family], LABELS, pooling=pooling, feature_layer=layer,
+                              head_hidden_sizes=[16], head_dropout=0.0)
+    inputs = batch(fe, audio)
+    labels = torch.tensor(labels)
+    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
+    losses = []
+    for _ in range(STEPS):
+        out = model(**inputs, labels=labels)
+        assert out.logits.shape == (4, 2)
+        losses.append(out.loss.item())
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    assert min(losses[-5:]) < losses[0] * 0.8, losses
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("pooling", modeling_ser.POOLINGS)
+def test_padded_batch_matches_each_clip_alone(family, pooling, emodb_clips):
+    torch.manual_seed(0)
+    model, fe = scratch_model(TINY_SPECS[family], LABELS, pooling=pooling, feature_layer="weighted")
+    torch.nn.init.normal_(model.classifier.weight, std=3.0)  # logits far from 0, so a match means something
+    model.eval()
+    audio, _ = emodb_clips
+    clips = [audio[0][:16000], audio[1][:9000], audio[2][:12500]]
+    with torch.no_grad():
+        padded = model(**fe(clips, sampling_rate=16000, padding=True, return_tensors="pt")).logits
+        alone = torch.cat([model(**fe([c], sampling_rate=16000, return_tensors="pt")).logits for c in clips])
+    assert padded.abs().max() > 0.1
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_freezing_leaves_frozen_parameters_unchanged(family, emodb_clips):
+    audio, labels = emodb_clips
+    for flag in ("freeze_feature_encoder", "freeze_backbone"):
+        model, fe = scratch_model(TINY_SPECS[family], LABELS, **{flag: True})
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+        model(**batch(fe, audio), labels=torch.tensor(labels)).loss.backward()
+        optimizer.step()
+        frontend = "feature_extractor" if family != "wav2vec2-bert" else "feature_projection"
+        prefix = model.base_model_prefix + ("." if flag == "freeze_backbone" else f".{frontend}.")
+        for name, param in model.named_parameters():
+            frozen = name.startswith(prefix)
+            assert param.requires_grad != frozen, name
+            assert torch.equal(param, before[name]) == frozen, name
+
+
+def test_bad_head_options_fail_at_construction():
+    spec = TINY_SPECS["wav2vec2"]
+    with pytest.raises(ValueError, match="pooling"):
+        scratch_model(spec, LABELS, pooling="max")
+    with pytest.raises(ValueError, match="feature_layer"):
+        scratch_model(spec, LABELS, feature_layer=7)
+    with pytest.raises(ValueError, match="feature_layer"):
+        scratch_model(spec, LABELS, feature_layer="first")
+
+
+def save(tmp_path, family, **head_options):
+    torch.manual_seed(0)
+    model, fe = scratch_model(TINY_SPECS[family], ["angry", "happy", "neutral", "sad"], **head_options)
+    torch.nn.init.normal_(model.classifier.weight, std=3.0)
+    model.eval()
+    folder = tmp_path / f"{family}-model"
+    model.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    return model, fe, folder
+
+
+FRESH_PROCESS = textwrap.dedent("""
+    import json, sys
+    import numpy as np, soundfile as sf
+    from transformers import pipeline
+    folder, clip, remote = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    assert "modeling_ser" not in sys.modules
+    kwargs = {"trust_remote_code": True} if remote else {}
+    classify = pipeline("audio-classification", model=folder, top_k=None, **kwargs)
+    audio = sf.read(clip, dtype="float32")[0]
+    print(json.dumps({"class": type(classify.model).__name__, "out": classify(audio)}))
+""")
+
+
+def run_fresh_pipeline(folder, clip, remote):
+    """The stock pipeline in a new Python that cannot import the project (as a Hub user would run it)."""
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(folder.parent / "hf-home")}
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(clip), "1" if remote else "0"],
+                          cwd=folder.parent, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("head", ["stock", "mlp"])
+def test_saved_model_loads_in_stock_pipeline_in_fresh_process(family, head, tmp_path, emodb_clips):
+    from conftest import EMODB
+    options = {"feature_layer": "weighted"} if head == "stock" else {"pooling": "attentive", "head_hidden_sizes": [8]}
+    model, fe, folder = save(tmp_path, family, **options)
+    assert model.is_stock_expressible == (head == "stock")
+    files = {p.name for p in folder.iterdir()}
+    assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
+    assert ("modeling_ser.py" in files) == (head == "mlp")
+    clip = EMODB / "wav" / "03a01Wa.wav"
+    result = run_fresh_pipeline(folder, clip, remote=head == "mlp")
+    expected_class = model.stock_class.__name__ if head == "stock" else type(model).__name__
+    assert result["class"] == expected_class
+    scores = {r["label"]: r["score"] for r in result["out"]}
+    assert set(scores) == {"angry", "happy", "neutral", "sad"}
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad():
+        audio = emodb_clips[0][0]
+        probs = model(**fe([audio], sampling_rate=16000, return_tensors="pt")).logits.softmax(-1)[0]
+    for i, label in model.config.id2label.items():
+        assert scores[label] == pytest.approx(probs[i].item(), abs=1e-5)
+
+
+def test_auto_model_loads_custom_head_after_registration(tmp_path, emodb_clips):
+    model, fe, folder = save(tmp_path, "wavlm", pooling="stats", feature_layer=1)
+    modeling_ser.register_auto_classes()
+    loaded = AutoModelForAudioClassification.from_pretrained(folder).eval()
+    assert type(loaded) is modeling_ser.WavLMForEmotion
+    assert loaded.config.pooling == "stats" and loaded.config.feature_layer == 1
+    inputs = fe([emodb_clips[0][0]], sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**inputs).logits, model(**inputs).logits)
+
+
+def test_from_backbone_wraps_a_saved_encoder_folder(tmp_path):
+    torch.manual_seed(0)
+    encoder = Wav2Vec2Model(modeling_ser.Wav2Vec2Config(**TINY_SPECS["wav2vec2"]["encoder"]))
+    folder = tmp_path / "tiny-encoder"
+    encoder.save_pretrained(folder)
+    feature_extractor_for("wav2vec2").save_pretrained(folder)
+
+    model = modeling_ser.from_backbone(str(folder), ["neutral", "angry", "sad"], pooling="stats",
+                                       feature_layer="weighted", freeze_feature_encoder=True)
+    assert type(model) is modeling_ser.Wav2Vec2ForEmotion
+    assert model.config.id2label == {0: "neutral", 1: "angry", 2: "sad"}
+    assert model.config.label2id == {"neutral": 0, "angry": 1, "sad": 2}
+    for name, param in encoder.state_dict().items():
+        torch.testing.assert_close(model.wav2vec2.state_dict()[name], param)
+    torch.testing.assert_close(model.layer_weights, torch.full((3,), 1 / 3))
+    assert not any(p.requires_grad for p in model.wav2vec2.feature_extractor.parameters())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(ValueError, match="hubert"):
+        modeling_ser.HubertForEmotion.from_backbone(str(folder), ["a", "b"])
+    with pytest.raises(ValueError, match="labels"):
+        modeling_ser.from_backbone(str(folder), ["a"])
