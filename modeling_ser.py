@@ -181,10 +181,19 @@ class EmotionModelMixin:
         if layer == "last":
             return outputs.last_hidden_state
         if layer == "weighted":
-            stacked = torch.stack(outputs.hidden_states, dim=1)  # (B, L, T, H)
-            weights = torch.softmax(self.layer_weights, dim=-1)
-            return (stacked * weights.view(-1, 1, 1)).sum(dim=1)
+            return self.mix_layers(torch.stack(outputs.hidden_states, dim=1))
         return outputs.hidden_states[layer]
+
+    def mix_layers(self, stacked: torch.Tensor) -> torch.Tensor:
+        """Learned softmax-weighted sum of all layers: (B, L, T, H) -> (B, T, H)."""
+        weights = torch.softmax(self.layer_weights, dim=-1)
+        return (stacked * weights.view(-1, 1, 1)).sum(dim=1)
+
+    def classify(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """The head alone: encoder frames (B, T, H) and their mask (B, T) -> logits (B, num_labels). Training on
+        cached encoder features calls this directly."""
+        frames = self.projector(frames)  # (B, T, P)
+        return self.classifier(self.head(self.pooling(frames, frame_mask)))
 
     def frame_mask(self, frames: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Turns the input-level attention mask into a (B, T) mask of real encoder frames."""
@@ -214,9 +223,8 @@ class EmotionModelMixin:
             output_hidden_states=bool(output_hidden_states) or self.config.feature_layer != "last",
             output_attentions=output_attentions,
         )
-        frames = self.projector(self.select_frames(outputs))  # (B, T, P)
-        pooled = self.pooling(frames, self.frame_mask(frames, attention_mask))
-        logits = self.classifier(self.head(pooled))  # (B, num_labels)
+        frames = self.select_frames(outputs)  # (B, T, H)
+        logits = self.classify(frames, self.frame_mask(frames, attention_mask))
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits, labels.view(-1).to(logits.device))

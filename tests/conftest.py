@@ -8,11 +8,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+torch.set_num_threads(1)  # tiny models gain nothing from more, and threads that spin against other processes lose much
 DATA = ROOT.parent / "shared" / "data"
 EMODB = DATA / "emodb"
 RAVDESS = DATA / "ravdess"

@@ -1,0 +1,109 @@
+"""Turns clips into model inputs: audio decoding with a bad-file report, per-clip features computed once,
+optional speaker normalisation, random-crop training sets and a padding collator."""
+
+import random
+import sys
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ser.audio import AudioError, load_audio
+from ser.corpora import Clip
+
+SAMPLING_RATE = 16000
+
+
+def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Clip], list[np.ndarray]]:
+    """Decodes every clip. Unreadable or empty files are reported by name and count: an error by default, a
+    warning (and the clip left out) with `skip_bad`, never a silent drop."""
+    kept, audio, bad = [], [], []
+    for clip in tqdm(clips, desc="reading audio", unit="clip"):
+        try:
+            audio.append(load_audio(clip.path, SAMPLING_RATE))
+            kept.append(clip)
+        except AudioError as error:
+            bad.append(str(error))
+    if bad:
+        report = f"{len(bad)} of {len(clips)} audio files are unreadable or empty:\n  " + "\n  ".join(bad[:20])
+        if not skip_bad:
+            raise AudioError(report + "\n(fix or remove them, or pass --skip_bad_files to leave them out)")
+        print(report + "\n(left out because of --skip_bad_files)", file=sys.stderr)  # a report, not a filterable warning
+    if not kept:
+        raise AudioError("no readable audio left")
+    return kept, audio
+
+
+def extract_features(feature_extractor, audio: list[np.ndarray]) -> list[np.ndarray]:
+    """The model's input for each whole clip, unpadded: samples (N,) or filterbank frames (T, D)."""
+    name = feature_extractor.model_input_names[0]
+    out = []
+    for samples in tqdm(audio, desc="computing input features", unit="clip"):
+        batch = feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="np")
+        out.append(batch[name][0].astype(np.float32))
+    return out
+
+
+def speaker_normalise(features: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
+    """Z-normalises each feature dimension with the statistics of that speaker's own clips (unlabelled audio, the
+    test speaker's included, as a deployed system would after hearing a caller for a while)."""
+    if features[0].ndim < 2:
+        raise ValueError("speaker normalisation needs feature vectors per frame: use a filterbank encoder "
+                         "(wav2vec2-bert) or --mode frozen (normalises the encoder's features)")
+    out = list(features)
+    for speaker in sorted(set(speakers)):
+        indices = [i for i, s in enumerate(speakers) if s == speaker]
+        frames = np.concatenate([features[i].reshape(len(features[i]), -1) for i in indices])
+        mean, std = frames.mean(axis=0), frames.std(axis=0) + 1e-5
+        for i in indices:
+            shape = features[i].shape
+            out[i] = ((features[i].reshape(shape[0], -1) - mean) / std).reshape(shape).astype(np.float32)
+    return out
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """Clips as (features, label); with `crop_seconds`, a fresh random crop of each clip every time it is drawn
+    (training), else the whole clip (evaluation). Crops are cut on the first axis, samples or frames."""
+
+    def __init__(self, features, labels, durations, crop_seconds: float | None = None):
+        self.features, self.labels, self.durations, self.crop_seconds = features, labels, durations, crop_seconds
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict:
+        features = self.features[i]
+        if self.crop_seconds:
+            units = max(1, int(len(features) * self.crop_seconds / self.durations[i]))  # units per second differ
+            if len(features) > units:
+                start = random.randrange(len(features) - units + 1)
+                features = features[start : start + units]
+        return {"features": features, "labels": self.labels[i]}
+
+
+class PadCollator:
+    """Pads a batch on the time axis and builds the attention mask the model turns into a frame mask."""
+
+    def __init__(self, input_name: str, padding_value: float = 0.0):
+        self.input_name, self.padding_value = input_name, padding_value
+
+    def __call__(self, batch: list[dict]) -> dict:
+        longest = max(len(item["features"]) for item in batch)
+        first = batch[0]["features"]
+        padded = np.full((len(batch), longest, *first.shape[1:]), self.padding_value, dtype=np.float32)
+        mask = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, item in enumerate(batch):
+            padded[row, : len(item["features"])] = item["features"]
+            mask[row, : len(item["features"])] = 1
+        return {
+            self.input_name: torch.from_numpy(padded),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.tensor([item["labels"] for item in batch]),
+        }
+
+
+def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
+    """Inverse class frequency (mean 1 over the classes present), for a class-balanced loss."""
+    counts = np.bincount(labels, minlength=num_labels).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)

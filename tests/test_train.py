@@ -1,0 +1,157 @@
+"""train_ser.py end to end on real Emo-DB clips: results, resume, two processes, the feature cache, bad data."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import EMODB, ROOT, TINY_SPECS, require
+
+SPEAKERS = ("03", "08", "09")
+
+
+def tiny_spec(tmp_path, family="wav2vec2-bert"):
+    path = tmp_path / f"tiny-{family}.json"
+    path.write_text(json.dumps(TINY_SPECS[family]))
+    return path
+
+
+def small_emodb_csv(tmp_path, speakers=SPEAKERS, per_speaker=12):
+    """A CSV corpus of real Emo-DB clips from a few speakers: the real code path, a fraction of the time."""
+    wavs = sorted((require(EMODB) / "wav").glob("*.wav"))
+    rows = [w for s in speakers for w in [w for w in wavs if w.name[:2] == s][:per_speaker]]
+    letters = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
+    path = tmp_path / "corpus.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "speaker"])
+        writer.writerows([[str(w), letters[w.name[5]], w.name[:2]] for w in rows])
+    return path
+
+
+def train(tmp_path, *args, launcher=(sys.executable,), check=True, **popen):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [*launcher, str(ROOT / "train_ser.py"), "--report_to", "none", "--disable_tqdm", "true", *map(str, args)]
+    if popen:
+        return subprocess.Popen(command, cwd=tmp_path, env=env, text=True, **popen)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+def test_real_emodb_end_to_end(tmp_path):
+    """The real corpus through the real loader: two speaker-independent folds, results, plot and final model."""
+    out = tmp_path / "run"
+    train(tmp_path, "--corpus", "emodb", "--data_root", require(EMODB), "--encoder_config", tiny_spec(tmp_path),
+          "--only_folds", "speaker-03", "speaker-16", "--num_train_epochs", 2, "--learning_rate", 2e-3,
+          "--pooling", "stats", "--head_hidden_sizes", 16, "--output_dir", out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol"]["description"] == "leave-one-speaker-out"
+    assert results["protocol"]["speaker_independent"] and results["protocol"]["folds"] == 2
+    assert results["encoder"]["pretrained"] is False and results["speaker_normalisation"] is False
+    assert [f["test_speakers"] for f in results["folds"]] == [["03"], ["16"]]
+    assert [f["n_test"] for f in results["folds"]] == [49, 71]  # counts from the corpus README
+    assert len(results["labels"]) == 7 and results["trust_remote_code"] is True
+    pooled = results["summary"]["pooled"]
+    assert np.sum(pooled["confusion"]) == 120 and 0 <= pooled["ua"] <= 1
+    assert (out / "confusion_matrix.png").stat().st_size > 5000
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_ser.py"} <= {
+        p.name for p in (out / "final").iterdir()}
+
+
+def test_random_split_is_labelled_speaker_dependent(tmp_path):
+    out = tmp_path / "run"
+    train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config",
+          tiny_spec(tmp_path), "--protocol", "random", "--num_folds", 2, "--num_train_epochs", 1,
+          "--train_final_model", "false", "--output_dir", out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["protocol"]["description"] == "random (speaker-dependent)"
+    assert results["protocol"]["speaker_independent"] is False
+
+
+def test_yaml_config_with_command_line_override(tmp_path):
+    config = tmp_path / "corpus.yaml"
+    config.write_text(f"corpus: csv\ndata_root: {small_emodb_csv(tmp_path)}\nencoder_config: {tiny_spec(tmp_path)}\n"
+                      f"output_dir: {tmp_path / 'from-yaml'}\nnum_train_epochs: 5\nlabels: [angry, sad]\n"
+                      "train_final_model: false\npooling: attentive\n")
+    out = tmp_path / "overridden"
+    train(tmp_path, "--config", config, "--num_train_epochs", 1, "--output_dir", out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["labels"] == ["angry", "sad"] and results["training"]["epochs"] == 1
+    assert results["head"]["pooling"] == "attentive" and not (tmp_path / "from-yaml").exists()
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = ["--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", tiny_spec(tmp_path),
+            "--only_folds", "speaker-03", "--num_train_epochs", 40, "--per_device_train_batch_size", 4,
+            "--save_strategy", "steps", "--save_steps", 10, "--train_final_model", "false", "--output_dir", out]
+    run = train(tmp_path, *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((out / "speaker-03").glob("checkpoint-20")) and time.time() < deadline:
+        time.sleep(0.2)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    checkpoints = sorted(int(p.name.split("-")[1]) for p in (out / "speaker-03").glob("checkpoint-*"))
+    assert checkpoints and not (out / "results.json").exists()
+    resumed = train(tmp_path, *args)
+    assert f"speaker-03: resuming from {out / 'speaker-03' / f'checkpoint-{checkpoints[-1]}'}" in resumed.stdout
+    assert json.loads((out / "results.json").read_text())["folds"][0]["n_test"] == 12
+
+
+def test_two_process_accelerate_launch_gives_one_result(tmp_path):
+    out = tmp_path / "run"
+    launcher = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    done = train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config",
+                 tiny_spec(tmp_path), "--only_folds", "speaker-08", "--num_train_epochs", 1,
+                 "--per_device_train_batch_size", 4, "--output_dir", out, launcher=launcher)
+    assert done.stdout.count("leave-one-speaker-out: wa") == 1  # the summary is written by one process only
+    assert "ParallelMode" not in done.stderr  # the Trainer did join the process group
+    results = json.loads((out / "results.json").read_text())
+    assert results["training"]["batch_size"] == 8  # 4 per process x 2 processes
+    assert results["folds"][0]["n_test"] == 12 and len(results["folds"][0]["y_pred"]) == 12
+    assert (out / "final" / "model.safetensors").exists()
+
+
+def test_frozen_mode_reads_features_from_the_cache_the_second_time(tmp_path):
+    corpus, spec = small_emodb_csv(tmp_path), tiny_spec(tmp_path, "wavlm")
+    common = ["--corpus", "csv", "--data_root", corpus, "--encoder_config", spec, "--mode", "frozen",
+              "--feature_layer", "weighted", "--num_train_epochs", 2, "--train_final_model", "false",
+              "--output_dir", tmp_path / "run", "--speaker_normalisation", "true"]
+    train(tmp_path, *common, "--only_folds", "speaker-03")
+    first = json.loads((tmp_path / "run" / "results.json").read_text())["feature_cache"]
+    assert (first["hits"], first["misses"]) == (0, 36)
+    train(tmp_path, *common, "--only_folds", "speaker-09")
+    second = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert (second["feature_cache"]["hits"], second["feature_cache"]["misses"]) == (36, 0)
+    assert second["speaker_normalisation"] is True and second["head"]["freeze_backbone"] is True
+    train(tmp_path, *common[:-2], "--feature_layer", "last", "--only_folds", "speaker-09")  # other layer: new key
+    third = json.loads((tmp_path / "run" / "results.json").read_text())["feature_cache"]
+    assert third["misses"] == 36 and third["folder"] != first["folder"]
+
+
+def test_bad_data_is_reported_by_name(tmp_path):
+    corpus = small_emodb_csv(tmp_path)
+    (tmp_path / "broken.wav").write_bytes(b"not audio at all" * 100)
+    with corpus.open("a") as f:
+        f.write(f"{tmp_path / 'broken.wav'},angry,03\n")
+    base = ["--corpus", "csv", "--data_root", corpus, "--encoder_config", tiny_spec(tmp_path),
+            "--num_train_epochs", 1, "--train_final_model", "false", "--only_folds", "speaker-03"]
+    failed = train(tmp_path, *base, "--output_dir", tmp_path / "a", check=False)
+    assert failed.returncode != 0 and "broken.wav" in failed.stderr and "1 of 37" in failed.stderr
+    skipped = train(tmp_path, *base, "--skip_bad_files", "true", "--output_dir", tmp_path / "b")
+    assert "broken.wav" in skipped.stderr
+    unknown = train(tmp_path, *base, "--labels", "angry", "furious", "--output_dir", tmp_path / "c", check=False)
+    assert unknown.returncode != 0 and "furious" in unknown.stderr
+    (tmp_path / "empty").mkdir()
+    empty = train(tmp_path, *base[2:], "--corpus", "emodb", "--data_root", tmp_path / "empty",
+                  "--output_dir", tmp_path / "d", check=False)
+    assert empty.returncode != 0 and "empty" in empty.stderr

@@ -1,0 +1,308 @@
+"""Trains and evaluates a speech-emotion model per corpus, fold by fold, with the Hugging Face Trainer.
+
+    python train_ser.py --config configs/emodb.yaml [--any_option value ...]
+    accelerate launch --num_processes 2 train_ser.py --config configs/emodb.yaml
+
+Options come from the YAML file, then the command line (which wins). Evaluation is speaker-independent by default
+(leave-one-speaker-out); `--protocol random` is labelled "random (speaker-dependent)" in every output. Each fold
+trains from the same initial weights, is evaluated on whole clips, and writes its result before the next starts,
+so a killed run resumes at its last checkpoint. Results: `<output_dir>/results.json` and a confusion-matrix PNG.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+
+from ser import corpora, data, splits
+from ser.encoders import load_spec, pretrained_model, scratch_model
+from ser.frozen import FeatureCache, FrozenEncoderHead
+from ser.metrics import classification_metrics, plot_confusion, summarize_folds
+
+
+@dataclass
+class DataArguments:
+    corpus: str = field(metadata={"help": "emodb, ravdess, savee, aesdd, shemo, folder (one folder per label) or csv"})
+    data_root: str = field(metadata={"help": "The corpus folder in its original layout, or the CSV file"})
+    labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad"})
+    protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | fixed | random (speaker-dependent)"})
+    num_folds: int | None = field(default=None, metadata={"help": "k for speaker_kfold and random"})
+    split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
+    only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
+    speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
+    crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
+    skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
+
+
+@dataclass
+class ModelArguments:
+    encoder_name_or_path: str | None = field(default=None, metadata={"help": "Pretrained encoder: Hub id or local folder"})
+    encoder_config: str | None = field(default=None, metadata={"help": "Encoder spec JSON to train from scratch (configs/encoders/)"})
+    mode: str = field(default="full", metadata={"help": "full (fine-tune) | frozen (cached encoder features, head only)"})
+    pooling: str = field(default="mean", metadata={"help": "mean | stats | attentive"})
+    feature_layer: str = field(default="last", metadata={"help": "last | weighted | a layer index"})
+    classifier_proj_size: int | None = field(default=None, metadata={"help": "Projector size (default: the config's)"})
+    head_hidden_sizes: list[int] = field(default_factory=list, metadata={"help": "Hidden layers of the head"})
+    head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
+    freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
+    class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
+    train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
+
+    def head_options(self) -> dict:
+        layer = int(self.feature_layer) if self.feature_layer.isdigit() else self.feature_layer
+        options = dict(pooling=self.pooling, feature_layer=layer, head_hidden_sizes=self.head_hidden_sizes,
+                       head_dropout=self.head_dropout, freeze_feature_encoder=self.freeze_feature_encoder,
+                       freeze_backbone=self.mode == "frozen")
+        if self.classifier_proj_size:
+            options["classifier_proj_size"] = self.classifier_proj_size
+        return options
+
+
+def parse_arguments(argv: list[str]):
+    """YAML values first, then the command line, so any option can be overridden there."""
+    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
+    if "--config" in argv:
+        at = argv.index("--config")
+        argv = yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
+    if not torch.cuda.is_available() and "--use_cpu" not in argv:
+        argv = argv + ["--use_cpu", "true"]  # without it, the Trainer ignores a 2-process CPU launch's process group
+    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
+        parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
+    if model_args.mode not in ("full", "frozen"):
+        parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
+    return data_args, model_args, training_args
+
+
+def yaml_to_argv(path: str) -> list[str]:
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    argv = []
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        argv += [f"--{key}", *(str(v) for v in values)]
+    return argv
+
+
+def load_corpus(args: DataArguments):
+    clips = corpora.load_corpus(args.corpus, args.data_root)
+    if args.labels:
+        clips = corpora.select_labels(clips, args.labels)
+    labels = sorted({clip.label for clip in clips})
+    if len(labels) < 2:
+        raise corpora.CorpusError(f"{args.data_root}: need at least two emotions, found {labels}")
+    return data.load_clips_audio(clips, skip_bad=args.skip_bad_files) + (labels,)
+
+
+def build_model(args: ModelArguments, labels: list[str]):
+    if args.encoder_config:
+        return scratch_model(load_spec(args.encoder_config), labels, **args.head_options())
+    return pretrained_model(args.encoder_name_or_path, labels, **args.head_options())
+
+
+def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, training_args, cache_dir):
+    """Per-clip inputs: encoder frames from the cache in frozen mode, else the feature extractor's output."""
+    if model.config.freeze_backbone:
+        with training_args.main_process_first(desc="encoder feature cache"):
+            cache = FeatureCache(cache_dir, model, feature_extractor)
+            features = cache.features(audio)
+        input_name, stats = "features", {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)}
+    else:
+        features = data.extract_features(feature_extractor, audio)
+        input_name, stats = feature_extractor.model_input_names[0], None
+    if args.speaker_normalisation:
+        features = data.speaker_normalise(features, [clip.speaker for clip in clips])
+    return features, input_name, stats
+
+
+@dataclass
+class Experiment:
+    """Everything the folds share: the model and its initial weights, per-clip inputs, and where to write."""
+
+    model: torch.nn.Module
+    features: list
+    labels: list[int]
+    durations: list[float]
+    collator: data.PadCollator
+    names: list[str]
+    training_args: TrainingArguments
+    class_balanced: bool
+    crop_seconds: float
+
+    def __post_init__(self):
+        self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.output_dir = Path(self.training_args.output_dir)
+
+    @property
+    def is_main(self) -> bool:
+        return self.training_args.process_index == 0
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+    def subset(self, indices: list[int], crop_seconds: float | None = None) -> data.CropDataset:
+        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        return data.CropDataset(pick(self.features), pick(self.labels), pick(self.durations), crop_seconds)
+
+    def trainer(self, name: str, train_idx: list[int]) -> Trainer:
+        """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached."""
+        args = replace(self.training_args, output_dir=str(self.output_dir / name))
+        weights = data.class_weights([self.labels[i] for i in train_idx], len(self.names))
+
+        def balanced_loss(outputs, labels, num_items_in_batch=None):
+            return torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weights.to(outputs.logits.device))
+
+        trainable = FrozenEncoderHead(self.model) if self.model.config.freeze_backbone else self.model
+        return Trainer(model=trainable, args=args, train_dataset=self.subset(train_idx, self.crop_seconds),
+                       data_collator=self.collator, compute_loss_func=balanced_loss if self.class_balanced else None)
+
+    def train(self, name: str, train_idx: list[int], test_idx: list[int] | None = None) -> dict | None:
+        """Trains from the initial weights (resuming from the fold's last checkpoint if there is one) and returns
+        the predictions on whole test clips."""
+        self.model.load_state_dict(self.initial_state)
+        self.model._apply_freezing()
+        trainer = self.trainer(name, train_idx)
+        checkpoint = self.last_complete_checkpoint(trainer.args.output_dir)
+        if checkpoint:
+            self.log(f"{name}: resuming from {checkpoint}")
+        trainer.train(resume_from_checkpoint=checkpoint)
+        if not test_idx:
+            return None
+        prediction = trainer.predict(self.subset(test_idx))
+        return {"y_true": prediction.label_ids.tolist(), "y_pred": prediction.predictions.argmax(-1).tolist()}
+
+    def last_complete_checkpoint(self, folder: str) -> str | None:
+        """The newest checkpoint whose trainer state exists (the Trainer writes it last). A run killed while saving
+        leaves a partial folder: it is removed, so at most one checkpoint interval is lost."""
+        for path in sorted(Path(folder).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+            try:
+                json.loads((path / "trainer_state.json").read_text())
+                return str(path)
+            except (OSError, ValueError):
+                if self.is_main:
+                    shutil.rmtree(path)
+        return None
+
+    def evaluate_fold(self, fold: splits.Fold) -> dict:
+        predictions = self.train(fold.name, fold.train, fold.test)
+        metrics = classification_metrics(predictions["y_true"], predictions["y_pred"], len(self.names))
+        return {"name": fold.name, "test_speakers": fold.test_speakers, "n_test": len(fold.test),
+                **metrics, **predictions}
+
+    def run_folds(self, folds: list[splits.Fold], clips, speaker_independent: bool) -> list[dict]:
+        """Each fold's result goes to <fold>/fold_result.json; a finished fold is read back, not retrained."""
+        results = []
+        for fold in folds:
+            if speaker_independent:
+                splits.check_speaker_disjoint(clips, fold)
+            done = self.output_dir / fold.name / "fold_result.json"
+            if done.exists():
+                result = json.loads(done.read_text())
+            else:
+                result = self.evaluate_fold(fold)
+                if self.is_main:
+                    done.write_text(json.dumps(result))
+                    for checkpoint in done.parent.glob("checkpoint-*"):
+                        shutil.rmtree(checkpoint)  # the fold is finished: its result is all a resume needs
+            self.log(f"fold {fold.name}: WA {result['wa']:.3f}  UA {result['ua']:.3f}  macro-F1 {result['macro_f1']:.3f}")
+            results.append(result)
+        return results
+
+
+def code_version() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).parent).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).parent).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def write_results(experiment: Experiment, fold_results, protocol, data_args, model_args, cache_stats) -> dict:
+    names, model, training_args = experiment.names, experiment.model, experiment.training_args
+    results = {
+        "corpus": data_args.corpus, "language": corpora.CORPUS_LANGUAGE.get(data_args.corpus), "labels": names,
+        "protocol": protocol, "speaker_normalisation": data_args.speaker_normalisation, "seed": training_args.seed,
+        "encoder": {"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
+                    "family": model.stock_class.config_class.model_type,
+                    "pretrained": model_args.encoder_name_or_path is not None,
+                    "parameters": sum(p.numel() for p in model.parameters())},
+        "head": model_args.head_options(),
+        "training": {"mode": model_args.mode, "epochs": training_args.num_train_epochs,
+                     "learning_rate": training_args.learning_rate, "weight_decay": training_args.weight_decay,
+                     "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+                     "warmup_steps": training_args.warmup_steps,
+                     "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+                     "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss},
+        "code_version": code_version(),
+        "trust_remote_code": not model.is_stock_expressible,
+        "feature_cache": cache_stats,
+        "folds": fold_results,
+        "summary": summarize_folds(fold_results, len(names)),
+    }
+    (experiment.output_dir / "results.json").write_text(json.dumps(results, indent=1))
+    title = f"{data_args.corpus}: {protocol['description']}, pooled over folds"
+    plot_confusion(results["summary"]["pooled"]["confusion"], names, experiment.output_dir / "confusion_matrix.png", title)
+    summary = results["summary"]
+    print(f"{protocol['description']}: " + "  ".join(
+        f"{m} {summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in ("wa", "ua", "macro_f1"))
+        + f"  (pooled UA {summary['pooled']['ua']:.3f})")
+    return results
+
+
+def limit_threads() -> None:
+    """Several processes on few cores: torch's default thread count each makes them spin against each other
+    (measured here: 50x slower steps), so share the cores out unless the user chose."""
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    if processes > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
+
+
+def main(argv: list[str]) -> None:
+    data_args, model_args, training_args = parse_arguments(argv)
+    training_args.remove_unused_columns = False
+    limit_threads()
+    set_seed(training_args.seed)
+    clips, audio, names = load_corpus(data_args)
+    folds, protocol = splits.make_folds(clips, data_args.protocol, k=data_args.num_folds, seed=training_args.seed,
+                                        split_file=data_args.split_file)
+    if data_args.only_folds:
+        folds = [fold for fold in folds if fold.name in data_args.only_folds]
+        protocol = {**protocol, "folds": len(folds), "only_folds": data_args.only_folds}
+    model, feature_extractor = build_model(model_args, names)
+    output_dir = Path(training_args.output_dir)
+    features, input_name, cache_stats = model_inputs(model, feature_extractor, audio, clips, data_args,
+                                                      training_args, output_dir / "feature-cache")
+    experiment = Experiment(
+        model=model, features=features, labels=[names.index(clip.label) for clip in clips],
+        durations=[len(a) / data.SAMPLING_RATE for a in audio],
+        collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0))),
+        names=names, training_args=training_args, class_balanced=model_args.class_balanced_loss,
+        crop_seconds=data_args.crop_seconds)
+    experiment.log(f"{data_args.corpus}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
+          f"{len(folds)} folds; encoder {model_args.encoder_name_or_path or model_args.encoder_config} "
+          f"({'pretrained' if model_args.encoder_name_or_path else 'trained from scratch'})")
+    fold_results = experiment.run_folds(folds, clips, protocol["speaker_independent"])
+    if experiment.is_main:
+        write_results(experiment, fold_results, protocol, data_args, model_args, cache_stats)
+    if model_args.train_final_model:
+        experiment.train("final-training", list(range(len(clips))))
+        if experiment.is_main:
+            model.save_pretrained(output_dir / "final")
+            feature_extractor.save_pretrained(output_dir / "final")
+            shutil.rmtree(output_dir / "final-training", ignore_errors=True)
+            experiment.log(f"final model (all {len(clips)} clips): {output_dir / 'final'}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
