@@ -24,6 +24,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 from ser import corpora, data, splits
 from ser.encoders import load_spec, pretrained_model, scratch_model
+from ser.export import export_run, push_folder
 from ser.frozen import FeatureCache, FrozenEncoderHead
 from ser.metrics import classification_metrics, plot_confusion, summarize_folds
 
@@ -32,6 +33,7 @@ from ser.metrics import classification_metrics, plot_confusion, summarize_folds
 class DataArguments:
     corpus: str = field(metadata={"help": "emodb, ravdess, savee, aesdd, shemo, folder (one folder per label) or csv"})
     data_root: str = field(metadata={"help": "The corpus folder in its original layout, or the CSV file"})
+    language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the five named corpora)"})
     labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad"})
     protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | fixed | random (speaker-dependent)"})
     num_folds: int | None = field(default=None, metadata={"help": "k for speaker_kfold and random"})
@@ -66,20 +68,27 @@ class ModelArguments:
         return options
 
 
+@dataclass
+class ExportArguments:
+    export_dir: str | None = field(default=None, metadata={"help": "Write the Hub model repo (weights, config, card, results) here"})
+
+
 def parse_arguments(argv: list[str]):
     """YAML values first, then the command line, so any option can be overridden there."""
-    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments))
+    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments, ExportArguments))
     if "--config" in argv:
         at = argv.index("--config")
         argv = yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
     if not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv = argv + ["--use_cpu", "true"]  # without it, the Trainer ignores a 2-process CPU launch's process group
-    data_args, model_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    data_args, model_args, training_args, export_args = parser.parse_args_into_dataclasses(args=argv)
+    if training_args.push_to_hub and not (training_args.hub_model_id and export_args.export_dir):
+        parser.error("--push_to_hub needs --hub_model_id org/name and --export_dir (the folder that is uploaded)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
     if model_args.mode not in ("full", "frozen"):
         parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
-    return data_args, model_args, training_args
+    return data_args, model_args, training_args, export_args
 
 
 def yaml_to_argv(path: str) -> list[str]:
@@ -231,7 +240,7 @@ def code_version() -> str:
 def write_results(experiment: Experiment, fold_results, protocol, data_args, model_args, cache_stats) -> dict:
     names, model, training_args = experiment.names, experiment.model, experiment.training_args
     results = {
-        "corpus": data_args.corpus, "language": corpora.CORPUS_LANGUAGE.get(data_args.corpus), "labels": names,
+        "corpus": data_args.corpus, "language": data_args.language or corpora.CORPUS_LANGUAGE.get(data_args.corpus), "labels": names,
         "protocol": protocol, "speaker_normalisation": data_args.speaker_normalisation, "seed": training_args.seed,
         "encoder": {"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
                     "family": model.stock_class.config_class.model_type,
@@ -269,8 +278,9 @@ def limit_threads() -> None:
 
 
 def main(argv: list[str]) -> None:
-    data_args, model_args, training_args = parse_arguments(argv)
+    data_args, model_args, training_args, export_args = parse_arguments(argv)
     training_args.remove_unused_columns = False
+    push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
     limit_threads()
     set_seed(training_args.seed)
     clips, audio, names = load_corpus(data_args)
@@ -295,14 +305,19 @@ def main(argv: list[str]) -> None:
     fold_results = experiment.run_folds(folds, clips, protocol["speaker_independent"])
     if experiment.is_main:
         write_results(experiment, fold_results, protocol, data_args, model_args, cache_stats)
-    if model_args.train_final_model:
+    final = output_dir / "final"
+    if model_args.train_final_model and not (final / "model.safetensors").exists():
         experiment.train("final-training", list(range(len(clips))))
         if experiment.is_main:
-            model.save_pretrained(output_dir / "final")
-            feature_extractor.save_pretrained(output_dir / "final")
+            model.save_pretrained(final)
+            feature_extractor.save_pretrained(final)
             shutil.rmtree(output_dir / "final-training", ignore_errors=True)
-            experiment.log(f"final model (all {len(clips)} clips): {output_dir / 'final'}")
-
+            experiment.log(f"final model (all {len(clips)} clips): {final}")
+    if export_args.export_dir and experiment.is_main:
+        folder = export_run(output_dir, export_args.export_dir, training_args.hub_model_id)
+        experiment.log(f"exported: {folder}")
+        if push:
+            experiment.log(f"uploaded: {push_folder(folder, training_args.hub_model_id, training_args.hub_token, bool(training_args.hub_private_repo))}")
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -1,0 +1,70 @@
+"""Export a trained tiny model as a Hub repo folder; the card parses and matches results.json; the folder loads
+with the stock pipeline in a fresh process; the push path fails clearly without a token."""
+
+import json
+
+import pytest
+from huggingface_hub import ModelCard
+
+from conftest import EMODB
+from test_modeling import run_fresh_pipeline
+from test_train import small_emodb_csv, tiny_spec, train
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("export")
+    out, export = tmp_path / "run", tmp_path / "ser-w2vbert-emodb"
+    done = train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config",
+                 tiny_spec(tmp_path), "--only_folds", "speaker-03", "speaker-09", "--num_train_epochs", 1,
+                 "--feature_layer", "weighted", "--output_dir", out, "--export_dir", export,
+                 "--hub_model_id", "org/ser-w2vbert-emodb", "--language", "de")
+    assert f"exported: {export}" in done.stdout
+    return tmp_path, out, export
+
+
+def test_export_folder_holds_the_repo(exported):
+    _, _, export = exported
+    names = {p.name for p in export.iterdir()}
+    assert names == {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "results.json",
+                     "confusion_matrix.png"}  # a stock-expressible head: no code file, no auto_map
+    assert json.loads((export / "config.json").read_text())["architectures"] == ["Wav2Vec2BertForSequenceClassification"]
+
+
+def test_card_metadata_matches_results(exported):
+    _, _, export = exported
+    results = json.loads((export / "results.json").read_text())
+    card = ModelCard.load(export / "README.md")
+    assert card.data.pipeline_tag == "audio-classification" and card.data.language == "de"
+    measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    summary = results["summary"]
+    assert measured == {"accuracy": summary["wa"]["mean"], "recall": summary["ua"]["mean"],
+                        "f1": summary["macro_f1"]["mean"]}
+    assert "speaker-independent" in card.data.eval_results[0].dataset_split
+    assert 'pipeline("audio-classification", model="org/ser-w2vbert-emodb")' in card.text
+    assert "trained from scratch" in card.text and "trust_remote_code" not in card.text
+
+
+def test_exported_folder_loads_in_fresh_process_without_remote_code(exported):
+    _, _, export = exported
+    result = run_fresh_pipeline(export, EMODB / "wav" / "03a01Wa.wav", remote=False)
+    assert result["class"] == "Wav2Vec2BertForSequenceClassification"
+    assert {r["label"] for r in result["out"]} == set(json.loads((export / "results.json").read_text())["labels"])
+    assert sum(r["score"] for r in result["out"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_push_without_token_fails_clearly_and_with_one_reaches_the_upload(exported, monkeypatch):
+    tmp_path, out, export = exported
+    common = ["--corpus", "csv", "--data_root", tmp_path / "corpus.csv", "--encoder_config",
+              tmp_path / "tiny-wav2vec2-bert.json", "--only_folds", "speaker-03", "speaker-09",
+              "--num_train_epochs", 1, "--feature_layer", "weighted", "--output_dir", out,
+              "--export_dir", tmp_path / "again", "--hub_model_id", "org/ser-w2vbert-emodb", "--push_to_hub", "true"]
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "no-login"))
+    no_token = train(tmp_path, *common, check=False)
+    assert no_token.returncode != 0 and "no Hugging Face token" in no_token.stderr
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token_that_cannot_be_used")
+    offline = train(tmp_path, *common, check=False)  # HF_HUB_OFFLINE=1: the first Hub call is refused
+    assert offline.returncode != 0 and "create_repo" in offline.stderr and "offline" in offline.stderr.lower()
+    bad = train(tmp_path, *common[:-4], "--push_to_hub", "true", check=False)
+    assert bad.returncode != 0 and "--hub_model_id" in bad.stderr
