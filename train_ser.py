@@ -37,6 +37,7 @@ class DataArguments:
     labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad"})
     protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | fixed | random (speaker-dependent)"})
     num_folds: int | None = field(default=None, metadata={"help": "k for speaker_kfold and random"})
+    fold_seed: int | None = field(default=None, metadata={"help": "Shuffle speakers (speaker_kfold) or clips (random) with this seed; unset: speakers in sorted order (EmoBox RAVDESS: actors 1-4, 5-8, ...)"})
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
     only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
     speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
@@ -100,7 +101,7 @@ def yaml_to_argv(path: str) -> list[str]:
     return argv
 
 
-def load_corpus(args: DataArguments):
+def read_corpus(args: DataArguments):
     clips = corpora.load_corpus(args.corpus, args.data_root)
     if args.labels:
         clips = corpora.select_labels(clips, args.labels)
@@ -283,9 +284,10 @@ def main(argv: list[str]) -> None:
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
     limit_threads()
     set_seed(training_args.seed)
-    clips, audio, names = load_corpus(data_args)
-    folds, protocol = splits.make_folds(clips, data_args.protocol, k=data_args.num_folds, seed=training_args.seed,
+    clips, audio, names = read_corpus(data_args)
+    folds, protocol = splits.make_folds(clips, data_args.protocol, k=data_args.num_folds, seed=data_args.fold_seed,
                                         split_file=data_args.split_file)
+    protocol["fold_seed"] = data_args.fold_seed
     if data_args.only_folds:
         folds = [fold for fold in folds if fold.name in data_args.only_folds]
         protocol = {**protocol, "folds": len(folds), "only_folds": data_args.only_folds}
