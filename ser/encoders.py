@@ -33,7 +33,7 @@ def scratch_model(spec: dict, labels: list[str], **head_options):
     """An emotion model whose encoder starts from random weights. `spec` = {"family", "encoder": config fields,
     "feature_extractor": optional overrides} as in `configs/encoders/*.json`."""
     cls = emotion_class(spec["family"])
-    config = cls.config_class(**spec["encoder"], **head_options, **label_fields(labels))
+    config = cls.config_class(**{**spec["encoder"], **head_options}, **label_fields(labels))  # head options win
     return cls(config), feature_extractor_for(spec["family"], **spec.get("feature_extractor", {}))
 
 
