@@ -125,7 +125,7 @@ def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, tr
             features = cache.features(audio)
         input_name, stats = "features", {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)}
     else:
-        features = data.extract_features(feature_extractor, audio)
+        features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
         input_name, stats = feature_extractor.model_input_names[0], None
     if args.speaker_normalisation:
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])

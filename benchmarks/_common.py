@@ -77,9 +77,10 @@ def table(rows: list[dict], columns: list[str], formats: dict | None = None) -> 
     return "\n".join(lines)
 
 
-def write_result(name: str, payload: dict, quick: bool = False) -> Path:
+def write_result(benchmark: str, payload: dict, quick: bool = False, name: str | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}{'-quick' if quick else ''}.json"
+    path = RESULTS / f"{name or benchmark}{'-quick' if quick else ''}.json"
+    name = benchmark
     payload = {"benchmark": name, "quick": quick, "command": " ".join([Path(sys.executable).name, *sys.argv]),
                "machine": machine(), "shared_machine_note": "CPU shared with other users' jobs while measured; "
                "compare the ratios measured within one run, not absolute seconds across runs", **payload}

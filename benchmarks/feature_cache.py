@@ -1,6 +1,6 @@
 """Frozen-mode epoch time: head training on cached encoder features vs recomputing them every epoch.
 
-    python benchmarks/feature_cache.py              # 64 fixed Emo-DB clips, 3 epochs each way, interleaved
+    python benchmarks/feature_cache.py              # 32 fixed Emo-DB clips, 2 epochs each way, interleaved
     python benchmarks/feature_cache.py --quick      # 8 clips, 1 epoch each way
 
 Encoder: wav2vec2-base shape (`Wav2Vec2Config()` defaults: 12 layers, hidden 768; feat_extract_norm="layer"),
@@ -69,8 +69,8 @@ def train_epoch(head, optimizer, frames_for, labels, weights, batch_size, rng) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clips", type=int, default=64, help="fixed random subset of Emo-DB (whole clips)")
-    parser.add_argument("--epochs", type=int, default=3, help="epochs of each kind (median reported)")
+    parser.add_argument("--clips", type=int, default=32, help="fixed random subset of Emo-DB (whole clips)")
+    parser.add_argument("--epochs", type=int, default=2, help="epochs of each kind (median reported)")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")

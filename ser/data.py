@@ -34,12 +34,14 @@ def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Cl
     return kept, audio
 
 
-def extract_features(feature_extractor, audio: list[np.ndarray]) -> list[np.ndarray]:
-    """The model's input for each whole clip, unpadded: samples (N,) or filterbank frames (T, D)."""
+def extract_features(feature_extractor, audio: list[np.ndarray], per_utterance_norm: bool = True) -> list[np.ndarray]:
+    """The model's input for each whole clip, unpadded: samples (N,) or filterbank frames (T, D). Without
+    `per_utterance_norm`, filterbanks keep their level, for speaker normalisation to use instead."""
     name = feature_extractor.model_input_names[0]
+    options = {} if per_utterance_norm else {"do_normalize_per_mel_bins": False}  # only filterbank extractors have it
     out = []
     for samples in tqdm(audio, desc="computing input features", unit="clip"):
-        batch = feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="np")
+        batch = feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="np", **options)
         out.append(batch[name][0].astype(np.float32))
     return out
 

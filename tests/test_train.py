@@ -46,6 +46,7 @@ def train(tmp_path, *args, launcher=(sys.executable,), check=True, **popen):
     return done
 
 
+@pytest.mark.slow
 def test_real_emodb_end_to_end(tmp_path):
     """The real corpus through the real loader: two speaker-independent folds, results, plot and final model."""
     out = tmp_path / "run"

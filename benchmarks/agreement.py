@@ -1,0 +1,148 @@
+"""Do the optimised runtimes give the same answers as fp32? Top-1 agreement and the largest absolute difference of
+any class probability, per runtime of ser/runtime.py, against fp32, on held-out real Emo-DB clips.
+
+    python benchmarks/agreement.py            # wav2vec2-base shape, head trained on 64 clips, 100 test clips
+    python benchmarks/agreement.py --quick    # 24 training clips, 12 test clips
+    python benchmarks/agreement.py --model large
+
+Why a trained head: with random weights everywhere the logits are nearly uniform, so the top-1 class flips on
+differences of 1e-4 and agreement measures noise, not the runtime. The encoder keeps its random weights (no
+pretrained checkpoint can be downloaded here), but the head (layer weights, projector, classifier) is fitted for a
+few hundred full-batch AdamW steps, in fp32, on the frozen encoder's mean-pooled per-layer features of training
+clips from 8 speakers, so that its predictions on held-out clips are confident and spread over several classes, as a
+trained model's are. Agreement is then measured on clips of the 2 other speakers (never seen by the head). The
+model is saved and reloaded exactly as a published one (stock class + feature extractor) and classified through
+`EmotionPredictor.from_pretrained(folder, runtime=...)`, one clip per call.
+
+If `models/emodb-default` exists (a trained model), it is measured the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from _common import EMODB, ROOT, table, write_result  # noqa: I001
+from inference import LABELS, MODELS, build_model
+from ser.audio import load_audio
+from ser.corpora import load_emodb
+
+TEST_SPEAKERS = {"15", "16"}
+
+
+def classifier_for(folder: Path, runtime: str):
+    """EmotionPredictor if ser/predictor.py exists, else the same model through ser.runtime.prepare_model."""
+    try:
+        from ser.predictor import EmotionPredictor
+        predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
+        return (lambda audio: predictor.classify_batch([audio])[0]), "EmotionPredictor"
+    except ImportError:
+        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+        from ser.runtime import prepare_model
+        fe = AutoFeatureExtractor.from_pretrained(folder)
+        model = prepare_model(AutoModelForAudioClassification.from_pretrained(folder), runtime)
+        labels = model.config.id2label
+
+        @torch.inference_mode()
+        def call(audio):
+            inputs = fe(audio, sampling_rate=16000, return_tensors="pt")
+            probs = model(**inputs).logits.float().softmax(-1)[0]
+            return {labels[i]: float(p) for i, p in enumerate(probs)}
+        return call, "prepare_model (ser/predictor.py absent)"
+
+
+@torch.inference_mode()
+def pooled_layers(model, fe, audio) -> torch.Tensor:
+    """Mean over frames of every layer's output: (L, H). Masked mean of one unpadded clip = plain mean."""
+    inputs = fe(audio, sampling_rate=16000, return_tensors="pt")
+    out = model.base_model(inputs["input_values"], output_hidden_states=True)
+    return torch.stack([h[0].mean(0) for h in out.hidden_states])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="base", choices=list(MODELS))
+    parser.add_argument("--train-clips", type=int, default=64)
+    parser.add_argument("--test-clips", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.train_clips, args.test_clips, args.steps = 24, 12, 200
+    torch.set_num_threads(args.threads)
+    from ser.runtime import RUNTIMES
+
+    clips = load_emodb(EMODB)
+    rng = random.Random(0)
+    train = rng.sample([c for c in clips if c.speaker not in TEST_SPEAKERS], args.train_clips)
+    test = rng.sample([c for c in clips if c.speaker in TEST_SPEAKERS], args.test_clips)
+    audio = {c.path: load_audio(c.path, 16000) for c in train + test}
+    results, rows = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        model, fe = build_model(args.model)  # our class, weighted layer sum + mean pooling, random weights
+        start = time.perf_counter()
+        pooled = torch.stack([pooled_layers(model, fe, audio[c.path]) for c in train])
+        y = torch.tensor([LABELS.index(c.label) for c in train])
+        # Fit on raw pooled features (standardising is done by the fit's own scale: the encoder ends in layer norm).
+        params = [model.layer_weights, *model.projector.parameters(), *model.classifier.parameters()]
+        optimizer = torch.optim.AdamW(params, lr=3e-3)
+        with torch.enable_grad():
+            for _ in range(args.steps):
+                mixed = (pooled * torch.softmax(model.layer_weights, -1)[None, :, None]).sum(1)
+                loss = torch.nn.functional.cross_entropy(model.classifier(model.projector(mixed)), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+        print(f"head fitted on {len(train)} clips in {time.perf_counter() - start:.0f} s, final training loss "
+              f"{float(loss):.3f}", flush=True)
+        trained = Path(tmp) / "trained"
+        model.save_pretrained(trained)
+        fe.save_pretrained(trained)
+        targets = {f"{args.model} (random encoder, fitted head)": trained}
+        if (ROOT / "models" / "emodb-default").exists():
+            targets["models/emodb-default"] = ROOT / "models" / "emodb-default"
+        for target, path in targets.items():
+            probs, via = {}, None
+            for runtime in RUNTIMES:
+                call, via = classifier_for(path, runtime)
+                start = time.perf_counter()
+                probs[runtime] = [call(audio[c.path]) for c in test]
+                print(f"{target} {runtime}: {len(test)} clips in {time.perf_counter() - start:.0f} s", flush=True)
+                del call
+            ref = probs["fp32"]
+            names = list(ref[0])
+            top = lambda p: max(p, key=p.get)  # noqa: E731
+            fp32_top = [top(p) for p in ref]
+            info = {"via": via, "test_clips": len(test),
+                    "fp32_accuracy_on_test": float(np.mean([t == c.label for t, c in zip(fp32_top, test)])),
+                    "fp32_mean_top_probability": float(np.mean([max(p.values()) for p in ref])),
+                    "fp32_classes_predicted": {n: fp32_top.count(n) for n in names if fp32_top.count(n)},
+                    "runtimes": {}}
+            for runtime in RUNTIMES:
+                if runtime == "fp32":
+                    continue
+                agree = float(np.mean([top(p) == t for p, t in zip(probs[runtime], fp32_top)]))
+                diff = max(abs(p[k] - r[k]) for p, r in zip(probs[runtime], ref) for k in names)
+                info["runtimes"][runtime] = {"top1_agreement": agree, "max_abs_prob_diff": diff}
+                rows.append({"model": target, "runtime": runtime, "clips": len(test), "top-1 agreement": agree,
+                             "max |dp|": diff, "fp32 mean top prob": info["fp32_mean_top_probability"],
+                             ">=99%": agree >= 0.99})
+            results[target] = info
+            print(f"{target}: fp32 predicts {info['fp32_classes_predicted']}, mean top probability "
+                  f"{info['fp32_mean_top_probability']:.3f}, test accuracy {info['fp32_accuracy_on_test']:.3f}")
+    print(table(rows, ["model", "runtime", "clips", "top-1 agreement", "max |dp|", "fp32 mean top prob", ">=99%"],
+                {"top-1 agreement": ".3f", "max |dp|": ".3g", "fp32 mean top prob": ".3f"}))
+    write_result("agreement", {"model": args.model, "train_clips": len(train), "test_speakers": sorted(TEST_SPEAKERS),
+                               "head_fit_steps": args.steps, "results": results, "table": rows}, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Classify the emotion of audio files, or of every window of a long recording.
+
+    python predict_ser.py --model models/emodb-default clips/ extra.wav --output predictions.csv
+    python predict_ser.py --model FOLDER_OR_HUB_ID --runtime int8 clips/ --output predictions.jsonl
+    python predict_ser.py --timeline --window 2 --hop 1 meeting.flac --output meeting.csv --plot meeting.png
+
+Folders are searched recursively for audio files (wav flac ogg mp3 m4a opus ...). A file that cannot be classified
+is reported on stderr and written to the output with its `error`; the exit code is then 1. Without --output the
+table goes to stdout as CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aac", ".aif", ".aiff", ".au", ".webm"}
+DEFAULT_MODEL = "models/emodb-default"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files and/or folders (searched recursively)")
+    parser.add_argument("--model", help=f"saved model folder or Hub id (default: {DEFAULT_MODEL} beside this script)")
+    parser.add_argument("--runtime", default="fp32", choices=["fp32", "int8"], help="CPU runtime (default: fp32)")
+    parser.add_argument("--output", help="out.csv or out.jsonl (default: CSV on stdout)")
+    parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
+    parser.add_argument("--timeline", action="store_true", help="classify sliding windows of each (long) recording")
+    parser.add_argument("--window", type=float, default=2.0, help="timeline window in seconds (default: 2)")
+    parser.add_argument("--hop", type=float, default=1.0, help="timeline hop in seconds (default: 1)")
+    parser.add_argument("--no-skip-silence", dest="skip_silence", action="store_false",
+                        help="classify silent windows too instead of flagging them")
+    parser.add_argument("--silence-db", type=float, default=-45.0, help="silent-window peak level (default: -45)")
+    parser.add_argument("--plot", help="timeline plot (PNG); with several inputs, one per file named after it")
+    args = parser.parse_args(argv)
+    if args.output and Path(args.output).suffix.lower() not in (".csv", ".jsonl"):
+        parser.error("--output must end in .csv or .jsonl")
+    if args.plot and not args.timeline:
+        parser.error("--plot needs --timeline")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be at least 1")
+    return args
+
+
+def find_inputs(inputs: list[str]) -> list[Path]:
+    """Named files as given (whatever their extension, so a wrong file is reported rather than skipped); folders
+    searched recursively for audio extensions. A missing input is kept, to be reported as an error row."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+        else:
+            files.append(path)
+    return files
+
+
+def report(path: Path, err: Exception) -> str:
+    message = str(err) if str(path) in str(err) else f"{path}: {err}"
+    tqdm.write(f"error: {message}", file=sys.stderr)
+    return message
+
+
+def classify_files(predictor, files: list[Path], batch_size: int):
+    """Rows in input order. Files are decoded and checked one by one, so a bad file fails alone, then classified
+    `batch_size` at a time."""
+    from ser.audio import AudioError
+
+    with tqdm(total=len(files), desc="classifying", unit="file", file=sys.stderr) as bar:
+        for first in range(0, len(files), batch_size):
+            chunk = files[first:first + batch_size]
+            rows, audio = [], {}
+            for i, path in enumerate(chunk):
+                try:
+                    audio[i] = predictor.load_file(path)
+                    rows.append({"file": str(path)})
+                except (AudioError, ValueError) as err:
+                    rows.append({"file": str(path), "error": report(path, err)})
+            if audio:
+                for i, scores in zip(audio, predictor.classify_batch(list(audio.values()))):
+                    rows[i].update(label=max(scores, key=scores.get), scores=scores)
+            bar.update(len(chunk))
+            yield from rows
+
+
+def write_predictions(rows, labels: list[str], output: str | None) -> int:
+    """CSV (file, label, one column per class, error) or JSONL (rows with a `scores` mapping), written as rows
+    arrive. Returns the number of error rows."""
+    failed = 0
+    handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        jsonl = bool(output) and output.lower().endswith(".jsonl")
+        writer = csv.writer(handle, lineterminator="\n")
+        if not jsonl:
+            writer.writerow(["file", "label", *labels, "error"])
+        for row in rows:
+            failed += "error" in row
+            if jsonl:
+                handle.write(json.dumps({"file": row["file"], "label": row.get("label"),
+                                         "scores": row.get("scores"), "error": row.get("error")}) + "\n")
+            else:
+                scores = row.get("scores") or {}
+                writer.writerow([row["file"], row.get("label") or "", *[scores.get(l, "") for l in labels],
+                                 row.get("error", "")])
+            handle.flush()
+    finally:
+        if output:
+            handle.close()
+    return failed
+
+
+def plot_path(plot: str, path: Path, several: bool) -> Path:
+    target = Path(plot)
+    return target.with_name(f"{target.stem}-{path.stem}{target.suffix or '.png'}") if several else target
+
+
+def run_timelines(predictor, files: list[Path], args) -> tuple[list[dict], int]:
+    """All windows of every file (a file's rows carry its name); a failing file adds an error row."""
+    from ser.audio import AudioError, audio_duration
+
+    rows, failed = [], 0
+    for path in files:
+        file_rows = []
+        try:
+            windows = predictor.timeline(path, args.window, args.hop, skip_silence=args.skip_silence,
+                                         silence_db=args.silence_db)
+            total = _window_count(audio_duration(path), args.window, args.hop)
+            for row in tqdm(windows, total=total, desc=path.name, unit="window", file=sys.stderr):
+                file_rows.append({"file": str(path), **row})
+        except (AudioError, ValueError) as err:
+            failed += 1
+            file_rows.append({"file": str(path), "start": None, "end": None, "label": None, "scores": None,
+                              "silent": None, "error": report(path, err)})
+        rows += file_rows
+        windows_only = [row for row in file_rows if "error" not in row]
+        if args.plot and windows_only:
+            predictor.plot_timeline(windows_only, predictor.labels, plot_path(args.plot, path, len(files) > 1),
+                                    title=path.name)
+    return rows, failed
+
+
+def _window_count(seconds: float, window: float, hop: float) -> int:
+    """Windows the timeline will yield (for the progress bar only)."""
+    return math.ceil(max(seconds - window, 0.0) / hop) + 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    from ser.predictor import EmotionPredictor
+
+    hf_logging.disable_progress_bar()  # one progress bar (ours) is enough
+
+    model = args.model or str(Path(__file__).resolve().parent / DEFAULT_MODEL)
+    try:
+        predictor = EmotionPredictor.from_pretrained(model, runtime=args.runtime)
+    except (OSError, ValueError) as err:
+        hint = "" if args.model else " (this is the default model; pass --model FOLDER_OR_HUB_ID)"
+        print(f"error: cannot load model: {err}{hint}", file=sys.stderr)
+        return 2
+    predictor.batch_size = args.batch_size
+    files = find_inputs(args.inputs)
+    if not files:
+        print("error: no audio files found in the inputs", file=sys.stderr)
+        return 1
+    if args.timeline:
+        rows, failed = run_timelines(predictor, files, args)
+        EmotionPredictor.write_timeline(rows, args.output or "-")
+    else:
+        failed = write_predictions(classify_files(predictor, files, args.batch_size), predictor.labels, args.output)
+    if failed:
+        print(f"{failed} of {len(files)} file(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

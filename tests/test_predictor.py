@@ -1,0 +1,368 @@
+"""EmotionPredictor on tiny saved models and real Emo-DB clips: exact probabilities, runtimes, resampling, bad
+input, and the streaming timeline (row layout, silence, flat memory on a 10-minute recording)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+import torch
+from matplotlib.figure import Figure
+
+import modeling_ser
+from conftest import EMODB, ROOT, TINY_SPECS, require
+from ser.audio import AudioError, load_audio
+from ser.encoders import scratch_model
+from ser.predictor import EmotionPredictor
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+CLIPS = ["03a01Wa.wav", "03a02Ta.wav", "03a04Fd.wav", "03a05Aa.wav", "03a02Wb.wav", "03a01Nc.wav"]
+HEADS = {
+    # saved as the stock Wav2Vec2ForSequenceClassification (SUPERB recipe)
+    "stock": ("wav2vec2", {"pooling": "mean", "feature_layer": "weighted"}),
+    # saved with modeling_ser.py: stats pooling and a hidden layer
+    "custom": ("hubert", {"pooling": "stats", "head_hidden_sizes": [16], "feature_layer": 1}),
+    # log-mel front end (input_features) with a custom head
+    "custom-w2vbert": ("wav2vec2-bert", {"pooling": "stats", "head_hidden_sizes": [16]}),
+    # WavLM's attention reads its projection weights directly: int8 must leave those layers alone
+    "custom-wavlm": ("wavlm", {"pooling": "attentive"}),
+}
+SR = 16000
+
+
+def save_tiny_model(folder, family, **head):
+    torch.manual_seed(0)
+    model, fe = scratch_model(TINY_SPECS[family], LABELS, head_dropout=0.0, **head)
+    torch.nn.init.normal_(model.classifier.weight, std=0.5)  # probabilities clearly apart, not saturated
+    model.eval()
+    model.save_pretrained(folder)
+    fe.save_pretrained(folder)
+    return model, fe
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for kind, (family, head) in HEADS.items():
+        model, fe = save_tiny_model(root / kind, family, **head)
+        out[kind] = (model, fe, root / kind)
+    return out
+
+
+@pytest.fixture(scope="module")
+def predictors(saved):
+    return {kind: EmotionPredictor.from_pretrained(folder) for kind, (_, _, folder) in saved.items()}
+
+
+def clip_path(name):
+    return require(EMODB / "wav") / name
+
+
+def own_softmax(model, fe, audio):
+    with torch.no_grad():
+        return model(**fe([audio], sampling_rate=SR, return_tensors="pt")).logits.softmax(-1)[0].numpy()
+
+
+def assert_distribution(scores):
+    assert list(scores) == LABELS
+    assert all(isinstance(p, float) and 0.0 <= p <= 1.0 for p in scores.values())
+    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+# --- loading and exact probabilities -----------------------------------------------------------------------------
+
+
+def test_loads_stock_and_custom_heads_through_from_pretrained(saved, predictors):
+    assert not (saved["stock"][2] / "modeling_ser.py").exists()
+    assert type(predictors["stock"].model).__name__ == "Wav2Vec2ForSequenceClassification"
+    assert isinstance(predictors["custom"].model, modeling_ser.HubertForEmotion)
+    assert isinstance(predictors["custom-w2vbert"].model, modeling_ser.Wav2Vec2BertForEmotion)
+    for predictor in predictors.values():
+        assert predictor.labels == LABELS
+
+
+def test_wrapping_a_model_leaves_it_untouched(saved):
+    model, fe, _ = saved["custom"]
+    encoder = model.hubert.feature_extractor
+    predictor = EmotionPredictor(model, fe)
+    assert model.hubert.feature_extractor is encoder  # the predictor rewires its own copy
+    assert type(predictor.model.hubert.feature_extractor).__name__ == "TimeMajorFeatureEncoder"
+    assert predictor.model.classifier.weight is model.classifier.weight  # ...which shares the weights
+
+
+@pytest.mark.parametrize("kind", list(HEADS))
+def test_probabilities_equal_the_models_own_softmax(kind, saved, predictors):
+    model, fe, _ = saved[kind]
+    predictor = predictors[kind]
+    paths = [clip_path(name) for name in CLIPS[:4]]
+    audio = [load_audio(path) for path in paths]
+    expected = [own_softmax(model, fe, a) for a in audio]
+    assert np.ptp(np.array(expected), axis=0).max() > 100 * 1e-5  # clips differ far more than the tolerance
+    batch = predictor.classify_batch(audio)  # different lengths: padded batches
+    for path, a, want, got in zip(paths, audio, expected, batch):
+        for scores in (got, predictor.classify_file(path), predictor.classify_array(a, SR)):
+            assert_distribution(scores)
+            np.testing.assert_allclose([scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["stock", "custom", "custom-wavlm", "custom-w2vbert"])
+def test_int8_runtime_agrees_with_fp32_on_real_clips(kind, saved):
+    folder = saved[kind][2]
+    fp32, int8 = (EmotionPredictor.from_pretrained(folder, runtime=r) for r in ("fp32", "int8"))
+    audio = [load_audio(clip_path(name)) for name in CLIPS]
+    ref, quick = fp32.classify_batch(audio), int8.classify_batch(audio)
+    diffs = [abs(a[label] - b[label]) for a, b in zip(ref, quick) for label in LABELS]
+    assert max(diffs) < 0.03, max(diffs)
+    assert [max(s, key=s.get) for s in quick] == [max(s, key=s.get) for s in ref]
+    for scores in quick:
+        assert_distribution(scores)
+
+
+def test_stereo_44k_and_8k_inputs(tmp_path, predictors):
+    predictor = predictors["stock"]
+    speech = load_audio(clip_path(CLIPS[0]))
+    reference = predictor.classify_array(speech, SR)
+
+    left = soxr.resample(speech, SR, 44100).astype(np.float32)
+    stereo = np.stack([left, 0.5 * left], axis=1)  # (n, 2)
+    sf.write(tmp_path / "stereo.wav", stereo, 44100, subtype="FLOAT")
+    from_file = predictor.classify_file(tmp_path / "stereo.wav")
+    from_array = predictor.classify_array(stereo, 44100)
+    pcm16 = predictor.classify_array((stereo * 32767).astype(np.int16), 44100)
+    for scores in (from_file, from_array, pcm16):
+        assert_distribution(scores)
+        assert max(scores, key=scores.get) == max(reference, key=reference.get)
+    for label in LABELS:
+        assert from_array[label] == pytest.approx(from_file[label], abs=1e-5)
+        assert pcm16[label] == pytest.approx(from_array[label], abs=1e-3)
+
+    narrow = soxr.resample(speech, SR, 8000).astype(np.float32)
+    sf.write(tmp_path / "narrow.flac", narrow, 8000)
+    for scores in (predictor.classify_file(tmp_path / "narrow.flac"), predictor.classify_array(narrow, 8000)):
+        assert_distribution(scores)
+
+
+# --- bad input ---------------------------------------------------------------------------------------------------
+
+
+def write_bad_file(tmp_path, case):
+    path = tmp_path / f"{case}.wav"
+    noise = np.random.default_rng(0).normal(0, 0.1, SR * 61).astype(np.float32)
+    if case == "empty":
+        sf.write(path, np.zeros(0, np.float32), SR)
+    elif case == "silent":
+        sf.write(path, np.zeros(2 * SR, np.float32), SR)
+    elif case == "too-short":
+        sf.write(path, noise[: SR // 10], SR)
+    elif case == "too-long":
+        sf.write(path, noise, SR)
+    elif case == "corrupt":
+        path.write_bytes(b"RIFF" + np.random.default_rng(1).bytes(3000))
+    elif case == "text":
+        path = tmp_path / "notes.txt"
+        path.write_text("not audio at all\n" * 50)
+    elif case == "missing":
+        path = tmp_path / "nowhere.wav"
+    return path
+
+
+BAD_FILES = {
+    "empty": (AudioError, "empty"),
+    "silent": (ValueError, "silent"),
+    "too-short": (ValueError, "too short"),
+    "too-long": (ValueError, "timeline"),
+    "corrupt": (AudioError, "not (a )?readable"),
+    "text": (AudioError, "not (a )?readable"),  # with or without an ffmpeg fallback
+    "missing": (AudioError, "no such audio file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_files_raise_clear_errors(case, tmp_path, predictors):
+    error, message = BAD_FILES[case]
+    path = write_bad_file(tmp_path, case)
+    with pytest.raises(error, match=message) as info:
+        predictors["stock"].classify_file(path)
+    assert path.name in str(info.value)
+
+
+def test_bad_arrays_raise_clear_errors(predictors):
+    predictor = predictors["stock"]
+    speech = load_audio(clip_path(CLIPS[0]))
+    with_nan = speech.copy()
+    with_nan[100] = np.nan
+    cases = [
+        (np.zeros(0, np.float32), SR, "empty"),
+        (np.zeros(SR, np.float32), SR, "silent"),
+        (np.full(SR, 1e-4, np.float32), SR, "silent"),
+        (speech[:2000], SR, "too short"),
+        (np.tile(speech, 40), SR, "too long"),
+        (with_nan, SR, "NaN"),
+        (speech.tolist(), SR, "numpy array"),
+        ("clip.wav", SR, "numpy array"),
+        (speech.astype(np.complex64), SR, "dtype"),
+        (speech.reshape(1, 1, -1), SR, "shape"),
+        (np.stack([speech, speech]), SR, "transpose"),  # (channels, samples)
+        (speech, 0, "sampling_rate"),
+        (speech, 16000.0, "sampling_rate"),
+    ]
+    for array, rate, message in cases:
+        with pytest.raises(ValueError, match=message):
+            predictor.classify_array(array, rate)
+    for batch, message in [(speech, "list"), ([speech, speech.reshape(-1, 1)], "clip 1"),
+                           ([speech, with_nan], "clip 1: audio contains NaN")]:
+        with pytest.raises(ValueError, match=message):
+            predictor.classify_batch(batch)
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        EmotionPredictor.from_pretrained(str(tmp_path / "no-model"))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        EmotionPredictor.from_pretrained("models/no-such-model")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        EmotionPredictor.from_pretrained(str(tmp_path / "empty"))
+    with pytest.raises(ValueError, match="runtime"):
+        EmotionPredictor.from_pretrained(str(tmp_path / "empty"), runtime="fp8")
+
+
+# --- timeline ----------------------------------------------------------------------------------------------------
+
+
+def write_recording(path, seconds, gap_seconds=4.0):
+    """Real clips separated by near-silent gaps (noise at -80 dBFS), written block by block so that the test holds
+    one clip at a time. Returns the (start, end) sample span of each clip's loudest 0.1 s and of each gap."""
+    total = int(seconds * SR)
+    names = sorted(p.name for p in require(EMODB / "wav").glob("*.wav"))[:20]
+    rng = np.random.default_rng(0)
+    loud, gaps, written, i = [], [], 0, 0
+    with sf.SoundFile(path, "w", SR, 1, "PCM_16") as out:
+        while written < total:
+            clip = load_audio(EMODB / "wav" / names[i % len(names)])
+            peak = int(np.argmax(np.abs(clip)))
+            loud.append((written + max(peak - 800, 0), written + peak + 800))
+            gap = rng.normal(0, 1e-4 / 3, int(gap_seconds * SR)).astype(np.float32)
+            gaps.append((written + clip.size, written + clip.size + gap.size))
+            for part in (clip, gap):
+                part = part[: total - written]
+                out.write(part)
+                written += part.size
+            i += 1
+    return [s for s in loud if s[1] <= total], [g for g in gaps if g[1] <= total]
+
+
+@pytest.fixture(scope="module")
+def recordings(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recordings")
+    out = {}
+    for minutes in (2, 10):
+        path = folder / f"{minutes}min.wav"
+        out[minutes] = (path, *write_recording(path, minutes * 60))
+    return out
+
+
+def test_timeline_on_a_ten_minute_recording(recordings, predictors, tmp_path):
+    path, loud, gaps = recordings[10]
+    predictor = predictors["stock"]
+    rows = list(predictor.timeline(path, window_seconds=2.0, hop_seconds=1.0))
+    assert len(rows) == 599  # windows start every second; the last full one ends at 600 s
+    for i, row in enumerate(rows):
+        assert row["start"] == pytest.approx(i * 1.0) and row["end"] == pytest.approx(i + 2.0)
+        if row["silent"]:
+            assert row["label"] is None and row["scores"] is None
+        else:
+            assert_distribution(row["scores"])
+            assert row["label"] == max(row["scores"], key=row["scores"].get)
+    silent = {i for i, row in enumerate(rows) if row["silent"]}
+    inside_gaps = {i for i in range(len(rows)) for a, b in gaps if a <= i * SR and (i + 2) * SR <= b}
+    with_speech = {i for i in range(len(rows)) for a, b in loud if i * SR <= a and b <= (i + 2) * SR}
+    assert len(inside_gaps) > 100 and len(with_speech) > 100
+    assert inside_gaps <= silent and not (with_speech & silent)
+
+    csv_path = predictor.write_timeline(rows, tmp_path / "t.csv")
+    lines = csv_path.read_text().splitlines()
+    assert lines[0] == "start,end,label,silent," + ",".join(LABELS) and len(lines) == 600
+    jsonl = predictor.write_timeline(rows, tmp_path / "t.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in jsonl] == rows
+    figure = predictor.plot_timeline(rows, predictor.labels, tmp_path / "t.png", title="ten minutes")
+    assert isinstance(figure, Figure)
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timeline_windows_match_classify_and_final_partial_window(tmp_path, saved, predictors):
+    speech = np.concatenate([load_audio(clip_path(name)) for name in CLIPS[:3]])[: int(4.5 * SR)]
+    sf.write(tmp_path / "short.wav", speech, SR, subtype="FLOAT")
+    for kind in ("stock", "custom-w2vbert"):
+        predictor = predictors[kind]
+        rows = list(predictor.timeline(tmp_path / "short.wav", window_seconds=2.0, hop_seconds=1.0))
+        assert [(r["start"], r["end"]) for r in rows] == [(0, 2), (1, 3), (2, 4), (3, 4.5)]  # last one partial
+        model, fe, _ = saved[kind]
+        for row in rows:
+            window = speech[int(row["start"] * SR): int(row["end"] * SR)]
+            want = own_softmax(model, fe, window)
+            np.testing.assert_allclose([row["scores"][label] for label in LABELS], want, atol=1e-5, rtol=0)
+
+    sf.write(tmp_path / "tiny.wav", speech[: int(1.2 * SR)], SR, subtype="FLOAT")
+    rows = list(predictors["stock"].timeline(tmp_path / "tiny.wav"))
+    assert [(r["start"], r["end"]) for r in rows] == [(0, 1.2)]  # shorter than one window: one partial window
+    silent = np.zeros(3 * SR, np.float32)
+    sf.write(tmp_path / "silent.wav", silent, SR)
+    rows = list(predictors["stock"].timeline(tmp_path / "silent.wav"))
+    assert all(r["silent"] for r in rows) and len(rows) == 2
+    rows = list(predictors["stock"].timeline(tmp_path / "silent.wav", skip_silence=False))
+    assert not any(r["silent"] for r in rows)
+    sf.write(tmp_path / "blip.wav", speech[:1000], SR)
+    with pytest.raises(ValueError, match="too short"):
+        list(predictors["stock"].timeline(tmp_path / "blip.wav"))
+    with pytest.raises(ValueError, match="hop"):
+        predictors["stock"].timeline(tmp_path / "short.wav", window_seconds=1.0, hop_seconds=2.0)
+    with pytest.raises(AudioError, match="no such"):
+        predictors["stock"].timeline(tmp_path / "nowhere.wav")
+
+
+MEMORY_PROBE = textwrap.dedent("""
+    import json, resource, sys, tracemalloc
+    import torch
+    torch.set_num_threads(1)
+    sys.path.insert(0, sys.argv[1])
+    from ser.predictor import EmotionPredictor
+
+    predictor = EmotionPredictor.from_pretrained(sys.argv[2])
+    rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
+
+    def run(path):
+        tracemalloc.start()
+        count = sum(1 for _ in predictor.timeline(path))  # rows are consumed, not kept
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+        return count, peak
+
+    run(sys.argv[3])  # warm-up: allocator pools, lazily built kernels
+    out = {"rss_before": rss()}
+    out["rows_2min"], out["traced_peak_2min"] = run(sys.argv[3])
+    out["rss_after_2min"] = rss()
+    out["rows_10min"], out["traced_peak_10min"] = run(sys.argv[4])
+    out["rss_after_10min"] = rss()
+    print(json.dumps(out))
+""")
+
+
+def test_timeline_memory_stays_flat_for_long_recordings(recordings, saved):
+    """A 10-minute 16 kHz recording is 38 MB as float32: streaming must never hold it, nor grow with length."""
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(ROOT), str(saved["stock"][2]),
+                           str(recordings[2][0]), str(recordings[10][0])],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print("timeline memory:", report)
+    assert report["rows_2min"] == 119 and report["rows_10min"] == 599
+    whole_file_mib = 600 * SR * 4 / 2**20
+    assert report["traced_peak_10min"] < whole_file_mib / 4  # numpy allocations at their highest: a few MB
+    assert report["traced_peak_10min"] - report["traced_peak_2min"] < 1.0  # and independent of the length
+    assert report["rss_after_10min"] - report["rss_before"] < 30  # process peak grows by less than the file's size
