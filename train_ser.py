@@ -17,7 +17,6 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed

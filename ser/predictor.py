@@ -7,7 +7,6 @@ recordings go through `timeline`, which streams the file so memory does not depe
 
 from __future__ import annotations
 
-import copy
 import csv
 import itertools
 import json
@@ -20,13 +19,11 @@ from pathlib import Path
 import numpy as np
 import soxr
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 import modeling_ser
 from ser.audio import AudioError, audio_duration, iter_audio_blocks, load_audio
-from ser.runtime import RUNTIMES, prepare_model
+from ser.runtime import RUNTIMES, fast_inference_model
 
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
 
@@ -426,132 +423,6 @@ def _label_spans(rows: list[dict]) -> list[tuple[str | None, float, float]]:
         else:
             spans.append((label, row["start"], end))
     return spans
-
-
-# --- faster inference -----------------------------------------------------------------------------------------------
-
-_LAYER_NORM_FEATURE_ENCODERS = {"Wav2Vec2FeatureEncoder", "HubertFeatureEncoder", "WavLMFeatureEncoder"}
-_LAYER_NORM_CONV_LAYERS = {"Wav2Vec2LayerNormConvLayer", "HubertLayerNormConvLayer", "WavLMLayerNormConvLayer"}
-
-
-def fast_inference_model(model: nn.Module, runtime: str = "fp32") -> nn.Module:
-    """`prepare_model(model, runtime)` plus two rewrites for CPU inference, on a copy that shares the weights (the
-    caller's model is left as it was):
-
-    - A layer-norm convolutional front end (wav2vec 2.0 / HuBERT / WavLM large-style and our tiny encoders) runs
-      time-major: the stock layers transpose around every LayerNorm, which hands oneDNN channels-last inputs that
-      it convolves about twice as slowly; computing each convolution as strided matrix products on (B, T, C)
-      removes the transposes. On a wav2vec2-base shape with that front end the whole forward is ~1.3x faster
-      (one thread, 2-4 s clips). Group-norm front ends (wav2vec2-base checkpoints) are already fast and kept.
-    - A weight-normed convolution (the positional embedding) gets its weight computed once instead of per call.
-    Results differ from the stock modules only by float rounding (~1e-6).
-    """
-    prepared = prepare_model(model, runtime)
-    if prepared is model:
-        prepared = _copy_sharing_tensors(model)
-    base = getattr(prepared, "base_model", None)
-    encoder = getattr(base, "feature_extractor", None)
-    if encoder is not None and _time_major_supported(encoder):
-        base.feature_extractor = TimeMajorFeatureEncoder(encoder)
-    _freeze_weight_norm(prepared)
-    return prepared.eval()
-
-
-def _copy_sharing_tensors(model: nn.Module) -> nn.Module:
-    """A new module tree whose parameters and buffers are the very same tensors: cheap, and safe to rewire."""
-    memo = {id(tensor): tensor for tensor in itertools.chain(model.parameters(), model.buffers())}
-    return copy.deepcopy(model, memo)
-
-
-def _time_major_supported(encoder: nn.Module) -> bool:
-    if type(encoder).__name__ not in _LAYER_NORM_FEATURE_ENCODERS:
-        return False
-    for layer in getattr(encoder, "conv_layers", ()):
-        conv = getattr(layer, "conv", None)
-        if (type(layer).__name__ not in _LAYER_NORM_CONV_LAYERS or not isinstance(conv, nn.Conv1d)
-                or not isinstance(getattr(layer, "layer_norm", None), nn.LayerNorm)
-                or conv.groups != 1 or conv.padding != (0,) or conv.dilation != (1,)
-                or parametrize.is_parametrized(conv)):
-            return False
-    return len(getattr(encoder, "conv_layers", ())) > 0
-
-
-class TimeMajorFeatureEncoder(nn.Module):
-    """The layer-norm conv front end computed on (B, T, C): same weights, same result, no transposes.
-
-    Each convolution is the sum over kernel taps of (frames at that tap, strided) @ (C_in, C_out): a strided view
-    that BLAS reads without a copy. The first layer (one input channel) is one product over unfolded windows.
-    Returns (B, C, T) like the stock encoder, as a transposed view of the time-major result, which the model
-    transposes straight back.
-    """
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.strides = []
-        self.norms = nn.ModuleList()
-        self.activations = nn.ModuleList()
-        for i, layer in enumerate(encoder.conv_layers):
-            conv = layer.conv
-            taps = conv.weight.detach().permute(2, 1, 0).contiguous()  # (kernel, C_in, C_out)
-            bias = None if conv.bias is None else conv.bias.detach()
-            self.register_buffer(f"taps{i}", taps, persistent=False)
-            self.register_buffer(f"bias{i}", bias, persistent=False)
-            self.strides.append(conv.stride[0])
-            self.norms.append(layer.layer_norm)
-            self.activations.append(layer.activation)
-
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        hidden = input_values[:, :, None]  # (B, T, 1)
-        for i, (stride, norm, activation) in enumerate(zip(self.strides, self.norms, self.activations)):
-            hidden = _conv_time_major(hidden, getattr(self, f"taps{i}"), getattr(self, f"bias{i}"), stride)
-            hidden = F.layer_norm(hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-            hidden = _activate_in_place(activation, hidden)
-        return hidden.transpose(1, 2)
-
-
-def _activate_in_place(activation: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """GELU over the layer-norm output it replaces: the first layers' activations are tens of MB, and each fresh
-    tensor that size costs page faults as well as memory traffic."""
-    if getattr(activation, "act", None) is F.gelu:  # transformers' GELUActivation (exact erf GELU)
-        return torch.ops.aten.gelu_(hidden)
-    return activation(hidden)
-
-
-def _conv_time_major(hidden: torch.Tensor, taps: torch.Tensor, bias: torch.Tensor | None,
-                     stride: int) -> torch.Tensor:
-    """Conv1d (no padding) on (B, T, C_in) -> (B, T_out, C_out)."""
-    kernel, channels_in, channels_out = taps.shape
-    batch, frames, _ = hidden.shape
-    frames_out = (frames - kernel) // stride + 1
-    if frames_out <= 0:
-        raise ValueError(f"input of {frames} frames is shorter than the convolution kernel ({kernel})")
-    if channels_in == 1:
-        out = hidden[:, :, 0].unfold(1, kernel, stride) @ taps[:, 0, :]
-        return out if bias is None else out.add_(bias)
-    span = (frames_out - 1) * stride + 1
-    out = hidden.new_empty(batch, frames_out, channels_out)
-    for b in range(batch):
-        if bias is None:
-            torch.mm(hidden[b, 0:span:stride], taps[0], out=out[b])
-        else:
-            torch.addmm(bias, hidden[b, 0:span:stride], taps[0], out=out[b])
-        for tap in range(1, kernel):
-            out[b].addmm_(hidden[b, tap:tap + span:stride], taps[tap])
-    return out
-
-
-def _freeze_weight_norm(model: nn.Module) -> None:
-    """Swaps weight-normed Conv1d layers for plain ones holding the weight computed once (on our copy only)."""
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Conv1d) and parametrize.is_parametrized(child, "weight"):
-                plain = nn.Conv1d(child.in_channels, child.out_channels, child.kernel_size, stride=child.stride,
-                                  padding=child.padding, dilation=child.dilation, groups=child.groups, bias=False,
-                                  padding_mode=child.padding_mode, device="meta")
-                with torch.no_grad():
-                    plain.weight = nn.Parameter(child.weight.detach().clone(), requires_grad=False)
-                plain.bias = child.bias
-                setattr(parent, name, plain)
 
 
 def _pads_exactly(config, feature_extractor) -> bool:

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForAudioClassification, Wav2Vec2Model
