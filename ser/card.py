@@ -225,6 +225,8 @@ def training_section(results):
         f"- Split: {independence}",
         f"- Speaker normalisation: {normalisation}",
         f"- Seed: {results['seed']}",
+        "- Published weights: trained once more on all clips with the same recipe after the folds; the numbers "
+        "below come from the folds' held-out test clips",
         f"- Encoder: `{encoder['name_or_path']}` ({encoder['family']}, "
         f"{'pretrained' if encoder.get('pretrained') else 'trained from scratch'}, {encoder['parameters']:,} parameters)",
         f"- Head: {_settings(head)}",
