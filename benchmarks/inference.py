@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -272,9 +271,11 @@ def main() -> None:
                 mem_durations = [int(d) if float(d).is_integer() else d for d in args.memory_durations or args.durations]
                 memory[kind] = measure_memory(folder, mem_durations, names, args.threads)
 
-    cols = ["model", "clip s", "path", "s/clip", "RTF", "speed-up vs pipeline", "same top-1 as fp32", "max |dp| vs fp32"]
+    cols = ["model", "clip s", "path", "s/clip", "RTF", "speed-up vs pipeline", "paired speed-up", "same top-1 as fp32",
+            "max |dp| vs fp32"]
     if rows:
-        print(table(rows, cols, {"s/clip": ".3f", "RTF": ".3f", "speed-up vs pipeline": ".2f", "max |dp| vs fp32": ".2g"}))
+        print(table(rows, cols, {"s/clip": ".3f", "RTF": ".3f", "speed-up vs pipeline": ".2f", "paired speed-up": ".2f",
+                                 "max |dp| vs fp32": ".2g"}))
     mem_rows = [{"model": kind, "path": name, **{k: v for k, v in report.items() if k != "error"}}
                 for kind, reports in memory.items() for name, report in reports.items()]
     if mem_rows:

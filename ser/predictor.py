@@ -38,7 +38,9 @@ class EmotionPredictor:
     batch_size = 8  # clips or timeline windows per forward pass
     max_padding = 0.1  # a padded batch may hold at most this fraction of padding (padding is wasted compute)
 
-    def __init__(self, model: nn.Module, feature_extractor, runtime: str = "fp32"):
+    def __init__(self, model: nn.Module, feature_extractor, runtime: str = "fp32", owns_model: bool = False):
+        """`owns_model`: the model may be rewritten in place (no copy: the int8 peak memory drops by the model's
+        size); else the caller's model is left as it was."""
         rate = getattr(feature_extractor, "sampling_rate", None)
         if rate != self.sampling_rate:
             raise ValueError(f"the feature extractor expects {rate} Hz audio; "
@@ -47,7 +49,7 @@ class EmotionPredictor:
         self.labels: list[str] = [_label(config.id2label, i) for i in range(config.num_labels)]
         self.runtime = runtime
         self.feature_extractor = feature_extractor
-        self.model = fast_inference_model(model, runtime)
+        self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
 
     @classmethod
@@ -71,7 +73,7 @@ class EmotionPredictor:
                 f"model {name!r} not found: there is no such local folder, and it could not be loaded from the "
                 f"Hugging Face Hub ({reason})"
             ) from err
-        return cls(model, feature_extractor, runtime=runtime)
+        return cls(model, feature_extractor, runtime=runtime, owns_model=True)  # nobody else holds this model
 
     # --- clips ------------------------------------------------------------------------------------------------------
 

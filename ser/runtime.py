@@ -39,9 +39,9 @@ _LAYER_NORM_FEATURE_ENCODERS = {"Wav2Vec2FeatureEncoder", "HubertFeatureEncoder"
 _LAYER_NORM_CONV_LAYERS = {"Wav2Vec2LayerNormConvLayer", "HubertLayerNormConvLayer", "WavLMLayerNormConvLayer"}
 
 
-def fast_inference_model(model: nn.Module, runtime: str = "fp32") -> nn.Module:
-    """`prepare_model(model, runtime)` plus two rewrites for CPU inference, on a copy that shares the weights (the
-    caller's model is left as it was):
+def fast_inference_model(model: nn.Module, runtime: str = "fp32", inplace: bool = False) -> nn.Module:
+    """`prepare_model(model, runtime)` plus two rewrites for CPU inference, on a copy that shares the weights unless
+    `inplace` (then the model itself is rewritten):
 
     - A layer-norm convolutional front end (wav2vec 2.0 / HuBERT / WavLM large-style and our tiny encoders) runs
       time-major: the stock layers transpose around every LayerNorm, which hands oneDNN channels-last inputs that
@@ -51,8 +51,8 @@ def fast_inference_model(model: nn.Module, runtime: str = "fp32") -> nn.Module:
     - A weight-normed convolution (the positional embedding) gets its weight computed once instead of per call.
     Results differ from the stock modules only by float rounding (~1e-6).
     """
-    prepared = prepare_model(model, runtime)
-    if prepared is model:
+    prepared = prepare_model(model, runtime, inplace=inplace)
+    if prepared is model and not inplace:
         prepared = _copy_sharing_tensors(model)
     base = getattr(prepared, "base_model", None)
     encoder = getattr(base, "feature_extractor", None)

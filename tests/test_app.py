@@ -1,7 +1,6 @@
-"""The Gradio demo (app.py) served for real: a subprocess on a free local port with a tiny model, called through
+"""The Gradio demo (app.py) served for real: a subprocess on a free local port with the embedded model, called through
 gradio_client and driven in headless Debian chromium. No mocks: the model, the audio and the server are real."""
 
-import json
 import os
 import re
 import shutil
@@ -15,14 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from playwright.sync_api import expect, sync_playwright
 
 from app import MAX_SECONDS, NO_INPUT, UNREADABLE
-from conftest import EMODB, ROOT, TINY_SPECS, require
-from ser.encoders import scratch_model
+from conftest import EMODB, ROOT, require
 
 EMOTIONS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav"]  # angry, sad
@@ -33,23 +30,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 START_TIMEOUT = 120  # importing torch, transformers and gradio on two busy cores
 
 
-@pytest.fixture(scope="session")
-def model_folder(tmp_path_factory):
-    """A tiny untrained model with the seven Emo-DB emotions, saved like a trained one."""
-    torch.manual_seed(0)
-    model, feature_extractor = scratch_model(TINY_SPECS["wav2vec2"], EMOTIONS)
-    folder = tmp_path_factory.mktemp("app-model")
-    model.save_pretrained(folder)
-    feature_extractor.save_pretrained(folder)
-    # The part of train_ser.py's results.json that the page describes the model from.
-    results = {"corpus": "emodb", "training": {"mode": "full"},
-               "encoder": {"family": "wav2vec2", "name_or_path": "tiny-wav2vec2", "pretrained": False},
-               "protocol": {"description": "leave-one-speaker-out"},
-               "summary": {"ua": {"mean": 0.5}}}
-    (folder / "results.json").write_text(json.dumps(results))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def clips():
     wav = require(EMODB / "wav")
@@ -57,8 +37,9 @@ def clips():
 
 
 @pytest.fixture(scope="module")
-def server(model_folder, tmp_path_factory):
-    """`python app.py` as a Space runs it, on a free port; stopped when the module's tests are done."""
+def server(tmp_path_factory):
+    """`python app.py` as a Space runs it (no --model: the embedded models/emodb-default, as on a fresh clone), on a
+    free port; stopped when the module's tests are done."""
     tmp = tmp_path_factory.mktemp("app-server")
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1",
@@ -66,7 +47,7 @@ def server(model_folder, tmp_path_factory):
     log_path = tmp / "server.log"
     with open(log_path, "w") as log:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--model", str(model_folder), "--port", str(port), "--threads", "1"],
+            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--threads", "1"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
