@@ -37,25 +37,9 @@ TEST_SPEAKERS = {"15", "16"}
 
 
 def classifier_for(folder: Path, runtime: str):
-    """EmotionPredictor if ser/predictor.py exists, else the same model through ser.runtime.prepare_model."""
-    try:
-        from ser.predictor import EmotionPredictor
-        predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
-        return (lambda audio: predictor.classify_batch([audio])[0]), "EmotionPredictor"
-    except ImportError:
-        from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-        from ser.runtime import prepare_model
-        fe = AutoFeatureExtractor.from_pretrained(folder)
-        model = prepare_model(AutoModelForAudioClassification.from_pretrained(folder), runtime)
-        labels = model.config.id2label
-
-        @torch.inference_mode()
-        def call(audio):
-            inputs = fe(audio, sampling_rate=16000, return_tensors="pt")
-            probs = model(**inputs).logits.float().softmax(-1)[0]
-            return {labels[i]: float(p) for i, p in enumerate(probs)}
-        return call, "prepare_model (ser/predictor.py absent)"
+    from ser.predictor import EmotionPredictor
+    predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
+    return (lambda audio: predictor.classify_batch([audio])[0]), "EmotionPredictor"
 
 
 @torch.inference_mode()

@@ -81,14 +81,6 @@ def speech(seconds: float, offset: int = 0) -> np.ndarray:
     return np.concatenate(parts)[:need].astype(np.float32)
 
 
-def predictor_available() -> bool:
-    try:
-        from ser.predictor import EmotionPredictor  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
 def runtimes() -> list[str]:
     from ser.runtime import RUNTIMES
     return [r for r in RUNTIMES if r != "fp32"]
@@ -101,35 +93,13 @@ def load_path(name: str, folder: Path):
         pipe = pipeline("audio-classification", model=str(folder), device=-1)
         return lambda audio: {d["label"]: d["score"] for d in pipe(audio, top_k=None)}
     runtime = name.split("-", 1)[1]
-    if name.startswith("direct-"):
-        return direct_call(folder, runtime)
     from ser.predictor import EmotionPredictor
     predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
     return lambda audio: predictor.classify_batch([audio])[0]
 
 
-def direct_call(folder: Path, runtime: str):
-    """Stand-in used only while ser/predictor.py does not exist: feature extractor + ser.runtime.prepare_model,
-    under torch.inference_mode, one clip, no attention mask. Labelled "direct-*" in every output."""
-    import torch
-    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
-
-    from ser.runtime import prepare_model
-    fe = AutoFeatureExtractor.from_pretrained(folder)
-    model = prepare_model(AutoModelForAudioClassification.from_pretrained(folder), runtime)
-    labels = model.config.id2label
-
-    @torch.inference_mode()
-    def call(audio):
-        inputs = fe(audio, sampling_rate=16000, return_tensors="pt")
-        probs = model(input_values=inputs["input_values"]).logits.float().softmax(-1)[0]
-        return {labels[i]: float(p) for i, p in enumerate(probs)}
-    return call
-
-
 def path_names() -> list[str]:
-    prefix = "predictor" if predictor_available() else "direct"
-    return ["pipeline", f"{prefix}-fp32"] + [f"{prefix}-{r}" for r in runtimes()]
+    return ["pipeline", "predictor-fp32"] + [f"predictor-{r}" for r in runtimes()]
 
 
 def time_paths(folder: Path, durations, reps: int, warmup: int, names: list[str], on_rows=None) -> list[dict]:
@@ -188,8 +158,7 @@ def peak_memory_child(name: str, folder: str, durations, threads: int) -> None:
     import transformers  # noqa: F401  (same imports in every child, so the baseline is comparable)
     from transformers import pipeline  # noqa: F401
     import ser.runtime  # noqa: F401
-    if predictor_available():
-        import ser.predictor  # noqa: F401
+    import ser.predictor  # noqa: F401
     audios = {s: speech(s) for s in durations}
     rss = peak_rss_mib
     report = {"after_imports_mib": rss()}
@@ -249,8 +218,6 @@ def main() -> None:
     if args.quick:
         args.models, args.durations, args.reps = ["base"], [2, 4], args.reps or 2
     names = path_names()
-    if not predictor_available():
-        print("ser/predictor.py is not there yet: timing direct-* stand-ins (feature extractor + prepare_model)")
     print(f"paths: {names}; {torch.get_num_threads()} threads")
 
     rows, memory, params = [], {}, {}
