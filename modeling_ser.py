@@ -158,7 +158,8 @@ class EmotionModelMixin:
         if module is self and hasattr(self, "layer_weights"):
             init.constant_(self.layer_weights, 1.0 / self.layer_weights.numel())
 
-    def _apply_freezing(self) -> None:
+    def apply_freezing(self) -> None:
+        """Sets requires_grad from the config flags (after construction, loading, or restoring a state dict)."""
         if self.config.freeze_feature_encoder:
             self.freeze_feature_encoder()
         if self.config.freeze_backbone:
@@ -268,7 +269,7 @@ class EmotionModelMixin:
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         model = super().from_pretrained(*args, **kwargs)
-        model._apply_freezing()  # loading swaps in new parameter tensors, which forgets requires_grad
+        model.apply_freezing()  # loading swaps in new parameter tensors, which forgets requires_grad
         return model
 
     @classmethod
@@ -305,7 +306,7 @@ class Wav2Vec2ForEmotion(EmotionModelMixin, Wav2Vec2PreTrainedModel):
         self.wav2vec2 = Wav2Vec2Model(config)
         self._build_head(config)
         self.post_init()
-        self._apply_freezing()
+        self.apply_freezing()
 
 
 class HubertForEmotion(EmotionModelMixin, HubertPreTrainedModel):
@@ -317,7 +318,7 @@ class HubertForEmotion(EmotionModelMixin, HubertPreTrainedModel):
         self.hubert = HubertModel(config)
         self._build_head(config)
         self.post_init()
-        self._apply_freezing()
+        self.apply_freezing()
 
 
 class WavLMForEmotion(EmotionModelMixin, WavLMPreTrainedModel):
@@ -329,7 +330,7 @@ class WavLMForEmotion(EmotionModelMixin, WavLMPreTrainedModel):
         self.wavlm = WavLMModel(config)
         self._build_head(config)
         self.post_init()
-        self._apply_freezing()
+        self.apply_freezing()
 
 
 class Wav2Vec2BertForEmotion(EmotionModelMixin, Wav2Vec2BertPreTrainedModel):
@@ -342,7 +343,7 @@ class Wav2Vec2BertForEmotion(EmotionModelMixin, Wav2Vec2BertPreTrainedModel):
         self.wav2vec2_bert = Wav2Vec2BertModel(config)
         self._build_head(config)
         self.post_init()
-        self._apply_freezing()
+        self.apply_freezing()
 
 
 EMOTION_CLASSES = {

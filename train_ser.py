@@ -177,7 +177,7 @@ class Experiment:
         """Trains from the initial weights (resuming from the fold's last checkpoint if there is one) and returns
         the predictions on whole test clips."""
         self.model.load_state_dict(self.initial_state)
-        self.model._apply_freezing()
+        self.model.apply_freezing()
         trainer = self.trainer(name, train_idx)
         checkpoint = self.last_complete_checkpoint(trainer.args.output_dir)
         if checkpoint:
