@@ -32,6 +32,7 @@ from ser.metrics import classification_metrics, plot_confusion, summarize_folds
 class DataArguments:
     corpus: str = field(metadata={"help": "emodb, ravdess, savee, aesdd, shemo, folder (one folder per label) or csv"})
     data_root: str = field(metadata={"help": "The corpus folder in its original layout, or the CSV file"})
+    speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
     language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the five named corpora)"})
     labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad"})
     protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | fixed | random (speaker-dependent)"})
@@ -101,7 +102,8 @@ def yaml_to_argv(path: str) -> list[str]:
 
 
 def read_corpus(args: DataArguments):
-    clips = corpora.load_corpus(args.corpus, args.data_root)
+    options = {"speaker_regex": args.speaker_regex} if args.speaker_regex else {}
+    clips = corpora.load_corpus(args.corpus, args.data_root, **options)
     if args.labels:
         clips = corpora.select_labels(clips, args.labels)
     labels = sorted({clip.label for clip in clips})

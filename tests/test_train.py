@@ -156,3 +156,21 @@ def test_bad_data_is_reported_by_name(tmp_path):
     empty = train(tmp_path, *base[2:], "--corpus", "emodb", "--data_root", tmp_path / "empty",
                   "--output_dir", tmp_path / "d", check=False)
     assert empty.returncode != 0 and "empty" in empty.stderr
+
+
+def test_folder_corpus_with_speaker_regex(tmp_path):
+    """One folder per label, the speaker found in the file name: real Emo-DB clips linked into that layout."""
+    letters = {"W": "angry", "T": "sad"}
+    for wav in sorted((require(EMODB) / "wav").glob("*.wav")):
+        if wav.name[:2] in SPEAKERS and wav.name[5] in letters:
+            folder = tmp_path / "corpus" / letters[wav.name[5]]
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"spk{wav.name[:2]}_{wav.name}").symlink_to(wav)
+    out = tmp_path / "run"
+    common = ["--corpus", "folder", "--data_root", tmp_path / "corpus", "--encoder_config", tiny_spec(tmp_path),
+              "--num_train_epochs", 1, "--train_final_model", "false", "--only_folds", "speaker-09", "--output_dir", out]
+    without = train(tmp_path, *common, check=False)
+    assert without.returncode != 0 and "random (speaker-dependent)" in without.stderr
+    train(tmp_path, *common, "--speaker_regex", r"^spk(?P<speaker>\d+)_")
+    results = json.loads((out / "results.json").read_text())
+    assert results["labels"] == ["angry", "sad"] and results["folds"][0]["test_speakers"] == ["09"]
