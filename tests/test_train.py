@@ -89,6 +89,14 @@ def test_yaml_config_with_command_line_override(tmp_path):
     assert results["head"]["pooling"] == "attentive" and not (tmp_path / "from-yaml").exists()
 
 
+def is_json(path) -> bool:
+    try:
+        json.loads(path.read_text())
+        return True
+    except ValueError:
+        return False
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
     args = ["--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", tiny_spec(tmp_path),
@@ -100,10 +108,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
         time.sleep(0.2)
     run.send_signal(signal.SIGKILL)
     run.wait()
-    checkpoints = sorted(int(p.name.split("-")[1]) for p in (out / "speaker-03").glob("checkpoint-*"))
-    assert checkpoints and not (out / "results.json").exists()
+    # Killed as checkpoint-20 appeared, it is usually half written: the resume must use the newest complete one.
+    complete = sorted(int(p.parent.name.split("-")[1]) for p in (out / "speaker-03").glob("checkpoint-*/trainer_state.json")
+                      if is_json(p))
+    assert complete and not (out / "results.json").exists()
     resumed = train(tmp_path, *args)
-    assert f"speaker-03: resuming from {out / 'speaker-03' / f'checkpoint-{checkpoints[-1]}'}" in resumed.stdout
+    assert f"speaker-03: resuming from {out / 'speaker-03' / f'checkpoint-{complete[-1]}'}" in resumed.stdout
     assert json.loads((out / "results.json").read_text())["folds"][0]["n_test"] == 12
 
 
