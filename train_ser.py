@@ -271,6 +271,28 @@ def write_results(experiment: Experiment, fold_results, protocol, data_args, mod
     return results
 
 
+def train_final_model(experiment: Experiment, feature_extractor, num_clips: int) -> None:
+    """The published model: the same recipe on all clips (skipped when `final/` already holds one)."""
+    final = experiment.output_dir / "final"
+    if (final / "model.safetensors").exists():
+        return
+    experiment.train("final-training", list(range(num_clips)))
+    if experiment.is_main:
+        experiment.model.save_pretrained(final)
+        feature_extractor.save_pretrained(final)
+        shutil.rmtree(experiment.output_dir / "final-training", ignore_errors=True)
+        experiment.log(f"final model (all {num_clips} clips): {final}")
+
+
+def export(experiment: Experiment, export_dir: str, training_args, push: bool) -> None:
+    folder = export_run(experiment.output_dir, export_dir, training_args.hub_model_id)
+    experiment.log(f"exported: {folder}")
+    if push:
+        url = push_folder(folder, training_args.hub_model_id, training_args.hub_token,
+                          bool(training_args.hub_private_repo))
+        experiment.log(f"uploaded: {url}")
+
+
 def limit_threads() -> None:
     """Several processes on few cores: torch's default thread count each makes them spin against each other
     (measured here: 50x slower steps), so share the cores out unless the user chose."""
@@ -290,6 +312,9 @@ def main(argv: list[str]) -> None:
                                         split_file=data_args.split_file)
     protocol["fold_seed"] = data_args.fold_seed
     if data_args.only_folds:
+        unknown = sorted(set(data_args.only_folds) - {fold.name for fold in folds})
+        if unknown:
+            raise ValueError(f"--only_folds {unknown}: no such fold; the folds are {[fold.name for fold in folds]}")
         folds = [fold for fold in folds if fold.name in data_args.only_folds]
         protocol = {**protocol, "folds": len(folds), "only_folds": data_args.only_folds}
     model, feature_extractor = build_model(model_args, names)
@@ -303,24 +328,16 @@ def main(argv: list[str]) -> None:
         names=names, training_args=training_args, class_balanced=model_args.class_balanced_loss,
         crop_seconds=data_args.crop_seconds)
     experiment.log(f"{data_args.corpus}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
-          f"{len(folds)} folds; encoder {model_args.encoder_name_or_path or model_args.encoder_config} "
-          f"({'pretrained' if model_args.encoder_name_or_path else 'trained from scratch'})")
+                   f"{len(folds)} folds; encoder {model_args.encoder_name_or_path or model_args.encoder_config} "
+                   f"({'pretrained' if model_args.encoder_name_or_path else 'trained from scratch'})")
     fold_results = experiment.run_folds(folds, clips, protocol["speaker_independent"])
     if experiment.is_main:
         write_results(experiment, fold_results, protocol, data_args, model_args, cache_stats)
-    final = output_dir / "final"
-    if model_args.train_final_model and not (final / "model.safetensors").exists():
-        experiment.train("final-training", list(range(len(clips))))
-        if experiment.is_main:
-            model.save_pretrained(final)
-            feature_extractor.save_pretrained(final)
-            shutil.rmtree(output_dir / "final-training", ignore_errors=True)
-            experiment.log(f"final model (all {len(clips)} clips): {final}")
+    if model_args.train_final_model:
+        train_final_model(experiment, feature_extractor, len(clips))
     if export_args.export_dir and experiment.is_main:
-        folder = export_run(output_dir, export_args.export_dir, training_args.hub_model_id)
-        experiment.log(f"exported: {folder}")
-        if push:
-            experiment.log(f"uploaded: {push_folder(folder, training_args.hub_model_id, training_args.hub_token, bool(training_args.hub_private_repo))}")
+        export(experiment, export_args.export_dir, training_args, push)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
