@@ -20,7 +20,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aac", ".aif", ".aiff", ".au", ".webm"}
+from ser.audio import find_audio_files
+
 DEFAULT_MODEL = "models/emodb-default"
 
 
@@ -55,7 +56,7 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            files += find_audio_files(path)
         else:
             files.append(path)
     return files

@@ -48,13 +48,14 @@ def build_model(kind: str, feature_layer: str = "weighted", seed: int = 0):
     """(model of our emotion class, feature extractor), random weights."""
     import torch
 
-    from ser.encoders import emotion_class, feature_extractor_for, label_fields
+    from modeling_ser import label_maps
+    from ser.encoders import emotion_class, feature_extractor_for
 
     family, encoder = MODELS[kind]
     torch.manual_seed(seed)
     cls = emotion_class(family)
     config = cls.config_class(**encoder, pooling="mean", feature_layer=feature_layer, layerdrop=0.0,
-                              **label_fields(LABELS))
+                              **label_maps(LABELS))
     model = cls(config).eval()
     assert model.is_stock_expressible
     return model, feature_extractor_for(family)

@@ -27,7 +27,26 @@ class AudioError(ValueError):
     """A file that cannot be used as audio (unreadable, empty, or all NaN)."""
 
 
-def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
+SAMPLING_RATE = 16000  # what every encoder family here expects
+
+# Containers soundfile (libsndfile) reads, plus those only the ffmpeg fallback decodes.
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aac", ".aif", ".aiff",
+                              ".au", ".webm"})
+
+
+def find_audio_files(root: Path) -> list[Path]:
+    """Audio files under root, recursively and sorted, skipping hidden files and macOS zip metadata."""
+    found = []
+    for path in root.rglob("*"):
+        relative = path.relative_to(root).parts
+        if any(part.startswith(".") or part == "__MACOSX" for part in relative):
+            continue
+        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+            found.append(path)
+    return sorted(found)
+
+
+def load_audio(path: str | Path, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     """Decode a whole file to mono float32 at `sampling_rate`.
 
     Channels are averaged because emotion models are trained on mono speech.
@@ -40,7 +59,7 @@ def load_audio(path: str | Path, sampling_rate: int = 16000) -> np.ndarray:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except _SOUNDFILE_ERRORS as err:
         return _finish(path, _decode_with_ffmpeg(path, sampling_rate, err))
-    mono = _to_mono(data)
+    mono = to_mono(data)
     if mono.size == 0:
         raise AudioError(f"{path}: audio file is empty (0 samples)")
     mono = _sanitize(path, mono)
@@ -63,7 +82,7 @@ def audio_duration(path: str | Path) -> float:
 
 
 def iter_audio_blocks(
-    path: str | Path, block_seconds: float, sampling_rate: int = 16000
+    path: str | Path, block_seconds: float, sampling_rate: int = SAMPLING_RATE
 ) -> Iterator[tuple[float, np.ndarray]]:
     """Yield (start_seconds, block) pairs of mono float32 at `sampling_rate`.
 
@@ -119,7 +138,7 @@ def _iter_resampled_chunks(path: Path, sampling_rate: int) -> Iterator[np.ndarra
                 raise AudioError(f"{path}: decoding failed mid-file: {err}") from err
             if data.shape[0] == 0:
                 break
-            mono = np.nan_to_num(_to_mono(data), nan=0.0, posinf=0.0, neginf=0.0)
+            mono = np.nan_to_num(to_mono(data), nan=0.0, posinf=0.0, neginf=0.0)
             yield mono if stream is None else stream.resample_chunk(mono)
         if stream is not None:
             yield stream.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
@@ -204,7 +223,8 @@ def _unreadable(path: Path, cause: Exception) -> AudioError:
     return AudioError(f"{path}: not a readable audio file: {cause}{hint}")
 
 
-def _to_mono(data: np.ndarray) -> np.ndarray:
+def to_mono(data: np.ndarray) -> np.ndarray:
+    """(samples, channels) -> (samples,) float32, channels averaged."""
     if data.shape[1] == 1:
         return np.ascontiguousarray(data[:, 0], dtype=np.float32)
     return data.mean(axis=1, dtype=np.float32)

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ser.audio import find_audio_files
+
 CANONICAL_LABELS = (
     "angry", "boredom", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise",
 )
@@ -35,8 +37,6 @@ LABEL_ALIASES = {
     "sadness": "sad",
     "surprised": "surprise", "sur": "surprise",
 }
-
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus"})
 
 CORPUS_LANGUAGE = {"emodb": "de", "ravdess": "en", "savee": "en", "aesdd": "el", "shemo": "fa"}
 
@@ -90,18 +90,6 @@ def select_labels(clips: list[Clip], labels: Iterable[str]) -> list[Clip]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _find_audio(root: Path) -> list[Path]:
-    """Audio files under root, skipping hidden files and macOS zip metadata."""
-    found = []
-    for path in root.rglob("*"):
-        relative = path.relative_to(root).parts
-        if any(part.startswith(".") or part == "__MACOSX" for part in relative):
-            continue
-        if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-            found.append(path)
-    return sorted(found)
-
-
 def _require_dir(root: str | Path, corpus: str) -> Path:
     root = Path(root)
     if not root.is_dir():
@@ -153,7 +141,7 @@ def load_emodb(root: str | Path, strict: bool = True) -> list[Clip]:
     """
     root = _require_dir(root, "emodb")
     wav_dir = root / "wav" if (root / "wav").is_dir() else root
-    return _parse_all("emodb", root, _find_audio(wav_dir), _parse_emodb, strict)
+    return _parse_all("emodb", root, find_audio_files(wav_dir), _parse_emodb, strict)
 
 
 def _parse_emodb(path: Path) -> Clip | str:
@@ -185,7 +173,7 @@ def load_ravdess(root: str | Path, strict: bool = True) -> list[Clip]:
     clips: list[Clip] = []
     bad: list[str] = []
     songs = 0
-    for path in _find_audio(root):
+    for path in find_audio_files(root):
         result = _parse_ravdess(path)
         if isinstance(result, Clip):
             clips.append(result)
@@ -234,7 +222,7 @@ def load_savee(root: str | Path, strict: bool = True) -> list[Clip]:
         if (root / name).is_dir():
             base = root / name
             break
-    return _parse_all("savee", root, _find_audio(base), lambda p: _parse_savee(p, base), strict)
+    return _parse_all("savee", root, find_audio_files(base), lambda p: _parse_savee(p, base), strict)
 
 
 def _parse_savee(path: Path, base: Path) -> Clip | str:
@@ -266,7 +254,7 @@ def load_aesdd(root: str | Path, strict: bool = True) -> list[Clip]:
     rather than guessed at.
     """
     root = _require_dir(root, "aesdd")
-    return _parse_all("aesdd", root, _find_audio(root), _parse_aesdd, strict)
+    return _parse_all("aesdd", root, find_audio_files(root), _parse_aesdd, strict)
 
 
 def _parse_aesdd(path: Path) -> Clip | str:
@@ -299,7 +287,7 @@ def load_shemo(root: str | Path, strict: bool = True) -> list[Clip]:
     sentence id, so it must not be used for text-disjoint splits.
     """
     root = _require_dir(root, "shemo")
-    return _parse_all("shemo", root, _find_audio(root), _parse_shemo, strict)
+    return _parse_all("shemo", root, find_audio_files(root), _parse_shemo, strict)
 
 
 def _parse_shemo(path: Path) -> Clip | str:
@@ -328,7 +316,7 @@ def load_folder(root: str | Path, speaker_regex: str | None = None, strict: bool
     """
     root = _require_dir(root, "folder")
     pattern = re.compile(speaker_regex) if speaker_regex else None
-    return _parse_all("folder", root, _find_audio(root), lambda p: _parse_folder(p, root, pattern), strict)
+    return _parse_all("folder", root, find_audio_files(root), lambda p: _parse_folder(p, root, pattern), strict)
 
 
 def _parse_folder(path: Path, root: Path, pattern: re.Pattern[str] | None) -> Clip | str:

@@ -8,10 +8,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ser.audio import AudioError, load_audio
+from ser.audio import SAMPLING_RATE, AudioError, load_audio
 from ser.corpora import Clip
 
-SAMPLING_RATE = 16000
 
 
 def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Clip], list[np.ndarray]]:

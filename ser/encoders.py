@@ -7,8 +7,8 @@ from pathlib import Path
 from transformers import AutoFeatureExtractor, SeamlessM4TFeatureExtractor, Wav2Vec2FeatureExtractor
 
 import modeling_ser
+from ser.audio import SAMPLING_RATE
 
-SAMPLING_RATE = 16000
 
 
 def feature_extractor_for(family: str, **overrides):
@@ -25,15 +25,11 @@ def emotion_class(family: str):
     return modeling_ser.EMOTION_CLASSES[family]
 
 
-def label_fields(labels: list[str]) -> dict:
-    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
-
-
 def scratch_model(spec: dict, labels: list[str], **head_options):
     """An emotion model whose encoder starts from random weights. `spec` = {"family", "encoder": config fields,
     "feature_extractor": optional overrides} as in `configs/encoders/*.json`."""
     cls = emotion_class(spec["family"])
-    config = cls.config_class(**{**spec["encoder"], **head_options}, **label_fields(labels))  # head options win
+    config = cls.config_class(**{**spec["encoder"], **head_options}, **modeling_ser.label_maps(labels))  # head options win
     return cls(config), feature_extractor_for(spec["family"], **spec.get("feature_extractor", {}))
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ser.data import SAMPLING_RATE
+from ser.audio import SAMPLING_RATE
 
 
 def encoder_fingerprint(model, feature_extractor) -> str:

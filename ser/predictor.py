@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 import modeling_ser
-from ser.audio import AudioError, audio_duration, iter_audio_blocks, load_audio
+from ser.audio import SAMPLING_RATE, AudioError, audio_duration, iter_audio_blocks, load_audio, to_mono
 from ser.runtime import RUNTIMES, fast_inference_model
 
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
@@ -31,7 +31,7 @@ MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely 
 class EmotionPredictor:
     """Emotion probabilities for clips, files and long recordings."""
 
-    sampling_rate = 16000
+    sampling_rate = SAMPLING_RATE
     min_seconds = 0.25
     max_seconds = 60.0
     silence_db = -45.0  # a clip whose peak is below this (dBFS) holds no speech
@@ -302,7 +302,7 @@ def _to_float_mono(array, name: str) -> np.ndarray:
     else:
         raise ValueError(f"{name}: expected float or integer PCM samples, got dtype {array.dtype}")
     if samples.ndim == 2:
-        samples = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+        samples = to_mono(samples)
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 

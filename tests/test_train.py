@@ -7,11 +7,13 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import EMODB, ROOT, TINY_SPECS, require
+from ser.corpora import load_emodb
 
 SPEAKERS = ("03", "08", "09")
 
@@ -24,14 +26,13 @@ def tiny_spec(tmp_path, family="wav2vec2-bert"):
 
 def small_emodb_csv(tmp_path, speakers=SPEAKERS, per_speaker=12):
     """A CSV corpus of real Emo-DB clips from a few speakers: the real code path, a fraction of the time."""
-    wavs = sorted((require(EMODB) / "wav").glob("*.wav"))
-    rows = [w for s in speakers for w in [w for w in wavs if w.name[:2] == s][:per_speaker]]
-    letters = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
+    clips = load_emodb(require(EMODB))
+    rows = [c for s in speakers for c in [c for c in clips if c.speaker == s][:per_speaker]]
     path = tmp_path / "corpus.csv"
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "speaker"])
-        writer.writerows([[str(w), letters[w.name[5]], w.name[:2]] for w in rows])
+        writer.writerows([[c.path, c.label, c.speaker] for c in rows])
     return path
 
 
@@ -170,12 +171,11 @@ def test_bad_data_is_reported_by_name(tmp_path):
 
 def test_folder_corpus_with_speaker_regex(tmp_path):
     """One folder per label, the speaker found in the file name: real Emo-DB clips linked into that layout."""
-    letters = {"W": "angry", "T": "sad"}
-    for wav in sorted((require(EMODB) / "wav").glob("*.wav")):
-        if wav.name[:2] in SPEAKERS and wav.name[5] in letters:
-            folder = tmp_path / "corpus" / letters[wav.name[5]]
+    for clip in load_emodb(require(EMODB)):
+        if clip.speaker in SPEAKERS and clip.label in ("angry", "sad"):
+            folder = tmp_path / "corpus" / clip.label
             folder.mkdir(parents=True, exist_ok=True)
-            (folder / f"spk{wav.name[:2]}_{wav.name}").symlink_to(wav)
+            (folder / f"spk{clip.speaker}_{Path(clip.path).name}").symlink_to(clip.path)
     out = tmp_path / "run"
     common = ["--corpus", "folder", "--data_root", tmp_path / "corpus", "--encoder_config", tiny_spec(tmp_path),
               "--num_train_epochs", 1, "--train_final_model", "false", "--only_folds", "speaker-09", "--output_dir", out]

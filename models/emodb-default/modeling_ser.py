@@ -98,6 +98,13 @@ def check_head_options(config) -> None:
         raise ValueError("add_adapter=True is not supported: the head pools the encoder's own frames")
 
 
+def label_maps(labels: list[str]) -> dict:
+    """The config's `id2label` / `label2id` for labels in class-index order."""
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be at least two distinct names, got {labels}")
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+
+
 class HeadLinear(nn.Linear):
     """A linear layer of the head. Initialised with Glorot rather than the encoder's N(0, 0.02): two stacked
     layers that small start training on a long plateau."""
@@ -276,8 +283,7 @@ class EmotionModelMixin:
     def from_backbone(cls, name_or_path: str, labels: list[str], **head_options):
         """Wraps an existing encoder checkpoint (a Hub id or a local folder, through the same `from_pretrained`)
         in the emotion head; the head is newly initialised, the encoder weights are loaded."""
-        if len(labels) < 2 or len(set(labels)) != len(labels):
-            raise ValueError(f"labels must be at least two distinct names, got {labels}")
+        label_fields = label_maps(labels)  # checked before any download
         backbone_config = AutoConfig.from_pretrained(name_or_path)
         expected = cls.stock_class.config_class.model_type
         if backbone_config.model_type != expected:
@@ -291,8 +297,7 @@ class EmotionModelMixin:
         if head_options.get("feature_layer", "last") != "last":
             fields["layerdrop"] = 0.0  # see check_head_options; an explicit layerdrop in head_options still wins
         fields.update(head_options)
-        fields["id2label"] = dict(enumerate(labels))
-        fields["label2id"] = {label: i for i, label in enumerate(labels)}
+        fields.update(label_fields)
         config = cls.config_class(**fields)
         return cls.from_pretrained(name_or_path, config=config)
 
