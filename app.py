@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import argparse
-import json
 from pathlib import Path
 
 import gradio as gr
@@ -24,6 +23,7 @@ import numpy as np
 from ser.audio import AudioError, audio_duration, load_audio
 from ser.card import CORPUS_NAMES
 from ser.predictor import EmotionPredictor
+from ser import results as results_file
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = "models/emodb-default"
@@ -104,10 +104,10 @@ def describe_model(name_or_path: str, labels: list[str]) -> str:
     corpus = CORPUS_NAMES.get(results.get("corpus"), results.get("corpus", "an unknown corpus"))
     text += (f"  \n**Training:** {encoder.get('family', 'speech')} encoder {start} `{encoder.get('name_or_path')}`"
              f" ({how}) on {corpus}")
-    ua = results.get("summary", {}).get("ua", {}).get("mean")
-    protocol = results.get("protocol", {}).get("description")
-    if ua is not None and protocol:
-        text += f"; unweighted accuracy {ua:.1%}, {protocol}"
+    headline = results_file.headline(results)
+    seeds = f", mean over {headline['seeds']} seeds" if headline["seeds"] > 1 else ""
+    text += (f"; unweighted accuracy {headline['ua']['mean']:.1%} (all test folds pooled{seeds}), "
+             f"{results['protocol']['description']}")
     return text
 
 
@@ -116,12 +116,12 @@ def read_results(name_or_path: str) -> dict | None:
     folder = Path(name_or_path)
     try:
         if folder.is_dir():
-            path = folder / "results.json"
+            path = folder
         else:
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(name_or_path, "results.json"))
-        return json.loads(path.read_text())
+            path = Path(hf_hub_download(name_or_path, results_file.FILENAME))
+        return results_file.read(path)  # validated, and a first-format file upgraded
     except Exception:  # the description is a nicety: no record, no network or a bad file must not stop the demo
         return None
 

@@ -14,23 +14,26 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import yaml
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
+import modeling_ser
 from ser import corpora, data, splits
+from ser import results as ser_results
+from ser.augment import AugmentationArguments, WaveformAugmenter
 from ser.encoders import load_spec, pretrained_model, scratch_model
 from ser.export import export_run, push_folder
 from ser.frozen import FeatureCache, FrozenEncoderHead
-from ser.metrics import classification_metrics, plot_confusion, summarize_folds
+from ser.metrics import classification_metrics, plot_confusion
 
 
 @dataclass
 class DataArguments:
-    corpus: str = field(metadata={"help": "emodb, ravdess, savee, aesdd, shemo, folder (one folder per label) or csv"})
+    corpus: str = field(metadata={"help": "emodb, ravdess, emovo, savee, aesdd, shemo, folder (one folder per label) or csv"})
     data_root: str = field(metadata={"help": "The corpus folder in its original layout, or the CSV file"})
     speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
     language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the five named corpora)"})
@@ -58,6 +61,7 @@ class ModelArguments:
     freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
     class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
     train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
+    seeds: list[int] | None = field(default=None, metadata={"help": "Run the whole protocol once per seed (initial weights, crops, augmentation), e.g. 0 1 2; results report the mean ± std over seeds. Default: --seed alone. The final model uses the first."})
 
     def head_options(self) -> dict:
         layer = int(self.feature_layer) if self.feature_layer.isdigit() else self.feature_layer
@@ -76,25 +80,29 @@ class ExportArguments:
 
 def parse_arguments(argv: list[str]):
     """YAML values first, then the command line, so any option can be overridden there."""
-    parser = HfArgumentParser((DataArguments, ModelArguments, TrainingArguments, ExportArguments))
+    parser = HfArgumentParser((DataArguments, ModelArguments, AugmentationArguments, TrainingArguments, ExportArguments))
     if "--config" in argv:
         at = argv.index("--config")
         argv = yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
     if not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv = argv + ["--use_cpu", "true"]  # without it, the Trainer ignores a 2-process CPU launch's process group
-    data_args, model_args, training_args, export_args = parser.parse_args_into_dataclasses(args=argv)
+    data_args, model_args, augment_args, training_args, export_args = parser.parse_args_into_dataclasses(args=argv)
     if training_args.push_to_hub and not (training_args.hub_model_id and export_args.export_dir):
         parser.error("--push_to_hub needs --hub_model_id org/name and --export_dir (the folder that is uploaded)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
     if model_args.mode not in ("full", "frozen"):
         parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
-    return data_args, model_args, training_args, export_args
+    return data_args, model_args, augment_args, training_args, export_args
 
 
 def yaml_to_argv(path: str) -> list[str]:
+    """A YAML config as command-line options. `include: other.yaml` (relative to the including file) comes first,
+    so the including file's own keys win, as the command line wins over both."""
     config = yaml.safe_load(Path(path).read_text()) or {}
     argv = []
+    if "include" in config:
+        argv += yaml_to_argv(str(Path(path).parent / config.pop("include")))
     for key, value in config.items():
         values = value if isinstance(value, list) else [value]
         argv += [f"--{key}", *(str(v) for v in values)]
@@ -112,10 +120,18 @@ def read_corpus(args: DataArguments):
     return data.load_clips_audio(clips, skip_bad=args.skip_bad_files) + (labels,)
 
 
-def build_model(args: ModelArguments, labels: list[str]):
+def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: bool):
     if args.encoder_config:
-        return scratch_model(load_spec(args.encoder_config), labels, **args.head_options())
+        spec = load_spec(args.encoder_config)
+        # logmel-cnn normalises inside the model; the saved config records that it expects a speaker's statistics
+        extra = {"normalisation": "speaker"} if speaker_normalisation and spec["family"] == "logmel-cnn" else {}
+        return scratch_model(spec, labels, **args.head_options(), **extra)
     return pretrained_model(args.encoder_name_or_path, labels, **args.head_options())
+
+
+def normalises_itself(model) -> bool:
+    """logmel-cnn computes and normalises its log-mels itself, from raw samples."""
+    return hasattr(model.config, "normalisation")
 
 
 def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, training_args, cache_dir):
@@ -128,7 +144,7 @@ def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, tr
     else:
         features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
         input_name, stats = feature_extractor.model_input_names[0], None
-    if args.speaker_normalisation:
+    if args.speaker_normalisation and not normalises_itself(model):
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])
     return features, input_name, stats
 
@@ -146,10 +162,16 @@ class Experiment:
     training_args: TrainingArguments
     class_balanced: bool
     crop_seconds: float
+    augment: AugmentationArguments
+    stats: list | None = None  # per clip, for a model that normalises with its speaker's statistics
 
     def __post_init__(self):
         self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
         self.output_dir = Path(self.training_args.output_dir)
+        self.raw_samples = self.features[0].ndim == 1
+        if self.augment.augment and not self.raw_samples:
+            raise ValueError("--augment perturbs raw samples; this encoder reads filterbanks (use logmel-cnn or a "
+                             "wav2vec 2.0 / HuBERT / WavLM encoder)")
 
     @property
     def is_main(self) -> bool:
@@ -159,27 +181,43 @@ class Experiment:
         if self.is_main:
             print(message, flush=True)
 
-    def subset(self, indices: list[int], crop_seconds: float | None = None) -> data.CropDataset:
+    def subset(self, indices: list[int], train: bool = False) -> data.CropDataset:
+        """Whole clips for evaluation; for training, random crops (raw samples: loop-padded and perturbed as
+        --augment says, with a generator seeded by the run's seed)."""
         pick = lambda values: [values[i] for i in indices]  # noqa: E731
-        return data.CropDataset(pick(self.features), pick(self.labels), pick(self.durations), crop_seconds)
+        augment = None
+        if train and self.raw_samples:
+            augment = WaveformAugmenter(self.augment, self.crop_seconds, seed=self.training_args.seed)
+        return data.CropDataset(pick(self.features), pick(self.labels), pick(self.durations),
+                                self.crop_seconds if train else None, augment,
+                                pick(self.stats) if self.stats is not None else None)
 
     def trainer(self, name: str, train_idx: list[int]) -> Trainer:
-        """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached."""
+        """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached. The loss takes
+        class indices or, after mixup, class probabilities."""
         args = replace(self.training_args, output_dir=str(self.output_dir / name))
-        weights = data.class_weights([self.labels[i] for i in train_idx], len(self.names))
+        weights = None
+        if self.class_balanced:
+            weights = data.class_weights([self.labels[i] for i in train_idx], len(self.names))
 
-        def balanced_loss(outputs, labels, num_items_in_batch=None):
-            return torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weights.to(outputs.logits.device))
+        def loss(outputs, labels, num_items_in_batch=None):
+            weight = weights.to(outputs.logits.device) if weights is not None else None
+            return torch.nn.functional.cross_entropy(outputs.logits, labels, weight=weight)
 
+        collator = replace_mixup(self.collator, self.augment.mixup_alpha if self.augment.augment else 0.0,
+                                 len(self.names))
         trainable = FrozenEncoderHead(self.model) if self.model.config.freeze_backbone else self.model
-        return Trainer(model=trainable, args=args, train_dataset=self.subset(train_idx, self.crop_seconds),
-                       data_collator=self.collator, compute_loss_func=balanced_loss if self.class_balanced else None)
+        return Trainer(model=trainable, args=args, train_dataset=self.subset(train_idx, train=True),
+                       data_collator=collator, compute_loss_func=loss)
 
     def train(self, name: str, train_idx: list[int], test_idx: list[int] | None = None) -> dict | None:
         """Trains from the initial weights (resuming from the fold's last checkpoint if there is one) and returns
         the predictions on whole test clips."""
         self.model.load_state_dict(self.initial_state)
         self.model.apply_freezing()
+        if getattr(self.model.config, "normalisation", None) == "global":  # statistics of the training clips only
+            clips = [torch.from_numpy(self.features[i]) for i in train_idx]
+            self.model.base_model.global_stats.copy_(self.model.base_model.speech_statistics(clips))
         trainer = self.trainer(name, train_idx)
         checkpoint = self.last_complete_checkpoint(trainer.args.output_dir)
         if checkpoint:
@@ -187,6 +225,7 @@ class Experiment:
         trainer.train(resume_from_checkpoint=checkpoint)
         if not test_idx:
             return None
+        trainer.data_collator = self.collator  # whole clips, no mixup
         prediction = trainer.predict(self.subset(test_idx))
         return {"y_true": prediction.label_ids.tolist(), "y_pred": prediction.predictions.argmax(-1).tolist()}
 
@@ -228,6 +267,10 @@ class Experiment:
         return results
 
 
+def replace_mixup(collator: data.PadCollator, alpha: float, num_labels: int) -> data.PadCollator:
+    return data.PadCollator(collator.input_name, collator.padding_value, mixup_alpha=alpha, num_labels=num_labels)
+
+
 def code_version() -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
@@ -239,35 +282,31 @@ def code_version() -> str:
         return "unknown"
 
 
-def write_results(experiment: Experiment, fold_results, protocol, data_args, model_args, cache_stats) -> dict:
+def write_results(experiment: Experiment, runs, protocol, data_args, model_args, augment_args, cache_stats) -> dict:
+    """results.json (through ser.results, from the model's actual config) and the pooled confusion matrix."""
     names, model, training_args = experiment.names, experiment.model, experiment.training_args
-    results = {
-        "corpus": data_args.corpus, "language": data_args.language or corpora.CORPUS_LANGUAGE.get(data_args.corpus), "labels": names,
-        "protocol": protocol, "speaker_normalisation": data_args.speaker_normalisation, "seed": training_args.seed,
-        "encoder": {"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
-                    "family": model.stock_class.config_class.model_type,
-                    "pretrained": model_args.encoder_name_or_path is not None,
-                    "parameters": sum(p.numel() for p in model.parameters())},
-        "head": model_args.head_options(),
-        "training": {"mode": model_args.mode, "epochs": training_args.num_train_epochs,
-                     "learning_rate": training_args.learning_rate, "weight_decay": training_args.weight_decay,
-                     "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
-                     "warmup_steps": training_args.warmup_steps,
-                     "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-                     "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss},
-        "code_version": code_version(),
-        "trust_remote_code": not model.is_stock_expressible,
-        "feature_cache": cache_stats,
-        "folds": fold_results,
-        "summary": summarize_folds(fold_results, len(names)),
-    }
-    (experiment.output_dir / "results.json").write_text(json.dumps(results, indent=1))
-    title = f"{data_args.corpus}: {protocol['description']}, pooled over folds"
+    config = model.config
+    results = ser_results.build(
+        corpus=data_args.corpus, language=data_args.language or corpora.CORPUS_LANGUAGE.get(data_args.corpus),
+        labels=names, protocol=protocol, speaker_normalisation=data_args.speaker_normalisation, runs=runs,
+        encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
+                 "family": model.family, "pretrained": model_args.encoder_name_or_path is not None,
+                 "parameters": sum(p.numel() for p in model.parameters())},
+        head={key: getattr(config, key) for key in (*modeling_ser.HEAD_FIELDS, "classifier_proj_size")},
+        training={"mode": model_args.mode, "epochs": training_args.num_train_epochs,
+                  "learning_rate": training_args.learning_rate, "weight_decay": training_args.weight_decay,
+                  "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
+                  "warmup_steps": training_args.warmup_steps,
+                  "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
+                  "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss},
+        augmentation=asdict(augment_args) if experiment.raw_samples else None,
+        code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats)
+    ser_results.write(results, experiment.output_dir)
+    title = f"{data_args.corpus}: {protocol['description']}, pooled over folds and seeds"
     plot_confusion(results["summary"]["pooled"]["confusion"], names, experiment.output_dir / "confusion_matrix.png", title)
-    summary = results["summary"]
-    print(f"{protocol['description']}: " + "  ".join(
-        f"{m} {summary[m]['mean']:.3f} ± {summary[m]['std']:.3f}" for m in ("wa", "ua", "macro_f1"))
-        + f"  (pooled UA {summary['pooled']['ua']:.3f})")
+    headline = ser_results.headline(results)
+    print(f"{protocol['description']}, {headline['seeds']} seed(s): pooled " + "  ".join(
+        f"{m} {headline[m]['mean']:.3f} ± {headline[m]['std']:.3f}" for m in ("wa", "ua", "macro_f1")))
     return results
 
 
@@ -301,13 +340,7 @@ def limit_threads() -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes))
 
 
-def main(argv: list[str]) -> None:
-    data_args, model_args, training_args, export_args = parse_arguments(argv)
-    training_args.remove_unused_columns = False
-    push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
-    limit_threads()
-    set_seed(training_args.seed)
-    clips, audio, names = read_corpus(data_args)
+def prepare_folds(clips, data_args: DataArguments):
     folds, protocol = splits.make_folds(clips, data_args.protocol, k=data_args.num_folds, seed=data_args.fold_seed,
                                         split_file=data_args.split_file)
     protocol["fold_seed"] = data_args.fold_seed
@@ -317,22 +350,53 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--only_folds {unknown}: no such fold; the folds are {[fold.name for fold in folds]}")
         folds = [fold for fold in folds if fold.name in data_args.only_folds]
         protocol = {**protocol, "folds": len(folds), "only_folds": data_args.only_folds}
-    model, feature_extractor = build_model(model_args, names)
+    return folds, protocol
+
+
+def build_experiment(seed, clips, audio, names, data_args, model_args, augment_args, training_args):
+    """The model with this seed's initial weights, its per-clip inputs, and the seed's output folder."""
+    set_seed(seed)
+    seeds = model_args.seeds or [training_args.seed]
     output_dir = Path(training_args.output_dir)
+    args = replace(training_args, seed=seed,
+                   output_dir=str(output_dir / f"seed-{seed}" if len(seeds) > 1 else output_dir))
+    model, feature_extractor = build_model(model_args, names, data_args.speaker_normalisation)
     features, input_name, cache_stats = model_inputs(model, feature_extractor, audio, clips, data_args,
-                                                      training_args, output_dir / "feature-cache")
+                                                      args, output_dir / "feature-cache")
+    stats = None
+    if data_args.speaker_normalisation and normalises_itself(model):
+        stats = data.speaker_statistics(model, audio, [clip.speaker for clip in clips])
     experiment = Experiment(
         model=model, features=features, labels=[names.index(clip.label) for clip in clips],
         durations=[len(a) / data.SAMPLING_RATE for a in audio],
         collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0))),
-        names=names, training_args=training_args, class_balanced=model_args.class_balanced_loss,
-        crop_seconds=data_args.crop_seconds)
-    experiment.log(f"{data_args.corpus}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
-                   f"{len(folds)} folds; encoder {model_args.encoder_name_or_path or model_args.encoder_config} "
-                   f"({'pretrained' if model_args.encoder_name_or_path else 'trained from scratch'})")
-    fold_results = experiment.run_folds(folds, clips, protocol["speaker_independent"])
+        names=names, training_args=args, class_balanced=model_args.class_balanced_loss,
+        crop_seconds=data_args.crop_seconds, augment=augment_args, stats=stats)
+    return experiment, feature_extractor, cache_stats
+
+
+def main(argv: list[str]) -> None:
+    data_args, model_args, augment_args, training_args, export_args = parse_arguments(argv)
+    training_args.remove_unused_columns = False
+    push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
+    limit_threads()
+    clips, audio, names = read_corpus(data_args)
+    folds, protocol = prepare_folds(clips, data_args)
+    runs = []
+    for seed in model_args.seeds or [training_args.seed]:
+        experiment, feature_extractor, cache_stats = build_experiment(
+            seed, clips, audio, names, data_args, model_args, augment_args, training_args)
+        if not runs:
+            first = (experiment, feature_extractor)
+        experiment.log(f"{data_args.corpus}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
+                       f"{len(folds)} folds, seed {seed}; encoder "
+                       f"{model_args.encoder_name_or_path or model_args.encoder_config} "
+                       f"({'pretrained' if model_args.encoder_name_or_path else 'trained from scratch'})")
+        runs.append({"seed": seed, "folds": experiment.run_folds(folds, clips, protocol["speaker_independent"])})
+    experiment, feature_extractor = first
+    experiment.output_dir = Path(training_args.output_dir)  # results, final model and export: the run's folder
     if experiment.is_main:
-        write_results(experiment, fold_results, protocol, data_args, model_args, cache_stats)
+        write_results(experiment, runs, protocol, data_args, model_args, augment_args, cache_stats)
     if model_args.train_final_model:
         train_final_model(experiment, feature_extractor, len(clips))
     if export_args.export_dir and experiment.is_main:

@@ -1,27 +1,82 @@
-"""Classical baseline on Emo-DB: 88 eGeMAPSv02 functionals (openSMILE) + RBF SVM, leave-one-speaker-out.
+"""Classical baseline: 88 eGeMAPSv02 functionals (openSMILE) + RBF SVM, on the folds train_ser.py uses.
 
-    python benchmarks/baseline_opensmile.py            # all 535 clips, 10 folds
-    python benchmarks/baseline_opensmile.py --quick    # 3 speakers only, a smoke run
+    python benchmarks/baseline_opensmile.py                    # Emo-DB, RAVDESS and EMOVO (~5 min)
+    python benchmarks/baseline_opensmile.py --corpus emovo     # one corpus
+    python benchmarks/baseline_opensmile.py --quick            # the first 3 folds' speakers of each corpus, a smoke run
+
+Each corpus is read and split exactly as `train_ser.py --config configs/<corpus>.yaml` does: corpus, data_root,
+labels, protocol, num_folds, fold_seed and split_file come from that config and go through the same loader and
+`ser.splits.make_folds` call (Emo-DB and EMOVO leave-one-speaker-out, 10 and 6 folds; RAVDESS speaker_kfold,
+6 folds of 4 consecutive actors).
 
 SVC(C=1, kernel="rbf", class_weight="balanced") after a StandardScaler fitted on the training fold, with and
 without per-speaker z-normalisation of the features (each speaker, the test speaker included, normalised with the
 mean/std of its own clips: unlabelled audio). Reports WA / UA / macro-F1 pooled over all clips and mean ± std
-over folds, and the seconds per clip of feature extraction. Needs `pip install opensmile` (the wheel ships the
-SMILExtract binary; it runs offline).
+over folds, and the seconds per clip of feature extraction. Needs `pip install opensmile` (in requirements.txt; the
+wheel ships the SMILExtract binary; it runs offline).
+
+`--corpus all` writes results/baseline_opensmile.json (one entry per corpus under "corpora"); a single corpus
+writes results/baseline_opensmile-<corpus>.json, so it never overwrites the all-corpora result.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
+import yaml
 
-from _common import EMODB, median, table, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import ROOT, median, table, write_result  # noqa: I001  (puts the repo root on sys.path)
+from ser import corpora, splits
 from ser.audio import load_audio
-from ser.corpora import load_emodb
 from ser.metrics import classification_metrics, summarize_folds
-from ser.splits import leave_one_speaker_out
+
+CORPORA = ("emodb", "ravdess", "emovo")
+DISPLAY = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}
+QUICK_FOLDS = 3
+
+# Pooled metrics of the same baseline measured by a colleague on these copies (../shared/data/README.md).
+REFERENCE = {
+    "emodb": {"none": {"wa": 0.667, "ua": 0.652, "macro_f1": 0.654},
+              "per-speaker z-norm": {"wa": 0.798, "ua": 0.787, "macro_f1": 0.785}},
+    "emovo": {"none": {"wa": 0.306, "ua": 0.306, "macro_f1": 0.292},
+              "per-speaker z-norm": {"wa": 0.434, "ua": 0.434, "macro_f1": 0.430}},
+}
+
+
+def read_config(corpus: str) -> dict:
+    """The data and protocol settings of configs/<corpus>.yaml, with train_ser.py's defaults."""
+    config = yaml.safe_load((ROOT / "configs" / f"{corpus}.yaml").read_text()) or {}
+    data_root = Path(config["data_root"])
+    split_file = config.get("split_file")
+    return {
+        "config": f"configs/{corpus}.yaml",
+        "corpus": config["corpus"],
+        "data_root": str(data_root if data_root.is_absolute() else ROOT / data_root),
+        "speaker_regex": config.get("speaker_regex"),
+        "labels": config.get("labels"),
+        "protocol": config.get("protocol", "loso"),
+        "num_folds": config.get("num_folds"),
+        "fold_seed": config.get("fold_seed"),
+        "split_file": str(ROOT / split_file) if split_file and not Path(split_file).is_absolute() else split_file,
+    }
+
+
+def load_clips(cfg: dict, data_root: str | None = None) -> list[corpora.Clip]:
+    """As train_ser.read_corpus, without decoding the audio."""
+    options = {"speaker_regex": cfg["speaker_regex"]} if cfg["speaker_regex"] else {}
+    clips = corpora.load_corpus(cfg["corpus"], data_root or cfg["data_root"], **options)
+    if cfg["labels"]:
+        clips = corpora.select_labels(clips, cfg["labels"])
+    return clips
+
+
+def make_folds(clips: list[corpora.Clip], cfg: dict, k: int | None = None):
+    """As train_ser.main: splits.make_folds with the config's protocol, num_folds, fold_seed and split_file."""
+    return splits.make_folds(clips, cfg["protocol"], k=k or cfg["num_folds"], seed=cfg["fold_seed"],
+                             split_file=cfg["split_file"])
 
 
 def extract(paths: list[str]) -> tuple[np.ndarray, list[float], float]:
@@ -59,25 +114,25 @@ def evaluate(features, y, folds, num_labels) -> dict:
         clf.fit(features[fold.train], y[fold.train])
         pred = clf.predict(features[fold.test])
         metrics = classification_metrics(y[fold.test], pred, num_labels)
-        results.append({"name": fold.name, "n_test": len(fold.test), **metrics,
+        results.append({"name": fold.name, "test_speakers": fold.test_speakers, "n_test": len(fold.test), **metrics,
                         "y_true": y[fold.test].tolist(), "y_pred": pred.tolist()})
     return {"folds": results, "summary": summarize_folds(results, num_labels)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-root", default=str(EMODB))
-    parser.add_argument("--quick", action="store_true", help="3 speakers (about 150 clips), 3 folds")
-    args = parser.parse_args()
-
-    clips = load_emodb(args.data_root)
-    if args.quick:
-        keep = {"03", "08", "09"}
+def run_corpus(corpus: str, quick: bool, data_root: str | None) -> dict:
+    cfg = read_config(corpus)
+    clips = load_clips(cfg, data_root)
+    folds, protocol = make_folds(clips, cfg)
+    if quick:
+        keep = {s for fold in folds[:QUICK_FOLDS] for s in fold.test_speakers}
         clips = [c for c in clips if c.speaker in keep]
+        k = min(QUICK_FOLDS, cfg["num_folds"]) if cfg["num_folds"] else None
+        folds, protocol = make_folds(clips, cfg, k)
     names = sorted({c.label for c in clips})
     y = np.array([names.index(c.label) for c in clips])
-    folds = leave_one_speaker_out(clips)
-    print(f"Emo-DB: {len(clips)} clips, {len(names)} emotions, {len(folds)} leave-one-speaker-out folds")
+    print(f"{DISPLAY[corpus]}: {len(clips)} clips, {len(names)} emotions, {protocol['description']} "
+          f"({len(folds)} folds, from {cfg['config']}): " + ", ".join(
+              "+".join(fold.test_speakers) for fold in folds))
 
     features, seconds, audio_seconds = extract([c.path for c in clips])
     print(f"eGeMAPSv02 functionals: {features.shape[1]} per clip, {median(seconds):.4f} s/clip median, "
@@ -89,18 +144,44 @@ def main() -> None:
         result = evaluate(x, y, folds, len(names))
         s = result["summary"]
         out[variant] = result
-        rows.append({"speaker normalisation": variant,
+        rows.append({"corpus": DISPLAY[corpus], "speaker normalisation": variant,
                      **{f"pooled {k}": s["pooled"][k] for k in ("wa", "ua", "macro_f1")},
                      **{f"fold {k}": f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" for k in ("wa", "ua", "macro_f1")}})
-    cols = ["speaker normalisation", "pooled wa", "pooled ua", "pooled macro_f1", "fold wa", "fold ua", "fold macro_f1"]
-    print(table(rows, cols, {c: ".3f" for c in cols}))
-    write_result("baseline_opensmile", {
-        "clips": len(clips), "labels": names, "folds": len(folds), "features": int(features.shape[1]),
+    return {
+        "config": {key: value for key, value in cfg.items() if key != "data_root"},
+        "data_root": data_root or cfg["data_root"],
+        "protocol": {**protocol, "fold_seed": cfg["fold_seed"],
+                     "test_speakers": [fold.test_speakers for fold in folds]},
+        "clips": len(clips), "speakers": len({c.speaker for c in clips}), "labels": names, "folds": len(folds),
+        "features": int(features.shape[1]),
         "extraction": {"seconds_per_clip_median": median(seconds), "seconds_per_clip_mean": float(np.mean(seconds)),
                        "audio_seconds": audio_seconds, "real_time_factor": sum(seconds) / audio_seconds},
-        "reference_on_this_copy": {"none": {"wa": 0.667, "ua": 0.652, "macro_f1": 0.654},
-                                   "per-speaker z-norm": {"wa": 0.798, "ua": 0.787, "macro_f1": 0.785}},
-        "table": rows, "results": out}, quick=args.quick)
+        "reference_on_this_copy": REFERENCE.get(corpus),
+        "table": rows, "results": out,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=[*CORPORA, "all"], default="all")
+    parser.add_argument("--data-root", help="override the config's data_root (one corpus only)")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"only the speakers of the first {QUICK_FOLDS} folds of each corpus, re-split the same way")
+    args = parser.parse_args()
+    selected = list(CORPORA) if args.corpus == "all" else [args.corpus]
+    if args.data_root and len(selected) > 1:
+        parser.error("--data-root needs a single --corpus")
+
+    entries = {}
+    for corpus in selected:
+        entries[corpus] = run_corpus(corpus, args.quick, args.data_root)
+        print()
+    rows = [row for entry in entries.values() for row in entry["table"]]
+    cols = ["corpus", "speaker normalisation", "pooled wa", "pooled ua", "pooled macro_f1",
+            "fold wa", "fold ua", "fold macro_f1"]
+    print(table(rows, cols, {c: ".3f" for c in cols}))
+    name = "baseline_opensmile" if args.corpus == "all" else f"baseline_opensmile-{args.corpus}"
+    write_result("baseline_opensmile", {"corpora": entries, "table": rows}, quick=args.quick, name=name)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Re-render README.md model cards from the results.json files beside them.
 
 Run after changing ser/card.py so every published card picks up the new
-template; the numbers always come from results.json, never from the old card.
+template; the numbers always come from results.json (read, and upgraded from the
+first one-seed format, by ser.results), never from the old card.
 """
 
 import argparse
@@ -11,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ser.card import write_card  # noqa: E402
+from ser.results import FILENAME  # noqa: E402
 
 DEFAULT_ROOTS = ("models", "exports")
 
@@ -20,9 +22,9 @@ def result_folders(roots):
     folders = set()
     for root in roots:
         root = Path(root)
-        if (root / "results.json").is_file():
+        if (root / FILENAME).is_file():
             folders.add(root)
-        folders.update(path.parent for path in root.rglob("results.json"))
+        folders.update(path.parent for path in root.rglob(FILENAME))
     return sorted(folders)
 
 

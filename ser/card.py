@@ -1,13 +1,15 @@
 """Render a Hugging Face model card (README.md) from a training results.json.
 
-Every number in the card comes from results.json so the card can never drift
-from what the training script measured; re-render instead of editing by hand.
+Every number in the card comes from results.json (read through ser.results) so
+the card can never drift from what the training script measured; re-render
+instead of editing by hand.
 """
 
-import json
 from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
+
+from ser.results import fold_table, headline, over_folds, read, seed_table, seeds, upgrade
 
 # Model weights trained on a corpus inherit its licence terms.
 CORPUS_LICENSES = {
@@ -18,6 +20,7 @@ DEFAULT_LICENSE = "cc-by-nc-4.0"
 CORPUS_NAMES = {
     "emodb": "Emo-DB (Berlin Database of Emotional Speech)",
     "ravdess": "RAVDESS",
+    "emovo": "EMOVO (Italian emotional speech)",
     "savee": "SAVEE",
     "aesdd": "AESDD (Acted Emotional Speech Dynamic Database)",
     "shemo": "ShEMO (Sharif Emotional Speech Database)",
@@ -27,12 +30,13 @@ CORPUS_NAMES = {
 CORPUS_DATASETS = {
     "emodb": "Emo-DB",
     "ravdess": "RAVDESS",
+    "emovo": "EMOVO",
     "savee": "SAVEE",
     "aesdd": "AESDD",
     "shemo": "ShEMO",
 }
 
-LANGUAGE_NAMES = {"de": "German", "en": "English", "el": "Greek", "fa": "Persian"}
+LANGUAGE_NAMES = {"de": "German", "en": "English", "it": "Italian", "el": "Greek", "fa": "Persian"}
 
 CORPUS_CITATIONS = {
     "emodb": """@inproceedings{burkhardt2005emodb,
@@ -52,6 +56,13 @@ CORPUS_CITATIONS = {
   pages   = {e0196391},
   year    = {2018},
   doi     = {10.1371/journal.pone.0196391}
+}""",
+    "emovo": """@inproceedings{costantini2014emovo,
+  title     = {{EMOVO} Corpus: an {I}talian Emotional Speech Database},
+  author    = {Costantini, Giovanni and Iaderola, Iacopo and Paoloni, Andrea and Todisco, Massimiliano},
+  booktitle = {Proc. Ninth International Conference on Language Resources and Evaluation (LREC'14)},
+  pages     = {3501--3504},
+  year      = {2014}
 }""",
     "savee": """@inproceedings{haq2009savee,
   title     = {Speaker-dependent audio-visual emotion recognition},
@@ -131,13 +142,23 @@ def pct(value):
     return f"{100 * value:.1f}"
 
 
+def pct_spread(spread, with_std=True):
+    """"mean ± std" in %, or just the mean where there is no spread to show (one seed)."""
+    return f"{pct(spread['mean'])} ± {pct(spread['std'])}" if with_std else pct(spread["mean"])
+
+
+def seeds_text(count):
+    return f"{count} seed" + ("s" if count != 1 else "")
+
+
 def eval_results(results):
     """One model-index result per metric; the protocol goes in split/args so leaderboards show it."""
-    protocol = results["protocol"]
+    protocol, head = results["protocol"], headline(results)
     args = {
         "protocol": protocol["name"],
         "speaker_independent": speaker_independent(results),
-        "folds": protocol.get("folds", len(results["folds"])),
+        "folds": protocol["folds"],
+        "seeds": head["seeds"],
         "speaker_normalisation": bool(results.get("speaker_normalisation")),
     }
     return [
@@ -149,8 +170,9 @@ def eval_results(results):
             dataset_split=protocol_label(results),
             dataset_args=args,
             metric_type=metric_type,
-            metric_name=f"{name}, mean over {args['folds']} folds",
-            metric_value=results["summary"][key]["mean"],
+            metric_name=f"{name}, all {args['folds']} folds' test predictions pooled, "
+                        f"mean over {seeds_text(head['seeds'])}",
+            metric_value=head[key]["mean"],
         )
         for key, metric_type, name in METRICS
     ]
@@ -174,14 +196,19 @@ def front_matter(results):
 
 
 def summary_section(results):
-    summary = results["summary"]
+    head, folds = headline(results), over_folds(results)
     encoder = results["encoder"]
+    several = head["seeds"] > 1
+    pooled = (f"UA {pct_spread(head['ua'], several)} %, WA {pct_spread(head['wa'], several)} %, "
+              f"macro-F1 {pct_spread(head['macro_f1'], several)} %")
+    how = f"mean ± std over {head['seeds']} seeds" if several else "1 seed"
     text = (
         f"`{results['hub_model_id']}` recognises emotions in {language_name(results)} speech. "
         f"It is a {encoder['family']} encoder with a {results['head']['pooling']}-pooling classification head, "
         f"trained and evaluated on {corpus_name(results)} with the {protocol_label(results)} protocol "
-        f"({len(results['folds'])} folds): WA {pct(summary['wa']['mean'])} ± {pct(summary['wa']['std'])} %, "
-        f"UA {pct(summary['ua']['mean'])} ± {pct(summary['ua']['std'])} % (mean ± std over folds)."
+        f"({head['folds']} folds, run with {seeds_text(head['seeds'])}): {pooled} "
+        f"(all folds' test predictions pooled, {how}); per fold, WA {pct_spread(folds['wa'])} %, "
+        f"UA {pct_spread(folds['ua'])} % (mean ± std over {folds['n']} folds)."
     )
     if not encoder.get("pretrained"):
         text += (
@@ -221,12 +248,13 @@ def training_section(results):
         "",
         f"- Corpus: {corpus_name(results)}, {language_name(results)}",
         f"- Labels: {', '.join(results['labels'])}",
-        f"- Protocol: {protocol['name']} - {protocol.get('description', '')}, {protocol.get('folds', len(results['folds']))} folds",
+        f"- Protocol: {protocol['name']} - {protocol.get('description', '')}, {protocol['folds']} folds",
         f"- Split: {independence}",
         f"- Speaker normalisation: {normalisation}",
-        f"- Seed: {results['seed']}",
-        "- Published weights: trained once more on all clips with the same recipe after the folds; the numbers "
-        "below come from the folds' held-out test clips",
+        f"- Seeds: {len(seeds(results))} ({', '.join(map(str, seeds(results)))}), the whole protocol run once per seed",
+        "- Published weights: trained once more on all clips with the same recipe"
+        + (f" and the first seed ({seeds(results)[0]})" if len(seeds(results)) > 1 else "")
+        + " after the folds; the numbers below come from the folds' held-out test clips",
         f"- Encoder: `{encoder['name_or_path']}` ({encoder['family']}, "
         f"{'pretrained' if encoder.get('pretrained') else 'trained from scratch'}, {encoder['parameters']:,} parameters)",
         f"- Head: {_settings(head)}",
@@ -241,33 +269,51 @@ def _settings(settings):
 
 
 def results_section(results):
-    summary = results["summary"]
-    pooled = summary["pooled"]
+    head, folds = headline(results), over_folds(results)
+    pooled, several = results["summary"]["pooled"], head["seeds"] > 1
+    seed_list = ", ".join(map(str, seeds(results)))
+    pooled_header = f"Pooled, mean ± std over {head['seeds']} seeds" if several else "Pooled (1 seed)"
     lines = [
         "## Results",
         "",
-        f"Mean ± std over {len(results['folds'])} folds (population std), and the metrics of all folds' "
-        "test predictions pooled together. Values in %.",
+        f"The whole protocol ({head['folds']} folds) was run with {seeds_text(head['seeds'])} ({seed_list}). "
+        "Pooled: the metrics of all folds' test predictions pooled together"
+        + (f", mean ± std over the {head['seeds']} seeds" if several else "")
+        + f". Per fold: mean ± std over the {folds['n']} folds" + (" of all seeds" if several else "")
+        + ". Population std; values in %.",
         "",
-        "| Metric | Mean ± std | Pooled |",
+        f"| Metric | {pooled_header} | Per fold, mean ± std over {folds['n']} folds |",
         "|---|---|---|",
     ]
     for key, _, name in METRICS:
-        lines.append(f"| {name} | {pct(summary[key]['mean'])} ± {pct(summary[key]['std'])} | {pct(pooled[key])} |")
+        lines.append(f"| {name} | {pct_spread(head[key], several)} | {pct_spread(folds[key])} |")
+    if several:
+        lines += [
+            "",
+            "Per seed, all folds' test predictions pooled (pooling the predictions of all seeds together gives "
+            f"WA {pct(pooled['wa'])}, UA {pct(pooled['ua'])}, macro-F1 {pct(pooled['macro_f1'])}):",
+            "",
+            "| Seed | WA | UA | Macro-F1 |",
+            "|---|---|---|---|",
+        ]
+        for row in seed_table(results):
+            lines.append(f"| {row['seed']} | {pct(row['wa'])} | {pct(row['ua'])} | {pct(row['macro_f1'])} |")
     lines += [
         "",
-        "Per fold:",
+        f"Per fold (mean ± std over the {head['seeds']} seeds):" if several else "Per fold:",
         "",
         "| Fold | Test speakers | n | WA | UA | Macro-F1 |",
         "|---|---|---|---|---|---|",
     ]
-    for fold in results["folds"]:
-        speakers = ", ".join(fold.get("test_speakers") or []) or "-"
+    for fold in fold_table(results):
+        speakers = ", ".join(fold["test_speakers"]) or "-"
         lines.append(
             f"| {fold['name']} | {speakers} | {fold['n_test']} | "
-            f"{pct(fold['wa'])} | {pct(fold['ua'])} | {pct(fold['macro_f1'])} |"
+            f"{pct_spread(fold['wa'], several)} | {pct_spread(fold['ua'], several)} | "
+            f"{pct_spread(fold['macro_f1'], several)} |"
         )
-    lines += ["", "Pooled confusion matrix over all folds:", "", "![confusion matrix](confusion_matrix.png)"]
+    over = "all folds and seeds" if several else "all folds"
+    lines += ["", f"Pooled confusion matrix over {over}:", "", "![confusion matrix](confusion_matrix.png)"]
     return "\n".join(lines) + "\n"
 
 
@@ -300,7 +346,8 @@ def citation_section(results):
 
 
 def render_card(results):
-    """Full README.md text for a model folder, from its results.json dict."""
+    """Full README.md text for a model folder, from its results.json dict (the first format is upgraded)."""
+    results = upgrade(results)
     sections = [
         summary_section(results),
         usage_section(results),
@@ -315,7 +362,7 @@ def render_card(results):
 def write_card(folder):
     """Write folder/README.md from folder/results.json; returns the README path."""
     folder = Path(folder)
-    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    results = read(folder)
     path = folder / "README.md"
     path.write_text(render_card(results), encoding="utf-8")
     return path

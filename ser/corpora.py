@@ -38,7 +38,7 @@ LABEL_ALIASES = {
     "surprised": "surprise", "sur": "surprise",
 }
 
-CORPUS_LANGUAGE = {"emodb": "de", "ravdess": "en", "savee": "en", "aesdd": "el", "shemo": "fa"}
+CORPUS_LANGUAGE = {"emodb": "de", "ravdess": "en", "emovo": "it", "savee": "en", "aesdd": "el", "shemo": "fa"}
 
 UNKNOWN_SPEAKER = "unknown"
 
@@ -198,6 +198,39 @@ def _parse_ravdess(path: Path) -> Clip | str:
     if emotion not in RAVDESS_EMOTIONS:
         return f"unknown emotion code {emotion!r}"
     return Clip(str(path), RAVDESS_EMOTIONS[emotion], actor, statement)
+
+
+# --------------------------------------------------------------------------- EMOVO
+
+EMOVO_EMOTIONS = {"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear",
+                  "rab": "angry", "sor": "surprise", "tri": "sad"}
+_EMOVO_NAME = re.compile(r"^([a-z]{3})-([fm]\d)-([a-z]\d)$")
+_EMOVO_SPEAKER_FOLDER = re.compile(r"^[fm]\d$")
+
+
+def load_emovo(root: str | Path, strict: bool = True) -> list[Clip]:
+    """EMOVO: `f1/dis-f1-b1.wav` = emotion (Italian initials), speaker, sentence.
+
+    Speakers f1-f3 and m1-m3; the sentence id (b1-b3, l1-l4, n1-n5, d1-d2,
+    the same 14 texts for every speaker and emotion) is kept as the text.
+    A file in a speaker folder that names another speaker is reported
+    rather than guessed at.
+    """
+    root = _require_dir(root, "emovo")
+    return _parse_all("emovo", root, find_audio_files(root), _parse_emovo, strict)
+
+
+def _parse_emovo(path: Path) -> Clip | str:
+    match = _EMOVO_NAME.match(path.stem)
+    if not match:
+        return "expected e.g. dis-f1-b1"
+    code, speaker, sentence = match.groups()
+    if code not in EMOVO_EMOTIONS:
+        return f"unknown emotion code {code!r}"
+    folder = path.parent.name
+    if _EMOVO_SPEAKER_FOLDER.match(folder) and folder != speaker:
+        return f"speaker {speaker} is in folder {folder}"
+    return Clip(str(path), EMOVO_EMOTIONS[code], speaker, sentence)
 
 
 # --------------------------------------------------------------------------- SAVEE
@@ -389,6 +422,7 @@ def _parse_csv_row(row: dict[str, str], base: Path) -> Clip | str:
 LOADERS: dict[str, Callable[..., list[Clip]]] = {
     "emodb": load_emodb,
     "ravdess": load_ravdess,
+    "emovo": load_emovo,
     "savee": load_savee,
     "aesdd": load_aesdd,
     "shemo": load_shemo,

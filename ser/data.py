@@ -9,8 +9,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ser.audio import SAMPLING_RATE, AudioError, load_audio
+from ser.augment import mixup
 from ser.corpora import Clip
-
 
 
 def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Clip], list[np.ndarray]]:
@@ -63,30 +63,39 @@ def speaker_normalise(features: list[np.ndarray], speakers: list[str]) -> list[n
 
 
 class CropDataset(torch.utils.data.Dataset):
-    """Clips as (features, label); with `crop_seconds`, a fresh random crop of each clip every time it is drawn
-    (training), else the whole clip (evaluation). Crops are cut on the first axis, samples or frames."""
+    """Clips as (features, label[, normalisation_stats]). For training, each draw of a clip is a fresh random crop:
+    `augment` (raw samples: crop and perturb, see ser.augment) or a plain `crop_seconds` crop on the first axis,
+    samples or frames. Without either, the whole clip (evaluation)."""
 
-    def __init__(self, features, labels, durations, crop_seconds: float | None = None):
+    def __init__(self, features, labels, durations, crop_seconds: float | None = None, augment=None, stats=None):
         self.features, self.labels, self.durations, self.crop_seconds = features, labels, durations, crop_seconds
+        self.augment, self.stats = augment, stats
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, i: int) -> dict:
         features = self.features[i]
-        if self.crop_seconds:
+        if self.augment is not None:
+            features = self.augment(features)
+        elif self.crop_seconds:
             units = max(1, int(len(features) * self.crop_seconds / self.durations[i]))  # units per second differ
             if len(features) > units:
                 start = random.randrange(len(features) - units + 1)
                 features = features[start : start + units]
-        return {"features": features, "labels": self.labels[i]}
+        item = {"features": features, "labels": self.labels[i]}
+        if self.stats is not None:
+            item["normalisation_stats"] = self.stats[i]
+        return item
 
 
 class PadCollator:
-    """Pads a batch on the time axis and builds the attention mask the model turns into a frame mask."""
+    """Pads a batch on the time axis and builds the attention mask the model turns into a frame mask. With
+    `mixup_alpha` (training), blends the padded batch with itself (ser.augment.mixup)."""
 
-    def __init__(self, input_name: str, padding_value: float = 0.0):
+    def __init__(self, input_name: str, padding_value: float = 0.0, mixup_alpha: float = 0.0, num_labels: int = 0):
         self.input_name, self.padding_value = input_name, padding_value
+        self.mixup_alpha, self.num_labels = mixup_alpha, num_labels
 
     def __call__(self, batch: list[dict]) -> dict:
         longest = max(len(item["features"]) for item in batch)
@@ -96,11 +105,24 @@ class PadCollator:
         for row, item in enumerate(batch):
             padded[row, : len(item["features"])] = item["features"]
             mask[row, : len(item["features"])] = 1
-        return {
+        out = {
             self.input_name: torch.from_numpy(padded),
             "attention_mask": torch.from_numpy(mask),
             "labels": torch.tensor([item["labels"] for item in batch]),
         }
+        if "normalisation_stats" in batch[0]:
+            out["normalisation_stats"] = torch.stack([torch.as_tensor(item["normalisation_stats"]) for item in batch])
+        return mixup(out, self.mixup_alpha, self.num_labels) if self.mixup_alpha > 0 else out
+
+
+def speaker_statistics(model, audio: list[np.ndarray], speakers: list[str]) -> list[torch.Tensor]:
+    """For a logmel-cnn model with "speaker" normalisation: each clip's speaker's log-mel statistics (2, F), from
+    the speech frames of all that speaker's clips (unlabelled audio, the test speaker's included)."""
+    by_speaker = {}
+    for speaker in sorted(set(speakers)):
+        clips = [torch.from_numpy(a) for a, s in zip(audio, speakers) if s == speaker]
+        by_speaker[speaker] = model.base_model.speech_statistics(clips)
+    return [by_speaker[s] for s in speakers]
 
 
 def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:

@@ -12,10 +12,12 @@ from ser.audio import SAMPLING_RATE
 
 
 def feature_extractor_for(family: str, **overrides):
-    """The family's standard front end: raw normalised samples, or 80-bin log-mels stacked in pairs (w2v-BERT)."""
+    """The family's standard front end: raw normalised samples, 80-bin log-mels stacked in pairs (w2v-BERT), or raw
+    samples at their own level (logmel-cnn computes and normalises its log-mels itself)."""
     if family == "wav2vec2-bert":
         return SeamlessM4TFeatureExtractor(sampling_rate=SAMPLING_RATE, return_attention_mask=True, **overrides)
-    options = {"feature_size": 1, "sampling_rate": SAMPLING_RATE, "padding_value": 0.0, "do_normalize": True}
+    options = {"feature_size": 1, "sampling_rate": SAMPLING_RATE, "padding_value": 0.0,
+               "do_normalize": family != "logmel-cnn"}
     return Wav2Vec2FeatureExtractor(**options, return_attention_mask=True, **overrides)
 
 

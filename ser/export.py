@@ -1,15 +1,15 @@
 """Writes and publishes a Hub model repo: the final model, its feature extractor, results.json, the confusion
 matrix and a model card rendered from results.json (never typed by hand)."""
 
-import json
 import shutil
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
 
+from ser import results as results_file
 from ser.card import write_card
 
-RUN_FILES = ("results.json", "confusion_matrix.png")
+RUN_FILES = (results_file.FILENAME, "confusion_matrix.png")
 
 
 def export_run(run_dir: str | Path, export_dir: str | Path, hub_model_id: str | None = None) -> Path:
@@ -25,9 +25,9 @@ def export_run(run_dir: str | Path, export_dir: str | Path, hub_model_id: str | 
         shutil.rmtree(export_dir)  # a stale file (e.g. modeling_ser.py of an earlier custom head) must not linger
     shutil.copytree(final, export_dir)
     shutil.copy2(run_dir / "confusion_matrix.png", export_dir)
-    results = json.loads((run_dir / "results.json").read_text())
+    results = results_file.read(run_dir)  # a first-format file is written back upgraded
     results["hub_model_id"] = hub_model_id or export_dir.name
-    (export_dir / "results.json").write_text(json.dumps(results, indent=1))
+    results_file.write(results, export_dir)
     write_card(export_dir)
     return export_dir
 

@@ -30,6 +30,8 @@ TINY_SPECS = {
     "wavlm": {"family": "wavlm", "encoder": {**_RAW, "num_buckets": 32, "max_bucket_distance": 100}},
     "wav2vec2-bert": {"family": "wav2vec2-bert", "encoder": {**_TRANSFORMER, "output_hidden_size": 32,
                       "conv_depthwise_kernel_size": 5, "classifier_proj_size": 16}},
+    "logmel-cnn": {"family": "logmel-cnn", "encoder": {"num_mel_bins": 32, "conv_channels": [8, 16],
+                   "classifier_proj_size": 16}},
 }
 FAMILIES = list(TINY_SPECS)
 

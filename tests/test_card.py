@@ -13,8 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from huggingface_hub import ModelCard  # noqa: E402
 
+from ser import results as results_file  # noqa: E402
 from ser.card import render_card, write_card  # noqa: E402
-from ser.metrics import classification_metrics, summarize_folds  # noqa: E402
+from ser.metrics import classification_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EMODB_LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
@@ -36,7 +37,15 @@ def synthetic_fold(name, speakers, rng, num_labels, n=40, accuracy=0.6):
     }
 
 
-def make_results(corpus="emodb", language="de", protocol="loso", pretrained=False, trust_remote_code=True):
+def make_results(corpus="emodb", language="de", protocol="loso", pretrained=False, trust_remote_code=True,
+                 seeds=(0,)):
+    """A results dict made by ser.results.build, one run of synthetic folds per seed."""
+    return results_file.build(**make_fields(corpus, language, protocol, pretrained, trust_remote_code, seeds))
+
+
+def make_fields(corpus="emodb", language="de", protocol="loso", pretrained=False, trust_remote_code=True,
+                seeds=(0,)):
+    """Keyword arguments of ser.results.build."""
     rng = np.random.default_rng(0)
     labels = EMODB_LABELS
     if protocol == "loso":
@@ -46,17 +55,19 @@ def make_results(corpus="emodb", language="de", protocol="loso", pretrained=Fals
             "speaker_independent": True,
             "folds": 3,
         }
-        folds = [synthetic_fold(s, [s], rng, len(labels)) for s in ["03", "08", "09"]]
+        runs = [{"seed": seed, "folds": [synthetic_fold(s, [s], rng, len(labels)) for s in ["03", "08", "09"]]}
+                for seed in seeds]
     else:
         protocol_info = {"name": "random", "description": "random 80/20 split", "speaker_independent": False, "folds": 3}
-        folds = [synthetic_fold(str(i), [], rng, len(labels)) for i in range(3)]
+        runs = [{"seed": seed, "folds": [synthetic_fold(str(i), [], rng, len(labels)) for i in range(3)]}
+                for seed in seeds]
     return {
         "corpus": corpus,
         "language": language,
         "labels": labels,
         "protocol": protocol_info,
         "speaker_normalisation": False,
-        "seed": 0,
+        "runs": runs,
         "encoder": {
             "name_or_path": "facebook/w2v-bert-2.0" if pretrained else "configs/encoders/tiny-w2vbert",
             "family": "wav2vec2-bert",
@@ -74,8 +85,6 @@ def make_results(corpus="emodb", language="de", protocol="loso", pretrained=Fals
         "code_version": "abc1234",
         "hub_model_id": f"org/ser-w2vbert-{corpus}",
         "trust_remote_code": trust_remote_code,
-        "folds": folds,
-        "summary": summarize_folds(folds, len(labels)),
     }
 
 
@@ -90,12 +99,10 @@ def test_card_metadata_parses_and_matches_summary():
     assert "speech-emotion-recognition" in data.tags and "wav2vec2-bert" in data.tags
     assert data.base_model is None
     values = {result.metric_type: result.metric_value for result in data.eval_results}
-    assert values == {
-        "accuracy": results["summary"]["wa"]["mean"],
-        "recall": results["summary"]["ua"]["mean"],
-        "f1": results["summary"]["macro_f1"]["mean"],
-    }
+    pooled = results["summary"]["pooled"]  # one seed: the pooled metrics are the mean over seeds
+    assert values == {"accuracy": pooled["wa"], "recall": pooled["ua"], "f1": pooled["macro_f1"]}
     for result in data.eval_results:
+        assert result.metric_name.endswith("all 3 folds' test predictions pooled, mean over 1 seed")
         assert result.task_type == "audio-classification"
         assert result.dataset_type == "emodb"
         assert "loso" in result.dataset_split
@@ -112,10 +119,46 @@ def test_card_body_sections_and_numbers():
     assert "python app.py --model org/ser-w2vbert-emodb" in text
     assert "A database of German emotional speech" in text
     assert "SUPERB" in text
-    wa = results["summary"]["wa"]
-    assert f"{100 * wa['mean']:.1f} ± {100 * wa['std']:.1f}" in text
-    for fold in results["folds"]:
+    wa, pooled = results["summary"]["wa"], results["summary"]["pooled"]
+    assert f"{100 * wa['mean']:.1f} ± {100 * wa['std']:.1f}" in text  # per fold, mean ± std over folds
+    assert f"| UA (unweighted average recall) | {100 * pooled['ua']:.1f} | " in text  # one seed: no spread shown
+    assert "- Seeds: 1 (0), the whole protocol run once per seed" in text
+    assert "Pooled (1 seed)" in text and "Per fold, mean ± std over 3 folds" in text
+    for fold in results["runs"][0]["folds"]:
         assert f"| {fold['name']} | {fold['test_speakers'][0]} | {fold['n_test']} | {100 * fold['wa']:.1f} |" in text
+
+
+def test_card_over_several_seeds():
+    results = make_results(seeds=(0, 1, 2))
+    text = render_card(results)
+    over_seeds, over_folds = results["summary"]["over_seeds"], results["summary"]
+    spread = lambda numbers: f"{100 * numbers['mean']:.1f} ± {100 * numbers['std']:.1f}"  # noqa: E731
+    assert over_seeds["ua"]["std"] > 0
+    assert "- Seeds: 3 (0, 1, 2), the whole protocol run once per seed" in text
+    assert "(3 folds, run with 3 seeds)" in text
+    assert f"UA {spread(over_seeds['ua'])} %, WA {spread(over_seeds['wa'])} %, " \
+           f"macro-F1 {spread(over_seeds['macro_f1'])} %" in text
+    assert "| Metric | Pooled, mean ± std over 3 seeds | Per fold, mean ± std over 9 folds |" in text
+    for key, name in (("wa", "WA (weighted accuracy)"), ("ua", "UA (unweighted average recall)"),
+                      ("macro_f1", "Macro-F1")):
+        assert f"| {name} | {spread(over_seeds[key])} | {spread(over_folds[key])} |" in text
+    for run in results["runs"]:
+        pooled = run["summary"]["pooled"]
+        assert f"| {run['seed']} | {100 * pooled['wa']:.1f} | {100 * pooled['ua']:.1f} |" in text
+    first = results_file.fold_table(results)[0]
+    assert f"| {first['name']} | {first['test_speakers'][0]} | {first['n_test']} | {spread(first['wa'])} |" in text
+    assert "Pooled confusion matrix over all folds and seeds" in text
+    card = ModelCard(text)
+    values = {result.metric_type: result.metric_value for result in card.data.eval_results}
+    assert values == {"accuracy": over_seeds["wa"]["mean"], "recall": over_seeds["ua"]["mean"],
+                      "f1": over_seeds["macro_f1"]["mean"]}
+    assert all("mean over 3 seeds" in result.metric_name for result in card.data.eval_results)
+    assert all(result.dataset_args["seeds"] == 3 for result in card.data.eval_results)
+
+
+def test_card_renders_a_first_format_file():
+    text = render_card(json.loads((REPO / "models" / "emodb-default" / "results.json").read_text()))
+    assert "- Seeds: 1 (0)" in text and "| speaker-03 | 03 |" in text
 
 
 def test_trust_remote_code_only_when_true():
@@ -149,11 +192,11 @@ def test_ravdess_license_and_citation():
 
 
 def test_write_card_and_load(tmp_path):
-    results = make_results()
-    (tmp_path / "results.json").write_text(json.dumps(results))
+    results = make_results(seeds=(0, 1))
+    results_file.write(results, tmp_path)
     path = write_card(tmp_path)
     card = ModelCard.load(path)
-    assert card.data.eval_results[0].metric_value == pytest.approx(results["summary"]["wa"]["mean"])
+    assert card.data.eval_results[0].metric_value == pytest.approx(results["summary"]["over_seeds"]["wa"]["mean"])
 
 
 def test_render_cards_script(tmp_path):

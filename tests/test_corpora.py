@@ -1,4 +1,4 @@
-"""Corpus loaders on the real Emo-DB/RAVDESS trees and on generated mini trees."""
+"""Corpus loaders on the real Emo-DB/RAVDESS/EMOVO trees and on generated mini trees."""
 
 from collections import Counter
 from pathlib import Path
@@ -17,6 +17,7 @@ from ser.corpora import (
     load_corpus,
     load_csv,
     load_emodb,
+    load_emovo,
     load_folder,
     load_ravdess,
     load_savee,
@@ -83,15 +84,36 @@ def test_ravdess_real_counts():
     assert {c.text for c in clips} == {"01", "02"}
 
 
+def test_emovo_real_counts():
+    clips = load_emovo(corpus_dir("emovo"))
+    assert len(clips) == 588
+    assert Counter(c.speaker for c in clips) == {s: 98 for s in ("f1", "f2", "f3", "m1", "m2", "m3")}
+    assert Counter(c.label for c in clips) == {
+        label: 84 for label in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+    }
+    assert {c.text for c in clips} == {"b1", "b2", "b3", "l1", "l2", "l3", "l4",
+                                       "n1", "n2", "n3", "n4", "n5", "d1", "d2"}
+    # Every speaker says every sentence once per emotion, so speaker- and sentence-disjoint splits exist.
+    assert len({(c.speaker, c.label, c.text) for c in clips}) == 588
+    assert [c.path for c in clips] == sorted(c.path for c in clips)
+    first = clips[0]
+    assert Path(first.path).name == "dis-f1-b1.flac"
+    assert (first.label, first.speaker, first.text) == ("disgust", "f1", "b1")
+    assert load_corpus("emovo", corpus_dir("emovo")) == clips
+
+
 def test_real_corpora_four_class_subset():
     emodb = select_labels(load_emodb(corpus_dir("emodb")), FOUR_CLASS)
     assert len(emodb) == 127 + 71 + 79 + 62
     ravdess = select_labels(load_ravdess(corpus_dir("ravdess")), FOUR_CLASS)
     assert len(ravdess) == 96 + 3 * 192
+    emovo = select_labels(load_emovo(corpus_dir("emovo")), FOUR_CLASS)
+    assert len(emovo) == 4 * 84
 
 
 def test_corpus_languages():
-    assert CORPUS_LANGUAGE == {"emodb": "de", "ravdess": "en", "savee": "en", "aesdd": "el", "shemo": "fa"}
+    assert CORPUS_LANGUAGE == {"emodb": "de", "ravdess": "en", "emovo": "it",
+                               "savee": "en", "aesdd": "el", "shemo": "fa"}
 
 
 # --------------------------------------------------------------------------- generated trees
@@ -123,6 +145,32 @@ def test_ravdess_unknown_emotion_code(tmp_path):
     make_tree(tmp_path, ["Actor_01/03-01-05-01-02-01-01.wav", "Actor_01/03-01-09-01-02-01-01.wav"])
     with pytest.raises(CorpusError, match="unknown emotion code '09'"):
         load_ravdess(tmp_path)
+
+
+def test_emovo_generated(tmp_path):
+    make_tree(tmp_path, [f"{spk}/{code}-{spk}-b1.wav" for spk in ("f1", "m3")
+                         for code in ("dis", "gio", "neu", "pau", "rab", "sor", "tri")])
+    clips = load_emovo(tmp_path)
+    assert len(clips) == 14
+    assert [(c.label, c.speaker, c.text) for c in clips[:7]] == [
+        ("disgust", "f1", "b1"), ("happy", "f1", "b1"), ("neutral", "f1", "b1"), ("fear", "f1", "b1"),
+        ("angry", "f1", "b1"), ("surprise", "f1", "b1"), ("sad", "f1", "b1"),
+    ]
+    assert {c.speaker for c in clips} == {"f1", "m3"}
+
+
+def test_emovo_generated_bad_names(tmp_path):
+    make_tree(tmp_path, ["f1/gio-f1-l2.flac", "f1/xyz-f1-l2.flac", "f1/gio-m2-l2.flac",
+                         "f1/gio_f1_l2.flac", "m2/tri-m2-n5.wav"])
+    with pytest.raises(CorpusError, match=r"3 file\(s\).*xyz-f1-l2"):
+        load_emovo(tmp_path)
+    with pytest.raises(CorpusError, match="unknown emotion code 'xyz'"):
+        load_emovo(tmp_path)
+    with pytest.raises(CorpusError, match="speaker m2 is in folder f1"):
+        load_emovo(tmp_path)
+    with pytest.warns(UserWarning, match="3 file"):
+        clips = load_emovo(tmp_path, strict=False)
+    assert [(c.label, c.speaker, c.text) for c in clips] == [("happy", "f1", "l2"), ("sad", "m2", "n5")]
 
 
 SAVEE_NAMES = [f"AudioData/{spk}/{code}01.wav" for spk in ("DC", "JE", "JK", "KL")
@@ -193,7 +241,8 @@ def test_shemo_bad_letter(tmp_path):
         load_shemo(tmp_path)
 
 
-@pytest.mark.parametrize("loader", [load_emodb, load_ravdess, load_savee, load_aesdd, load_shemo, load_folder])
+@pytest.mark.parametrize("loader", [load_emodb, load_ravdess, load_emovo, load_savee, load_aesdd, load_shemo,
+                                    load_folder])
 def test_empty_corpus_raises(tmp_path, loader):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "notes.txt").write_text("no audio here")
@@ -300,6 +349,6 @@ def test_load_corpus_dispatch(tmp_path):
 def test_canonical_labels_cover_all_loaders():
     from ser import corpora
 
-    for table in (corpora.EMODB_EMOTIONS, corpora.RAVDESS_EMOTIONS, corpora.SAVEE_EMOTIONS,
-                  corpora.AESDD_EMOTIONS, corpora.SHEMO_EMOTIONS):
+    for table in (corpora.EMODB_EMOTIONS, corpora.RAVDESS_EMOTIONS, corpora.EMOVO_EMOTIONS,
+                  corpora.SAVEE_EMOTIONS, corpora.AESDD_EMOTIONS, corpora.SHEMO_EMOTIONS):
         assert set(table.values()) <= set(CANONICAL_LABELS)

@@ -7,6 +7,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from conftest import EMODB
+from ser import results as results_file
 from test_modeling import run_fresh_pipeline
 from test_train import small_emodb_csv, tiny_spec, train
 
@@ -33,13 +34,16 @@ def test_export_folder_holds_the_repo(exported):
 
 def test_card_metadata_matches_results(exported):
     _, _, export = exported
-    results = json.loads((export / "results.json").read_text())
+    results = results_file.read(export)
+    assert json.loads((export / "results.json").read_text()) == results  # written in the current format
+    assert results["hub_model_id"] == "org/ser-w2vbert-emodb"
     card = ModelCard.load(export / "README.md")
     assert card.data.pipeline_tag == "audio-classification" and card.data.language == "de"
     measured = {r.metric_type: r.metric_value for r in card.data.eval_results}
-    summary = results["summary"]
-    assert measured == {"accuracy": summary["wa"]["mean"], "recall": summary["ua"]["mean"],
-                        "f1": summary["macro_f1"]["mean"]}
+    headline = results_file.headline(results)  # pooled metrics, mean over seeds
+    assert measured == {"accuracy": headline["wa"]["mean"], "recall": headline["ua"]["mean"],
+                        "f1": headline["macro_f1"]["mean"]}
+    assert f"- Seeds: {headline['seeds']} (" in card.text
     assert "speaker-independent" in card.data.eval_results[0].dataset_split
     assert 'pipeline("audio-classification", model="org/ser-w2vbert-emodb")' in card.text
     assert "trained from scratch" in card.text and "trust_remote_code" not in card.text

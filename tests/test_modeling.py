@@ -5,8 +5,10 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 
 import modeling_ser
@@ -18,14 +20,23 @@ LAYERS = ["last", "weighted", 1]
 STEPS, LR = 25, 3e-3
 
 
+def layers_of(family):
+    return ["last"] if family == "logmel-cnn" else LAYERS  # the CNN's blocks differ in size: last layer only
+
+
+def frontend_prefix(model, family):
+    """Parameters that freeze_feature_encoder freezes."""
+    frontend = {"wav2vec2-bert": "feature_projection", "logmel-cnn": "blocks.0"}.get(family, "feature_extractor")
+    return f"{model.base_model_prefix}.{frontend}."
+
+
 def batch(feature_extractor, audio, seconds=1.0):
     clips = [a[: int(seconds * 16000)] for a in audio]
     return feature_extractor(clips, sampling_rate=16000, padding=True, return_tensors="pt")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("pooling", modeling_ser.POOLINGS)
-@pytest.mark.parametrize("layer", LAYERS)
+@pytest.mark.parametrize("family,layer", [(f, layer) for f in FAMILIES for layer in layers_of(f)])
 def test_shapes_and_loss_falls_on_real_clips(family, pooling, layer, emodb_clips):
     torch.manual_seed(0)
     audio, labels = emodb_clips
@@ -49,7 +60,7 @@ def test_shapes_and_loss_falls_on_real_clips(family, pooling, layer, emodb_clips
 @pytest.mark.parametrize("pooling", modeling_ser.POOLINGS)
 def test_padded_batch_matches_each_clip_alone(family, pooling, emodb_clips):
     torch.manual_seed(0)
-    model, fe = scratch_model(TINY_SPECS[family], LABELS, pooling=pooling, feature_layer="weighted")
+    model, fe = scratch_model(TINY_SPECS[family], LABELS, pooling=pooling, feature_layer=layers_of(family)[-1])
     torch.nn.init.normal_(model.classifier.weight, std=3.0)  # logits far from 0, so a match means something
     model.eval()
     audio, _ = emodb_clips
@@ -70,8 +81,7 @@ def test_freezing_leaves_frozen_parameters_unchanged(family, emodb_clips):
         optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
         model(**batch(fe, audio), labels=torch.tensor(labels)).loss.backward()
         optimizer.step()
-        frontend = "feature_extractor" if family != "wav2vec2-bert" else "feature_projection"
-        prefix = model.base_model_prefix + ("." if flag == "freeze_backbone" else f".{frontend}.")
+        prefix = model.base_model_prefix + "." if flag == "freeze_backbone" else frontend_prefix(model, family)
         for name, param in model.named_parameters():
             frozen = name.startswith(prefix)
             assert param.requires_grad != frozen, name
@@ -86,6 +96,10 @@ def test_bad_head_options_fail_at_construction():
         scratch_model(spec, LABELS, feature_layer=7)
     with pytest.raises(ValueError, match="feature_layer"):
         scratch_model(spec, LABELS, feature_layer="first")
+    with pytest.raises(ValueError, match="feature_layer"):
+        scratch_model(TINY_SPECS["logmel-cnn"], LABELS, feature_layer="weighted")
+    with pytest.raises(StrictDataclassError, match="normalisation"):
+        scratch_model(TINY_SPECS["logmel-cnn"], LABELS, normalisation="corpus")
 
 
 def save(tmp_path, family, **head_options):
@@ -121,18 +135,21 @@ def run_fresh_pipeline(folder, clip, remote):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("head", ["stock", "mlp"])
+@pytest.mark.parametrize("family,head", [(f, h) for f in FAMILIES
+                                         for h in (["mean", "mlp"] if f == "logmel-cnn" else ["stock", "mlp"])])
 def test_saved_model_loads_in_stock_pipeline_in_fresh_process(family, head, tmp_path, emodb_clips):
+    """A SUPERB-style head is saved as the stock class; any other (and every logmel-cnn, which has no stock class)
+    with its code."""
     from conftest import EMODB
-    options = {"feature_layer": "weighted"} if head == "stock" else {"pooling": "attentive", "head_hidden_sizes": [8]}
+    options = {"stock": {"feature_layer": "weighted"}, "mean": {"pooling": "mean"},
+               "mlp": {"pooling": "attentive", "head_hidden_sizes": [8]}}[head]
     model, fe, folder = save(tmp_path, family, **options)
     assert model.is_stock_expressible == (head == "stock")
     files = {p.name for p in folder.iterdir()}
     assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
-    assert ("modeling_ser.py" in files) == (head == "mlp")
+    assert ("modeling_ser.py" in files) == (head != "stock")
     clip = EMODB / "wav" / "03a01Wa.wav"
-    result = run_fresh_pipeline(folder, clip, remote=head == "mlp")
+    result = run_fresh_pipeline(folder, clip, remote=head != "stock")
     expected_class = model.stock_class.__name__ if head == "stock" else type(model).__name__
     assert result["class"] == expected_class
     scores = {r["label"]: r["score"] for r in result["out"]}
@@ -177,3 +194,64 @@ def test_from_backbone_wraps_a_saved_encoder_folder(tmp_path):
         modeling_ser.HubertForEmotion.from_backbone(str(folder), ["a", "b"])
     with pytest.raises(ValueError, match="labels"):
         modeling_ser.from_backbone(str(folder), ["a"])
+
+
+# --- logmel-cnn -----------------------------------------------------------------------------------------------------
+
+def cnn(**options):
+    torch.manual_seed(0)
+    model, fe = scratch_model(TINY_SPECS["logmel-cnn"], LABELS, pooling="stats", **options)
+    torch.nn.init.normal_(model.classifier.weight, std=3.0)
+    return model.eval(), fe
+
+
+def test_logmel_cnn_leaves_silence_out_of_statistics_and_pooling(emodb_clips):
+    """Two seconds of digital silence on both sides add no speech frame: the frames the head pools and the
+    statistics the log-mels are normalised with stay those of the speech."""
+    model, fe = cnn()
+    speech = emodb_clips[0][0]
+    silence = np.zeros(32000, dtype=np.float32)
+    padded = np.concatenate([silence, speech, silence])
+    with torch.no_grad():
+        outputs = [model.cnn(**fe([clip], sampling_rate=16000, return_tensors="pt")) for clip in (speech, padded)]
+        log_mel, real, speech_frames = model.cnn.frontend(torch.from_numpy(padded)[None])
+    per_output = model.config.frames_per_output * model.config.hop_length
+    assert outputs[1].frame_mask.shape[1] - outputs[0].frame_mask.shape[1] >= 2 * 32000 // per_output - 1
+    assert abs(int(outputs[1].frame_mask.sum()) - int(outputs[0].frame_mask.sum())) <= 1
+    assert not speech_frames[0, :90].any() and speech_frames[0, 110:-110].float().mean() > 0.5
+    stats = [modeling_ser.masked_statistics(*model.cnn.frontend(torch.from_numpy(c)[None])[::2])
+             for c in (speech, padded)]
+    torch.testing.assert_close(stats[0], stats[1], atol=0.05, rtol=0)
+
+
+def test_logmel_cnn_speaker_normalisation_uses_the_statistics_passed(emodb_clips):
+    model, fe = cnn(normalisation="speaker")
+    audio = [torch.from_numpy(a) for a in emodb_clips[0]]
+    inputs = fe([emodb_clips[0][0]], sampling_rate=16000, return_tensors="pt")
+    own = model.cnn.speech_statistics(audio[:1])
+    speaker = model.cnn.speech_statistics(audio)
+    assert speaker.shape == (2, 32) and (speaker[1] > 0).all()
+    with torch.no_grad():
+        alone = model(**inputs).logits  # no statistics: the clip's own
+        with_own = model(**inputs, normalisation_stats=own[None]).logits
+        with_speaker = model(**inputs, normalisation_stats=speaker[None]).logits
+    torch.testing.assert_close(alone, with_own, atol=1e-4, rtol=1e-4)
+    assert (alone - with_speaker).abs().max() > 1e-3
+
+
+def test_spec_augment_masks_bands_in_training_only():
+    config = modeling_ser.LogMelCnnConfig(spec_augment_time_masks=1, spec_augment_time_width=10,
+                                          spec_augment_freq_masks=1, spec_augment_freq_width=5)
+    torch.manual_seed(0)
+    features = torch.randn(64, 100, 32) + 10  # no value is 0 before masking
+    real = torch.arange(100) < torch.randint(50, 101, (64, 1))
+    masked = modeling_ser.spec_augment(features, real, config)
+    assert masked.shape == features.shape
+    zero = masked == 0
+    time_band, freq_band = zero.all(dim=2), zero.all(dim=1)  # (B, T), (B, F)
+    assert (time_band.sum(1) <= 10).all() and (freq_band.sum(1) <= 5).all()
+    assert time_band.any() and freq_band.any()
+    assert not (time_band & ~real).any()  # time masks stay inside each clip's real frames
+    changed = zero.sum(dim=(1, 2))
+    assert (changed <= 10 * 32 + 5 * 100).all()
+    torch.testing.assert_close(masked[~zero], features[~zero])

@@ -30,6 +30,8 @@ HEADS = {
     "custom-w2vbert": ("wav2vec2-bert", {"pooling": "stats", "head_hidden_sizes": [16]}),
     # WavLM's attention reads its projection weights directly: int8 must leave those layers alone
     "custom-wavlm": ("wavlm", {"pooling": "attentive"}),
+    # the compact 2-D CNN that computes its own log-mels (always saved with its code)
+    "custom-cnn": ("logmel-cnn", {"pooling": "stats"}),
 }
 SR = 16000
 
@@ -38,6 +40,8 @@ def save_tiny_model(folder, family, **head):
     torch.manual_seed(0)
     model, fe = scratch_model(TINY_SPECS[family], LABELS, head_dropout=0.0, **head)
     torch.nn.init.normal_(model.classifier.weight, std=0.5)  # probabilities clearly apart, not saturated
+    if family == "logmel-cnn":  # the log-mel statistics training would save
+        model.cnn.global_stats.copy_(model.cnn.speech_statistics([torch.from_numpy(load_audio(clip_path(c))) for c in CLIPS]))
     model.eval()
     model.save_pretrained(folder)
     fe.save_pretrained(folder)
@@ -110,7 +114,7 @@ def test_probabilities_equal_the_models_own_softmax(kind, saved, predictors):
             np.testing.assert_allclose([scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("kind", ["stock", "custom", "custom-wavlm", "custom-w2vbert"])
+@pytest.mark.parametrize("kind", ["stock", "custom", "custom-wavlm", "custom-w2vbert", "custom-cnn"])
 def test_int8_runtime_agrees_with_fp32_on_real_clips(kind, saved):
     folder = saved[kind][2]
     fp32, int8 = (EmotionPredictor.from_pretrained(folder, runtime=r) for r in ("fp32", "int8"))

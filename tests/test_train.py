@@ -58,8 +58,8 @@ def test_real_emodb_end_to_end(tmp_path):
     assert results["protocol"]["description"] == "leave-one-speaker-out"
     assert results["protocol"]["speaker_independent"] and results["protocol"]["folds"] == 2
     assert results["encoder"]["pretrained"] is False and results["speaker_normalisation"] is False
-    assert [f["test_speakers"] for f in results["folds"]] == [["03"], ["16"]]
-    assert [f["n_test"] for f in results["folds"]] == [49, 71]  # counts from the corpus README
+    assert [f["test_speakers"] for f in results["runs"][0]["folds"]] == [["03"], ["16"]]
+    assert [f["n_test"] for f in results["runs"][0]["folds"]] == [49, 71]  # counts from the corpus README
     assert len(results["labels"]) == 7 and results["trust_remote_code"] is True
     pooled = results["summary"]["pooled"]
     assert np.sum(pooled["confusion"]) == 120 and 0 <= pooled["ua"] <= 1
@@ -115,7 +115,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert complete and not (out / "results.json").exists()
     resumed = train(tmp_path, *args)
     assert f"speaker-03: resuming from {out / 'speaker-03' / f'checkpoint-{complete[-1]}'}" in resumed.stdout
-    assert json.loads((out / "results.json").read_text())["folds"][0]["n_test"] == 12
+    assert json.loads((out / "results.json").read_text())["runs"][0]["folds"][0]["n_test"] == 12
 
 
 def test_two_process_accelerate_launch_gives_one_result(tmp_path):
@@ -129,7 +129,7 @@ def test_two_process_accelerate_launch_gives_one_result(tmp_path):
     assert "ParallelMode" not in done.stderr  # the Trainer did join the process group
     results = json.loads((out / "results.json").read_text())
     assert results["training"]["batch_size"] == 8  # 4 per process x 2 processes
-    assert results["folds"][0]["n_test"] == 12 and len(results["folds"][0]["y_pred"]) == 12
+    assert results["runs"][0]["folds"][0]["n_test"] == 12 and len(results["runs"][0]["folds"][0]["y_pred"]) == 12
     assert (out / "final" / "model.safetensors").exists()
 
 
@@ -183,4 +183,33 @@ def test_folder_corpus_with_speaker_regex(tmp_path):
     assert without.returncode != 0 and "random (speaker-dependent)" in without.stderr
     train(tmp_path, *common, "--speaker_regex", r"^spk(?P<speaker>\d+)_")
     results = json.loads((out / "results.json").read_text())
-    assert results["labels"] == ["angry", "sad"] and results["folds"][0]["test_speakers"] == ["09"]
+    assert results["labels"] == ["angry", "sad"] and results["runs"][0]["folds"][0]["test_speakers"] == ["09"]
+
+
+def test_seeds_run_writes_per_seed_and_aggregate_numbers(tmp_path):
+    """--seeds runs the protocol once per seed; the logmel-cnn saves the training clips' statistics it used."""
+    from safetensors.torch import load_file
+    from sklearn.metrics import recall_score
+
+    out = tmp_path / "run"
+    train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config",
+          tiny_spec(tmp_path, "logmel-cnn"), "--seeds", 0, 1, "--augment", "true", "--mixup_alpha", 0.2,
+          "--crop_seconds", 1.0, "--num_train_epochs", 1, "--only_folds", "speaker-03", "speaker-08",
+          "--output_dir", out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and [run["seed"] for run in results["runs"]] == [0, 1]
+    pooled_ua = []
+    for run in results["runs"]:
+        assert [fold["name"] for fold in run["folds"]] == ["speaker-03", "speaker-08"]
+        y_true = [y for fold in run["folds"] for y in fold["y_true"]]
+        y_pred = [y for fold in run["folds"] for y in fold["y_pred"]]
+        pooled_ua.append(recall_score(y_true, y_pred, labels=sorted(set(y_true)), average="macro", zero_division=0))
+        assert run["summary"]["pooled"]["ua"] == pytest.approx(pooled_ua[-1])
+    over_seeds = results["summary"]["over_seeds"]["ua"]
+    assert over_seeds["values"] == pytest.approx(pooled_ua)
+    assert over_seeds["mean"] == pytest.approx(np.mean(pooled_ua)) and over_seeds["std"] == pytest.approx(np.std(pooled_ua))
+    assert results["augmentation"]["augment"] is True and results["encoder"]["family"] == "logmel-cnn"
+    assert (out / "seed-0" / "speaker-03" / "fold_result.json").exists()
+    assert (out / "seed-1" / "speaker-08" / "fold_result.json").exists()
+    stats = load_file(out / "final" / "model.safetensors")["cnn.global_stats"]
+    assert stats.shape == (2, 32) and stats[0].abs().min() > 0.5  # log-mel means of real speech, not the initial 0
