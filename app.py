@@ -2,7 +2,7 @@
 
 Ready to run as a Hugging Face Space (`python app.py`) or locally:
 
-    python app.py --model models/emodb-default            # a saved model folder
+    python app.py --model models/ser-cnn-emodb            # a saved model folder
     python app.py --model org/emotion-model --runtime int8   # a Hub id, int8 CPU runtime
 
 The model is loaded once, in `main()`; importing this file loads nothing. Recordings longer than one analysis
@@ -22,11 +22,11 @@ import numpy as np
 
 from ser.audio import AudioError, audio_duration, load_audio
 from ser.card import CORPUS_NAMES
+from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
 from ser import results as results_file
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_MODEL = "models/emodb-default"
 MAX_SECONDS = 600.0  # longer uploads are refused before decoding: a timeline of 10 minutes is already 600 windows
 NO_INPUT = "Please record or upload a speech recording first."
 UNREADABLE = "This file could not be read as audio. Please upload a WAV, FLAC, OGG or MP3 recording of speech."

@@ -1,6 +1,6 @@
 """Classify the emotion of audio files, or of every window of a long recording.
 
-    python predict_ser.py --model models/emodb-default clips/ extra.wav --output predictions.csv
+    python predict_ser.py --model models/ser-cnn-emodb clips/ extra.wav --output predictions.csv
     python predict_ser.py --model FOLDER_OR_HUB_ID --runtime int8 clips/ --output predictions.jsonl
     python predict_ser.py --timeline --window 2 --hop 1 meeting.flac --output meeting.csv --plot meeting.png
 
@@ -21,8 +21,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ser.audio import find_audio_files
+from ser.defaults import DEFAULT_MODEL
 
-DEFAULT_MODEL = "models/emodb-default"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -38,7 +38,7 @@ def clips():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python app.py` as a Space runs it (no --model: the embedded models/emodb-default, as on a fresh clone), on a
+    """`python app.py` as a Space runs it (no --model: the embedded models/ser-cnn-emodb, as on a fresh clone), on a
     free port; stopped when the module's tests are done."""
     tmp = tmp_path_factory.mktemp("app-server")
     port = free_port()

@@ -157,7 +157,7 @@ def test_card_over_several_seeds():
 
 
 def test_card_renders_a_first_format_file():
-    text = render_card(json.loads((REPO / "models" / "emodb-default" / "results.json").read_text()))
+    text = render_card(json.loads((REPO / "tests" / "data" / "format1" / "emodb-loso" / "results.json").read_text()))
     assert "- Seeds: 1 (0)" in text and "| speaker-03 | 03 |" in text
 
 

@@ -69,7 +69,7 @@ def test_padded_batch_matches_each_clip_alone(family, pooling, emodb_clips):
         padded = model(**fe(clips, sampling_rate=16000, padding=True, return_tensors="pt")).logits
         alone = torch.cat([model(**fe([c], sampling_rate=16000, return_tensors="pt")).logits for c in clips])
     assert padded.abs().max() > 0.1
-    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=0)
+    torch.testing.assert_close(padded, alone, atol=1e-5, rtol=1e-6)  # float32 rounding on large logits
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -17,7 +17,8 @@ from ser import results as results_file
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["angry", "neutral", "sad"]
-OLD_FILES = [REPO / "models" / "emodb-default", *sorted(path.parent for path in REPO.glob("results/*/results.json"))]
+# Results written by the first format (one seed), kept as they were written by train_ser.py before --seeds existed
+OLD_FILES = sorted(path.parent for path in (REPO / "tests" / "data" / "format1").glob("*/results.json"))
 
 # Two seeds of the same two leave-one-speaker-out folds; the true labels are the same for every seed.
 Y_TRUE = {"speaker-03": [0, 0, 1, 1, 2, 2, 2], "speaker-08": [0, 1, 1, 2, 2]}
@@ -209,7 +210,7 @@ def test_results_table_script(tmp_path):
     results_file.write(results, tmp_path / "two-seeds")
     completed = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "results_table.py"), str(tmp_path / "two-seeds"),
-         str(REPO / "models" / "emodb-default" / "results.json")],
+         str(OLD_FILES[0] / "results.json")],
         capture_output=True, text=True, check=True, cwd=tmp_path, env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     header, rule, two_seeds, old = completed.stdout.splitlines()
