@@ -14,7 +14,7 @@ trained model's are. Agreement is then measured on clips of the 2 other speakers
 model is saved and reloaded exactly as a published one (stock class + feature extractor) and classified through
 `EmotionPredictor.from_pretrained(folder, runtime=...)`, one clip per call.
 
-If `models/emodb-default` exists (a trained model), it is measured the same way.
+If the embedded default model (`ser.defaults.DEFAULT_MODEL`, a trained model) exists, it is measured the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from _common import EMODB, ROOT, table, write_result  # noqa: I001
 from inference import LABELS, MODELS, build_model
 from ser.audio import load_audio
 from ser.corpora import load_emodb
+from ser.defaults import DEFAULT_MODEL
 
 TEST_SPEAKERS = {"15", "16"}
 
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--trained-only", action="store_true",
-                        help="only models/emodb-default (skip the random-encoder model); writes agreement-trained.json")
+                        help="only the embedded default model (skip the random-encoder model); writes agreement-trained.json")
     args = parser.parse_args()
     if args.quick:
         args.train_clips, args.test_clips, args.steps = 24, 12, 200
@@ -95,8 +96,8 @@ def main() -> None:
             model.save_pretrained(trained)
             fe.save_pretrained(trained)
             targets[f"{args.model} (random encoder, fitted head)"] = trained
-        if (ROOT / "models" / "emodb-default").exists():
-            targets["models/emodb-default"] = ROOT / "models" / "emodb-default"
+        if (ROOT / DEFAULT_MODEL).exists():
+            targets[DEFAULT_MODEL] = ROOT / DEFAULT_MODEL
         for target, path in targets.items():
             probs, via = {}, None
             for runtime in RUNTIMES:

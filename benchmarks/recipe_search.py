@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {name: pool.submit(run_variant, name, overrides, args) for name, overrides in variants.items()}
         measured = {name: future.result() for name, future in futures.items()}
-    print(f"| variant | overrides | seeds | pooled UA | pooled WA | pooled macro-F1 | minutes |\n|---|---|---|---|---|---|---|")
+    print(f"| variant | overrides | seeds | pooled UA | pooled WA | pooled macro-F1 | minutes (this call) |\n|---|---|---|---|---|---|---|")
     for name, m in measured.items():
         cell = lambda key: f"{m[key]['mean']:.3f} ± {m[key]['std']:.3f}"  # noqa: E731
         print(f"| {name} | `{m['overrides']}` | {m['seeds']} | {cell('ua')} | {cell('wa')} | {cell('macro_f1')} | "

@@ -1,12 +1,15 @@
 """Prints a markdown table of results.json files (for the README), so no figure is typed by hand.
 
-    python scripts/results_table.py models/emodb-default results/*/
+    python scripts/results_table.py models/ser-cnn-* results/*/
 
 Pooled UA/WA/macro-F1: the metric of all folds' test predictions pooled, mean ± std over seeds (population std;
-0 with one seed). UA over folds: mean ± std over every fold of every seed.
+0 with one seed). UA over folds: mean ± std over every fold of every seed. Floor: the pooled UA of eGeMAPS + SVM
+on the same corpus and folds, with or without per-speaker normalisation as the row
+(benchmarks/baseline_opensmile.py's results, `--floor`).
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -15,32 +18,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ser import results as results_file  # noqa: E402
 
 HEADER = ("corpus", "protocol", "speaker norm.", "seeds", "pooled UA", "pooled WA", "pooled macro-F1",
-          "UA over folds", "results")
+          "UA over folds", "floor UA", "results")
+FLOOR = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "baseline_opensmile.json"
 
 
 def spread(numbers: dict) -> str:
     return f"{numbers['mean']:.3f} ± {numbers['std']:.3f}"
 
 
-def row(path: Path) -> str:
+def floor_ua(floor: dict, results: dict) -> str:
+    """The handcrafted floor's pooled UA on this corpus, normalised as this run was (when measured)."""
+    corpus = floor.get("corpora", {}).get(results["corpus"])
+    if not corpus:
+        return "–"
+    measured = corpus["results"]["per-speaker z-norm" if results["speaker_normalisation"] else "none"]
+    return f"{measured['summary']['pooled']['ua']:.3f}"
+
+
+def row(path: Path, floor: dict) -> str:
     results = results_file.read(path)
     headline, over_folds = results_file.headline(results), results_file.over_folds(results)
     protocol = results["protocol"]
     cells = (results["corpus"], f"{protocol['description']} ({protocol['folds']} folds)",
              "yes" if results["speaker_normalisation"] else "no", str(headline["seeds"]),
              spread(headline["ua"]), spread(headline["wa"]), spread(headline["macro_f1"]), spread(over_folds["ua"]),
-             f"`{path}`")
+             floor_ua(floor, results), f"`{path}`")
     return "| " + " | ".join(cells) + " |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, help="run folders or results.json files")
-    paths = parser.parse_args().paths
+    parser.add_argument("--floor", type=Path, default=FLOOR, help="baseline_opensmile.py's results (if present)")
+    args = parser.parse_args()
+    paths = args.paths
+    floor = json.loads(args.floor.read_text()) if args.floor.is_file() else {}
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))
     for path in paths:
-        print(row(path))
+        print(row(path, floor))
 
 
 if __name__ == "__main__":

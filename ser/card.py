@@ -138,6 +138,15 @@ def model_name(results):
     return results["hub_model_id"].split("/")[-1]
 
 
+def augmentation_text(augmentation):
+    """What perturbed the training clips (besides any SpecAugment the encoder config sets)."""
+    if not augmentation:
+        return "none recorded"
+    if not augmentation.get("augment"):
+        return "random crops only (no waveform perturbation, no mixup)"
+    return _settings({key: value for key, value in augmentation.items() if key != "augment"})
+
+
 def pct(value):
     return f"{100 * value:.1f}"
 
@@ -259,6 +268,7 @@ def training_section(results):
         f"{'pretrained' if encoder.get('pretrained') else 'trained from scratch'}, {encoder['parameters']:,} parameters)",
         f"- Head: {_settings(head)}",
         f"- Training: {_settings(training)}",
+        f"- Augmentation: {augmentation_text(results.get('augmentation'))}",
         f"- Code version: `{results.get('code_version', 'unknown')}`",
     ]
     return "\n".join(lines) + "\n"

@@ -125,7 +125,7 @@ def test_two_process_accelerate_launch_gives_one_result(tmp_path):
     done = train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config",
                  tiny_spec(tmp_path), "--only_folds", "speaker-08", "--num_train_epochs", 1,
                  "--per_device_train_batch_size", 4, "--output_dir", out, launcher=launcher)
-    assert done.stdout.count("leave-one-speaker-out: wa") == 1  # the summary is written by one process only
+    assert done.stdout.count("leave-one-speaker-out, 1 seed(s): pooled wa") == 1  # the summary is written by one process only
     assert "ParallelMode" not in done.stderr  # the Trainer did join the process group
     results = json.loads((out / "results.json").read_text())
     assert results["training"]["batch_size"] == 8  # 4 per process x 2 processes
