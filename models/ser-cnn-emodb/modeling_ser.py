@@ -326,7 +326,8 @@ class EmotionModelMixin:
     def is_stock_expressible(self) -> bool:
         """True when the stock *ForSequenceClassification computes exactly this head (the SUPERB recipe)."""
         config = self.config
-        return self.stock_class is not None and config.pooling == "mean" and not config.head_hidden_sizes and config.feature_layer in ("last", "weighted")
+        return (self.stock_class is not None and config.pooling == "mean" and not config.head_hidden_sizes
+                and config.feature_layer in ("last", "weighted"))
 
     def to_stock(self):
         """The same weights as the family's stock *ForSequenceClassification (shares tensors, copies nothing)."""
@@ -446,7 +447,8 @@ class LogMelFrontend(nn.Module):
     def __init__(self, config: LogMelCnnConfig):
         super().__init__()
         self.config = config
-        self.n_fft, self.hop_length, self.speech_threshold_db = config.n_fft, config.hop_length, config.speech_threshold_db
+        self.n_fft, self.hop_length = config.n_fft, config.hop_length
+        self.speech_threshold_db = config.speech_threshold_db
         # Computed from the config, never saved: (n_fft // 2 + 1, F) and (n_fft,)
         self.register_buffer("mel_filters", self.computed_buffers()[0], persistent=False)
         self.register_buffer("window", self.computed_buffers()[1], persistent=False)
@@ -549,7 +551,8 @@ class LogMelCnnModel(LogMelCnnPreTrainedModel):
         super().__init__(config)
         self.frontend = LogMelFrontend(config)
         # (2, F): mean and std per mel bin for "global" normalisation, set from the training clips and saved
-        self.register_buffer("global_stats", torch.stack([torch.zeros(config.num_mel_bins), torch.ones(config.num_mel_bins)]))
+        bins = config.num_mel_bins
+        self.register_buffer("global_stats", torch.stack([torch.zeros(bins), torch.ones(bins)]))
         channels = [1, *config.conv_channels]
         self.blocks = nn.ModuleList(ConvBlock(i, o, config.conv_dropout) for i, o in zip(channels, channels[1:]))
         self.post_init()
@@ -612,7 +615,8 @@ class LogMelCnnForEmotion(EmotionModelMixin, LogMelCnnPreTrainedModel):
 
 
 EMOTION_CLASSES = {
-    cls.family: cls for cls in (Wav2Vec2ForEmotion, HubertForEmotion, WavLMForEmotion, Wav2Vec2BertForEmotion, LogMelCnnForEmotion)
+    cls.family: cls
+    for cls in (Wav2Vec2ForEmotion, HubertForEmotion, WavLMForEmotion, Wav2Vec2BertForEmotion, LogMelCnnForEmotion)
 }
 
 
