@@ -5,8 +5,8 @@ Ready to run as a Hugging Face Space (`python app.py`) or locally:
     python app.py --model models/ser-cnn-emodb            # a saved model folder
     python app.py --model org/emotion-model --runtime int8   # a Hub id, int8 CPU runtime
 
-The model is loaded once, in `main()`; importing this file loads nothing. Recordings longer than one analysis
-window also get a timeline: the emotion of every window, so a change of emotion within a recording shows.
+The model is loaded once, in `main()`; importing this file loads nothing. Recordings longer than one speech segment
+also get a timeline: the emotion of every speech segment, smoothed, so a change of emotion within a recording shows.
 """
 
 import os
@@ -21,13 +21,14 @@ import gradio as gr
 import numpy as np
 
 from ser.audio import AudioError, audio_duration, load_audio
-from ser.card import CORPUS_NAMES
+from ser.corpora import corpus_info
+from ser import defaults
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
 from ser import results as results_file
 
 HERE = Path(__file__).resolve().parent
-MAX_SECONDS = 600.0  # longer uploads are refused before decoding: a timeline of 10 minutes is already 600 windows
+MAX_SECONDS = 600.0  # longer uploads are refused before decoding: ten minutes take a few seconds to classify
 NO_INPUT = "Please record or upload a speech recording first."
 UNREADABLE = "This file could not be read as audio. Please upload a WAV, FLAC, OGG or MP3 recording of speech."
 
@@ -75,20 +76,14 @@ def user_message(error: Exception, path: str) -> str:
 
 
 def long_recording_scores(predictor: EmotionPredictor, path: str) -> dict[str, float]:
-    """Scores of a recording longer than the model takes at once: the mean over its non-silent windows of the
-    longest length the model takes, each weighted by its duration (the last one is shorter)."""
-    seconds = predictor.max_seconds
+    """Scores of a recording longer than the model takes at once: the mean over its speech segments, each weighted
+    by its duration."""
     totals, weight = dict.fromkeys(predictor.labels, 0.0), 0.0
-    for row in predictor.timeline(path, window_seconds=seconds, hop_seconds=seconds,
-                                   silence_db=predictor.silence_db):
-        if row.get("silent"):
-            continue
+    for row in predictor.timeline(path):
         duration = row["end"] - row["start"]
         for label, score in row["scores"].items():
             totals[label] += score * duration
         weight += duration
-    if weight == 0:
-        raise ValueError(f"no speech: the audio is silent (every part is below {predictor.silence_db:g} dBFS)")
     return {label: total / weight for label, total in totals.items()}
 
 
@@ -101,7 +96,8 @@ def describe_model(name_or_path: str, labels: list[str]) -> str:
     encoder, training = results.get("encoder", {}), results.get("training", {})
     start = "fine-tuned from" if encoder.get("pretrained") else "trained from scratch, shaped like"
     how = "encoder frozen, head trained" if training.get("mode") == "frozen" else "whole model trained"
-    corpus = CORPUS_NAMES.get(results.get("corpus"), results.get("corpus", "an unknown corpus"))
+    info = corpus_info(results.get("corpus") or "")
+    corpus = info.display_name if info else results.get("corpus", "an unknown corpus")
     text += (f"  \n**Training:** {encoder.get('family', 'speech')} encoder {start} `{encoder.get('name_or_path')}`"
              f" ({how}) on {corpus}")
     headline = results_file.headline(results)
@@ -126,8 +122,8 @@ def read_results(name_or_path: str) -> dict | None:
         return None
 
 
-def build_demo(predictor: EmotionPredictor, window_seconds: float = 2.0, hop_seconds: float = 1.0,
-               model_info: str | None = None) -> gr.Blocks:
+def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SEGMENT_SECONDS,
+               smooth_seconds: float = defaults.SMOOTH_SECONDS, model_info: str | None = None) -> gr.Blocks:
     labels = list(predictor.labels)
 
     def predict(audio_path: str | None) -> dict[str, float]:
@@ -143,15 +139,15 @@ def build_demo(predictor: EmotionPredictor, window_seconds: float = 2.0, hop_sec
             raise refuse(user_message(err, audio_path)) from None
 
     def timeline(audio_path: str | None):
-        """The emotion of each window, for recordings longer than one window; hidden otherwise."""
+        """The emotion of each speech segment, for recordings longer than one segment; hidden otherwise."""
         duration, _ = check_recording(audio_path)
-        if duration <= window_seconds:
+        if duration <= segment_seconds:
             return gr.Plot(value=None, visible=False)
         try:
-            rows = list(predictor.timeline(audio_path, window_seconds=window_seconds, hop_seconds=hop_seconds))
+            rows = list(predictor.timeline(audio_path, segment_seconds, smooth_seconds=smooth_seconds))
         except ValueError as err:
             raise refuse(user_message(err, audio_path)) from None
-        title = f"Emotion per {window_seconds:g} s window (hop {hop_seconds:g} s)"
+        title = f"Emotion of each speech segment (smoothed over {smooth_seconds:g} s)"
         return gr.Plot(value=EmotionPredictor.plot_timeline(rows, labels, title=title), visible=True)
 
     def clear_outputs():
@@ -161,7 +157,7 @@ def build_demo(predictor: EmotionPredictor, window_seconds: float = 2.0, hop_sec
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# Speech emotion recognition\nRecord or upload speech; the model gives the probability of "
                     "each emotion. Recordings longer than "
-                    f"{window_seconds:g} s also get a timeline of the emotion over time.")
+                    f"{segment_seconds:g} s also get a timeline of the emotion over time.")
         gr.Markdown(model_info or f"**Emotions:** {', '.join(labels)}")
         with gr.Row():
             with gr.Column():
@@ -190,7 +186,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("SER_MODEL", DEFAULT_MODEL),
                         help="model folder or Hub id (default: $SER_MODEL or %(default)s)")
-    parser.add_argument("--runtime", choices=("fp32", "int8"), default="fp32", help="CPU inference runtime")
+    parser.add_argument("--runtime", choices=("fp32", "int8"), default=defaults.RUNTIME, help="CPU inference runtime")
     # A Space sets GRADIO_SERVER_NAME/PORT; locally the demo stays on this machine unless asked.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
@@ -199,8 +195,10 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also serve through a public gradio.live link")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice, which follows $OMP_NUM_THREADS)")
-    parser.add_argument("--window-seconds", type=float, default=2.0, help="timeline window length")
-    parser.add_argument("--hop-seconds", type=float, default=1.0, help="timeline window step")
+    parser.add_argument("--segment-seconds", type=float, default=defaults.SEGMENT_SECONDS,
+                        help="longest piece of speech classified at once (%(default)s s)")
+    parser.add_argument("--smooth-seconds", type=float, default=defaults.SMOOTH_SECONDS,
+                        help="timeline smoothing (%(default)s s)")
     return parser.parse_args(argv)
 
 
@@ -220,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)  # several processes on few cores: more threads each only spin
     model = resolve_model(args.model)
     predictor = EmotionPredictor.from_pretrained(model, runtime=args.runtime)
-    demo = build_demo(predictor, args.window_seconds, args.hop_seconds,
+    demo = build_demo(predictor, args.segment_seconds, args.smooth_seconds,
                       model_info=describe_model(model, list(predictor.labels)))
     # 200 MB holds 10 minutes of 48 kHz stereo 16-bit WAV; bigger uploads are refused before reaching us.
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="200mb")

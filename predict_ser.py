@@ -1,8 +1,13 @@
-"""Classify the emotion of audio files, or of every window of a long recording.
+"""Classify the emotion of audio files, or of every speech segment of a long recording.
 
     python predict_ser.py --model models/ser-cnn-emodb clips/ extra.wav --output predictions.csv
     python predict_ser.py --model FOLDER_OR_HUB_ID --runtime int8 clips/ --output predictions.jsonl
-    python predict_ser.py --timeline --window 2 --hop 1 meeting.flac --output meeting.csv --plot meeting.png
+    python predict_ser.py --same-speaker one_speaker/ --output predictions.csv
+    python predict_ser.py --timeline --smooth 10 meeting.flac --output meeting.csv --plot meeting.png
+
+Each prediction says whether it is `uncertain` (top probability under 0.5, calibrated where the model was).
+`--same-speaker`: every input is the same person; a speaker-normalised model then normalises with statistics of all
+of that person's speech (at least 10 s of it), as in training.
 
 Folders are searched recursively for audio files (wav flac ogg mp3 m4a opus ...). A file that cannot be classified
 is reported on stderr and written to the output with its `error`; the exit code is then 1. Without --output the
@@ -14,36 +19,39 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ser.audio import find_audio_files
+from ser import defaults
 from ser.defaults import DEFAULT_MODEL
-
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files and/or folders (searched recursively)")
     parser.add_argument("--model", help=f"saved model folder or Hub id (default: {DEFAULT_MODEL} beside this script)")
-    parser.add_argument("--runtime", default="fp32", choices=["fp32", "int8"], help="CPU runtime (default: fp32)")
+    parser.add_argument("--runtime", default=defaults.RUNTIME, choices=["fp32", "int8"],
+                        help=f"CPU runtime (default: {defaults.RUNTIME})")
     parser.add_argument("--output", help="out.csv or out.jsonl (default: CSV on stdout)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
-    parser.add_argument("--timeline", action="store_true", help="classify sliding windows of each (long) recording")
-    parser.add_argument("--window", type=float, default=2.0, help="timeline window in seconds (default: 2)")
-    parser.add_argument("--hop", type=float, default=1.0, help="timeline hop in seconds (default: 1)")
-    parser.add_argument("--no-skip-silence", dest="skip_silence", action="store_false",
-                        help="classify silent windows too instead of flagging them")
-    parser.add_argument("--silence-db", type=float, default=-45.0, help="silent-window peak level (default: -45)")
+    parser.add_argument("--same-speaker", action="store_true",
+                        help="all inputs are one speaker's: a speaker-normalised model adapts to their voice")
+    parser.add_argument("--timeline", action="store_true", help="classify each speech segment of each recording")
+    parser.add_argument("--segment", type=float, default=defaults.SEGMENT_SECONDS,
+                        help=f"longest piece of speech classified at once, in seconds (default: {defaults.SEGMENT_SECONDS:g})")
+    parser.add_argument("--smooth", type=float, default=0.0,
+                        help="average each segment's scores over this many seconds around it (default: 0, none)")
     parser.add_argument("--plot", help="timeline plot (PNG); with several inputs, one per file named after it")
     args = parser.parse_args(argv)
     if args.output and Path(args.output).suffix.lower() not in (".csv", ".jsonl"):
         parser.error("--output must end in .csv or .jsonl")
     if args.plot and not args.timeline:
         parser.error("--plot needs --timeline")
+    if args.same_speaker and args.timeline:
+        parser.error("--same-speaker is for clips; a --timeline recording is normalised with its own statistics")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
     return args
@@ -68,11 +76,16 @@ def report(path: Path, err: Exception) -> str:
     return message
 
 
-def classify_files(predictor, files: list[Path], batch_size: int):
+def classify_files(predictor, files: list[Path], batch_size: int, same_speaker: bool = False):
     """Rows in input order. Files are decoded and checked one by one, so a bad file fails alone, then classified
-    `batch_size` at a time."""
+    `batch_size` at a time. `same_speaker`: all files are first decoded for that speaker's statistics."""
     from ser.audio import AudioError
 
+    stats = None
+    if same_speaker:
+        audio = [_load(predictor, path) for path in tqdm(files, desc="reading the speaker", unit="file",
+                                                          file=sys.stderr)]
+        stats = predictor.speaker_statistics([a for a in audio if not isinstance(a, str)])
     with tqdm(total=len(files), desc="classifying", unit="file", file=sys.stderr) as bar:
         for first in range(0, len(files), batch_size):
             chunk = files[first:first + batch_size]
@@ -84,10 +97,21 @@ def classify_files(predictor, files: list[Path], batch_size: int):
                 except (AudioError, ValueError) as err:
                     rows.append({"file": str(path), "error": report(path, err)})
             if audio:
-                for i, scores in zip(audio, predictor.classify_batch(list(audio.values()))):
-                    rows[i].update(label=max(scores, key=scores.get), scores=scores)
+                for i, scores in zip(audio, predictor.classify_batch(list(audio.values()), stats)):
+                    rows[i].update(label=max(scores, key=scores.get), scores=scores,
+                                   uncertain=predictor.is_uncertain(scores))
             bar.update(len(chunk))
             yield from rows
+
+
+def _load(predictor, path: Path):
+    """The file's audio, or why it cannot be read (reported when the file's row is written)."""
+    from ser.audio import AudioError
+
+    try:
+        return predictor.load_file(path)
+    except (AudioError, ValueError) as err:
+        return str(err)
 
 
 def write_predictions(rows, labels: list[str], output: str | None) -> int:
@@ -99,15 +123,17 @@ def write_predictions(rows, labels: list[str], output: str | None) -> int:
         jsonl = bool(output) and output.lower().endswith(".jsonl")
         writer = csv.writer(handle, lineterminator="\n")
         if not jsonl:
-            writer.writerow(["file", "label", *labels, "error"])
+            writer.writerow(["file", "label", "uncertain", *labels, "error"])
         for row in rows:
             failed += "error" in row
             if jsonl:
                 handle.write(json.dumps({"file": row["file"], "label": row.get("label"),
-                                         "scores": row.get("scores"), "error": row.get("error")}) + "\n")
+                                         "uncertain": row.get("uncertain"), "scores": row.get("scores"),
+                                         "error": row.get("error")}) + "\n")
             else:
                 scores = row.get("scores") or {}
-                writer.writerow([row["file"], row.get("label") or "", *[scores.get(l, "") for l in labels],
+                uncertain = "" if row.get("uncertain") is None else row["uncertain"]
+                writer.writerow([row["file"], row.get("label") or "", uncertain, *[scores.get(l, "") for l in labels],
                                  row.get("error", "")])
             handle.flush()
     finally:
@@ -122,33 +148,32 @@ def plot_path(plot: str, path: Path, several: bool) -> Path:
 
 
 def run_timelines(predictor, files: list[Path], args) -> tuple[list[dict], int]:
-    """All windows of every file (a file's rows carry its name); a failing file adds an error row."""
-    from ser.audio import AudioError, audio_duration
+    """All speech segments of every file (a file's rows carry its name), with a summary per file on stderr; a
+    failing file adds an error row."""
+    from ser.audio import AudioError
+    from ser.timeline import summary
 
     rows, failed = [], 0
     for path in files:
         file_rows = []
         try:
-            windows = predictor.timeline(path, args.window, args.hop, skip_silence=args.skip_silence,
-                                         silence_db=args.silence_db)
-            total = _window_count(audio_duration(path), args.window, args.hop)
-            for row in tqdm(windows, total=total, desc=path.name, unit="window", file=sys.stderr):
+            segments = predictor.timeline(path, args.segment, smooth_seconds=args.smooth)
+            for row in tqdm(segments, desc=path.name, unit="segment", file=sys.stderr):
                 file_rows.append({"file": str(path), **row})
         except (AudioError, ValueError) as err:
             failed += 1
             file_rows.append({"file": str(path), "start": None, "end": None, "label": None, "scores": None,
-                              "silent": None, "error": report(path, err)})
+                              "uncertain": None, "error": report(path, err)})
         rows += file_rows
-        windows_only = [row for row in file_rows if "error" not in row]
-        if args.plot and windows_only:
-            predictor.plot_timeline(windows_only, predictor.labels, plot_path(args.plot, path, len(files) > 1),
+        segments_only = [row for row in file_rows if "error" not in row]
+        if segments_only:
+            shares = summary(segments_only)
+            tqdm.write(f"{path.name}: {shares['speech_seconds']:.0f} s of speech: " + ", ".join(
+                f"{label} {share:.0%}" for label, share in shares["share"].items()), file=sys.stderr)
+        if args.plot and segments_only:
+            predictor.plot_timeline(segments_only, predictor.labels, plot_path(args.plot, path, len(files) > 1),
                                     title=path.name)
     return rows, failed
-
-
-def _window_count(seconds: float, window: float, hop: float) -> int:
-    """Windows the timeline will yield (for the progress bar only)."""
-    return math.ceil(max(seconds - window, 0.0) / hop) + 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,7 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         rows, failed = run_timelines(predictor, files, args)
         EmotionPredictor.write_timeline(rows, args.output or "-")
     else:
-        failed = write_predictions(classify_files(predictor, files, args.batch_size), predictor.labels, args.output)
+        try:
+            rows = classify_files(predictor, files, args.batch_size, args.same_speaker)
+            failed = write_predictions(rows, predictor.labels, args.output)
+        except ValueError as err:  # --same-speaker: too little speech, or a model that does not adapt
+            print(f"error: --same-speaker: {err}", file=sys.stderr)
+            return 1
     if failed:
         print(f"{failed} of {len(files)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0

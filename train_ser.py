@@ -22,9 +22,10 @@ import yaml
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import modeling_ser
-from ser import corpora, data, splits
+from ser import corpora, data, speech, splits
 from ser import results as ser_results
 from ser.augment import AugmentationArguments, WaveformAugmenter
+from ser.calibration import calibrate
 from ser.encoders import load_spec, pretrained_model, scratch_model
 from ser.export import export_run, push_folder
 from ser.frozen import FeatureCache, FrozenEncoderHead
@@ -33,17 +34,18 @@ from ser.metrics import classification_metrics, plot_confusion
 
 @dataclass
 class DataArguments:
-    corpus: str = field(metadata={"help": "emodb, ravdess, emovo, savee, aesdd, shemo, folder (one folder per label) or csv"})
-    data_root: str = field(metadata={"help": "The corpus folder in its original layout, or the CSV file"})
+    corpus: list[str] = field(metadata={"help": f"{', '.join(corpora.CORPORA)}, folder (one folder per label) or csv; several names train on their mixture"})
+    data_root: list[str] = field(metadata={"help": "The corpus folder in its original layout, or the CSV file; one per --corpus, in the same order"})
     speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
-    language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the five named corpora)"})
-    labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad"})
-    protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | fixed | random (speaker-dependent)"})
+    language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the named corpora)"})
+    labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad (a mixture: default the emotions every corpus has)"})
+    protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | loco (leave one corpus out) | fixed | random (speaker-dependent)"})
     num_folds: int | None = field(default=None, metadata={"help": "k for speaker_kfold and random"})
     fold_seed: int | None = field(default=None, metadata={"help": "Shuffle speakers (speaker_kfold) or clips (random) with this seed; unset: speakers in sorted order (EmoBox RAVDESS: actors 1-4, 5-8, ...)"})
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
     only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
     speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
+    trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
     crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
     skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
 
@@ -60,6 +62,8 @@ class ModelArguments:
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
     freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
     class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
+    normalisation: str | None = field(default=None, metadata={"help": "logmel-cnn: global (training-set statistics) | utterance (each clip's own); --speaker_normalisation true means speaker"})
+    save_fold_models: bool = field(default=False, metadata={"help": "Keep each fold's trained model in <fold>/model (for benchmarks on held-out speakers)"})
     train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
     seeds: list[int] | None = field(default=None, metadata={"help": "Run the whole protocol once per seed (initial weights, crops, augmentation), e.g. 0 1 2; results report the mean ± std over seeds. Default: --seed alone. The final model uses the first."})
 
@@ -109,22 +113,40 @@ def yaml_to_argv(path: str) -> list[str]:
     return argv
 
 
+def corpus_name(args: DataArguments) -> str:
+    """How results, cards and logs name the training data: the corpus, or a mixture as "emodb+ravdess+emovo"."""
+    return "+".join(args.corpus)
+
+
 def read_corpus(args: DataArguments):
+    """Clips, their audio (cut to speech unless --trim_silence false) and the sorted label names."""
+    if len(args.corpus) != len(args.data_root):
+        raise ValueError(f"--corpus names {len(args.corpus)} corpora but --data_root gives {len(args.data_root)} "
+                         "folders: give one root per corpus, in the same order")
     options = {"speaker_regex": args.speaker_regex} if args.speaker_regex else {}
-    clips = corpora.load_corpus(args.corpus, args.data_root, **options)
-    if args.labels:
-        clips = corpora.select_labels(clips, args.labels)
-    labels = sorted({clip.label for clip in clips})
-    if len(labels) < 2:
-        raise corpora.CorpusError(f"{args.data_root}: need at least two emotions, found {labels}")
-    return data.load_clips_audio(clips, skip_bad=args.skip_bad_files) + (labels,)
+    clips = corpora.load_mixture(args.corpus, args.data_root, **options)
+    labels = args.labels or (corpora.shared_labels(clips) if len(args.corpus) > 1 else None)
+    if labels:
+        clips = corpora.select_labels(clips, labels)
+    names = sorted({clip.label for clip in clips})
+    if len(names) < 2:
+        raise corpora.CorpusError(f"{' '.join(args.data_root)}: need at least two emotions, found {names}")
+    clips, audio = data.load_clips_audio(clips, skip_bad=args.skip_bad_files)
+    if args.trim_silence:
+        audio = [speech.trim(samples) for samples in audio]
+    return clips, audio, names
 
 
 def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: bool):
     if args.encoder_config:
         spec = load_spec(args.encoder_config)
-        # logmel-cnn normalises inside the model; the saved config records that it expects a speaker's statistics
-        extra = {"normalisation": "speaker"} if speaker_normalisation and spec["family"] == "logmel-cnn" else {}
+        # logmel-cnn normalises inside the model; the saved config records how (with a speaker's statistics, ...)
+        normalisation = args.normalisation
+        if normalisation and spec["family"] != "logmel-cnn":
+            raise ValueError("--normalisation is a logmel-cnn option; other encoders normalise their own way")
+        if speaker_normalisation and spec["family"] == "logmel-cnn":
+            normalisation = "speaker"
+        extra = {"normalisation": normalisation} if normalisation else {}
         return scratch_model(spec, labels, **args.head_options(), **extra)
     return pretrained_model(args.encoder_name_or_path, labels, **args.head_options())
 
@@ -163,7 +185,9 @@ class Experiment:
     class_balanced: bool
     crop_seconds: float
     augment: AugmentationArguments
+    corpora: list[str]  # per clip
     stats: list | None = None  # per clip, for a model that normalises with its speaker's statistics
+    fold_model_extractor: object = None  # given: each fold's model is saved with this feature extractor
 
     def __post_init__(self):
         self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
@@ -227,7 +251,9 @@ class Experiment:
             return None
         trainer.data_collator = self.collator  # whole clips, no mixup
         prediction = trainer.predict(self.subset(test_idx))
-        return {"y_true": prediction.label_ids.tolist(), "y_pred": prediction.predictions.argmax(-1).tolist()}
+        logits = prediction.predictions
+        return {"y_true": prediction.label_ids.tolist(), "y_pred": logits.argmax(-1).tolist(),
+                "logits": logits.round(4).tolist()}
 
     def last_complete_checkpoint(self, folder: str) -> str | None:
         """The newest checkpoint whose trainer state exists (the Trainer writes it last). A run killed while saving
@@ -243,9 +269,12 @@ class Experiment:
 
     def evaluate_fold(self, fold: splits.Fold) -> dict:
         predictions = self.train(fold.name, fold.train, fold.test)
+        if self.fold_model_extractor is not None and self.is_main:
+            self.model.save_pretrained(self.output_dir / fold.name / "model")
+            self.fold_model_extractor.save_pretrained(self.output_dir / fold.name / "model")
         metrics = classification_metrics(predictions["y_true"], predictions["y_pred"], len(self.names))
         return {"name": fold.name, "test_speakers": fold.test_speakers, "n_test": len(fold.test),
-                **metrics, **predictions}
+                **metrics, **predictions, "corpus": [self.corpora[i] for i in fold.test]}
 
     def run_folds(self, folds: list[splits.Fold], clips, speaker_independent: bool) -> list[dict]:
         """Each fold's result goes to <fold>/fold_result.json; a finished fold is read back, not retrained."""
@@ -282,12 +311,13 @@ def code_version() -> str:
         return "unknown"
 
 
-def write_results(experiment: Experiment, runs, protocol, data_args, model_args, augment_args, cache_stats) -> dict:
+def write_results(experiment: Experiment, runs, protocol, data_args, model_args, augment_args, cache_stats,
+                  calibration) -> dict:
     """results.json (through ser.results, from the model's actual config) and the pooled confusion matrix."""
     names, model, training_args = experiment.names, experiment.model, experiment.training_args
     config = model.config
     results = ser_results.build(
-        corpus=data_args.corpus, language=data_args.language or corpora.CORPUS_LANGUAGE.get(data_args.corpus),
+        corpus=corpus_name(data_args), language=data_args.language or corpora.mixture_language(data_args.corpus),
         labels=names, protocol=protocol, speaker_normalisation=data_args.speaker_normalisation, runs=runs,
         encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
                  "family": model.family, "pretrained": model_args.encoder_name_or_path is not None,
@@ -300,13 +330,19 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
                   "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
                   "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss},
         augmentation=asdict(augment_args) if experiment.raw_samples else None,
-        code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats)
+        code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats,
+        trim_silence=data_args.trim_silence, calibration=calibration)
     ser_results.write(results, experiment.output_dir)
-    title = f"{data_args.corpus}: {protocol['description']}, pooled over folds and seeds"
+    title = f"{corpus_name(data_args)}: {protocol['description']}, pooled over folds and seeds"
     plot_confusion(results["summary"]["pooled"]["confusion"], names, experiment.output_dir / "confusion_matrix.png", title)
     headline = ser_results.headline(results)
     print(f"{protocol['description']}, {headline['seeds']} seed(s): pooled " + "  ".join(
         f"{m} {headline[m]['mean']:.3f} ± {headline[m]['std']:.3f}" for m in ("wa", "ua", "macro_f1")))
+    for corpus, numbers in ser_results.per_corpus(results).items():
+        print(f"  {corpus}: pooled UA {numbers['ua']['mean']:.3f} ± {numbers['ua']['std']:.3f}")
+    if calibration:
+        print(f"calibration: temperature {calibration['temperature']:.2f}, out-of-fold ECE "
+              f"{calibration['ece_uncalibrated']:.3f} -> {calibration['ece_calibrated']:.3f}")
     return results
 
 
@@ -361,6 +397,7 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     args = replace(training_args, seed=seed,
                    output_dir=str(output_dir / f"seed-{seed}" if len(seeds) > 1 else output_dir))
     model, feature_extractor = build_model(model_args, names, data_args.speaker_normalisation)
+    model.config.trim_silence = data_args.trim_silence  # the predictor cuts to speech exactly when training did
     features, input_name, cache_stats = model_inputs(model, feature_extractor, audio, clips, data_args,
                                                       args, output_dir / "feature-cache")
     stats = None
@@ -371,7 +408,8 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
         durations=[len(a) / data.SAMPLING_RATE for a in audio],
         collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0))),
         names=names, training_args=args, class_balanced=model_args.class_balanced_loss,
-        crop_seconds=data_args.crop_seconds, augment=augment_args, stats=stats)
+        crop_seconds=data_args.crop_seconds, augment=augment_args, corpora=[clip.corpus for clip in clips],
+        stats=stats, fold_model_extractor=feature_extractor if model_args.save_fold_models else None)
     return experiment, feature_extractor, cache_stats
 
 
@@ -388,15 +426,19 @@ def main(argv: list[str]) -> None:
             seed, clips, audio, names, data_args, model_args, augment_args, training_args)
         if not runs:
             first = (experiment, feature_extractor)
-        experiment.log(f"{data_args.corpus}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
+        experiment.log(f"{corpus_name(data_args)}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
                        f"{len(folds)} folds, seed {seed}; encoder "
                        f"{model_args.encoder_name_or_path or model_args.encoder_config} "
                        f"({'pretrained' if model_args.encoder_name_or_path else 'trained from scratch'})")
         runs.append({"seed": seed, "folds": experiment.run_folds(folds, clips, protocol["speaker_independent"])})
     experiment, feature_extractor = first
     experiment.output_dir = Path(training_args.output_dir)  # results, final model and export: the run's folder
+    folds = [fold for run in runs for fold in run["folds"]]
+    calibration = calibrate(folds) if all("logits" in fold for fold in folds) else None  # folds of older code lack them
     if experiment.is_main:
-        write_results(experiment, runs, protocol, data_args, model_args, augment_args, cache_stats)
+        write_results(experiment, runs, protocol, data_args, model_args, augment_args, cache_stats, calibration)
+    if calibration:
+        experiment.model.config.calibration_temperature = calibration["temperature"]
     if model_args.train_final_model:
         train_final_model(experiment, feature_extractor, len(clips))
     if export_args.export_dir and experiment.is_main:

@@ -3,6 +3,7 @@
     python benchmarks/baseline_opensmile.py                    # Emo-DB, RAVDESS and EMOVO (~5 min)
     python benchmarks/baseline_opensmile.py --corpus emovo     # one corpus
     python benchmarks/baseline_opensmile.py --quick            # the first 3 folds' speakers of each corpus, a smoke run
+    python benchmarks/baseline_opensmile.py --loco             # leave-one-corpus-out on the 6 shared emotions
 
 Each corpus is read and split exactly as `train_ser.py --config configs/<corpus>.yaml` does: corpus, data_root,
 labels, protocol, num_folds, fold_seed and split_file come from that config and go through the same loader and
@@ -17,6 +18,13 @@ wheel ships the SMILExtract binary; it runs offline).
 
 `--corpus all` writes results/baseline_opensmile.json (one entry per corpus under "corpora"); a single corpus
 writes results/baseline_opensmile-<corpus>.json, so it never overwrites the all-corpora result.
+
+`--loco` (leave-one-corpus-out): the three corpora cut to the emotions all of them share (angry, disgust, fear,
+happy, neutral, sad; chance UA 1/6); for each corpus, the same SVM trained on the other two and tested on it. Three
+feature normalisations: none (only the StandardScaler fitted on the training clips), per-corpus z-norm (each corpus
+with its own mean/std) and per-speaker z-norm. Both z-norms take their statistics from all of a corpus's or
+speaker's clips, whatever their emotion, the held-out corpus included: transductive but label-free. Features are
+extracted once per corpus and shared by the three folds. Writes results/baseline_opensmile_loco.json.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from ser.metrics import classification_metrics, summarize_folds
 CORPORA = ("emodb", "ravdess", "emovo")
 DISPLAY = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}
 QUICK_FOLDS = 3
+LOCO_QUICK_SPEAKERS = 2
 
 # Pooled metrics of the same baseline measured by a colleague on these copies (../shared/data/README.md).
 REFERENCE = {
@@ -161,13 +170,84 @@ def run_corpus(corpus: str, quick: bool, data_root: str | None) -> dict:
     }
 
 
+def loco_features(quick: bool) -> dict:
+    """Every clip of each corpus (all its emotions, for the normalisation statistics), extracted once."""
+    data = {}
+    for corpus in CORPORA:
+        cfg = read_config(corpus)
+        clips = load_clips(cfg)
+        if quick:  # a smoke run: the first LOCO_QUICK_SPEAKERS speakers of each corpus
+            keep = sorted({c.speaker for c in clips}, key=splits.speaker_sort_key)[:LOCO_QUICK_SPEAKERS]
+            clips = [c for c in clips if c.speaker in keep]
+        features, seconds, audio_seconds = extract([c.path for c in clips])
+        print(f"{DISPLAY[corpus]}: {len(clips)} clips extracted, {median(seconds):.4f} s/clip median")
+        data[corpus] = {"clips": clips, "features": features, "seconds_per_clip_median": median(seconds),
+                        "audio_seconds": audio_seconds, "config": cfg["config"]}
+    return data
+
+
+def loco_variants(data: dict) -> tuple[dict, list[str], list[corpora.Clip]]:
+    """The three normalisations of all clips stacked, computed before any clip is dropped or split."""
+    clips = [c for corpus in CORPORA for c in data[corpus]["clips"]]
+    features = np.vstack([data[corpus]["features"] for corpus in CORPORA])
+    corpus_of = [corpus for corpus in CORPORA for _ in data[corpus]["clips"]]
+    # speaker_znorm z-normalises any grouping; speaker ids repeat across corpora ("03" is in Emo-DB and RAVDESS),
+    # hence the corpus prefix.
+    variants = {"none": features,
+                "per-corpus z-norm": speaker_znorm(features, corpus_of),
+                "per-speaker z-norm": speaker_znorm(features, [f"{k}/{c.speaker}" for k, c in zip(corpus_of, clips)])}
+    return variants, corpus_of, clips
+
+
+def loco_fold(held_out: str, corpus_of: np.ndarray, clips: list[corpora.Clip]) -> splits.Fold:
+    test = np.flatnonzero(corpus_of == held_out)
+    return splits.Fold(name=f"held-out {held_out}", train=np.flatnonzero(corpus_of != held_out).tolist(),
+                       test=test.tolist(), test_speakers=sorted({clips[i].speaker for i in test}))
+
+
+def run_loco(quick: bool) -> dict:
+    data = loco_features(quick)
+    variants, corpus_of, clips = loco_variants(data)
+    shared = sorted(set.intersection(*({c.label for c in data[k]["clips"]} for k in CORPORA)))
+    # The statistics above saw every clip; only now are the emotions some corpus lacks dropped.
+    keep = np.flatnonzero([c.label in shared for c in clips])
+    clips, corpus_of = [clips[i] for i in keep], np.array(corpus_of)[keep]
+    y = np.array([shared.index(c.label) for c in clips])
+    print(f"shared emotions: {', '.join(shared)} ({len(clips)} clips)")
+
+    rows, out = [], {}
+    for variant, x in variants.items():
+        out[variant] = {}
+        for held_out in CORPORA:
+            fold = loco_fold(held_out, corpus_of, clips)
+            result = evaluate(x[keep], y, [fold], len(shared))["folds"][0]
+            out[variant][held_out] = result
+            rows.append({"held-out corpus": DISPLAY[held_out], "normalisation": variant,
+                         "train clips": len(fold.train), "test clips": len(fold.test),
+                         **{k: result[k] for k in ("ua", "wa", "macro_f1")}})
+        mean = {k: float(np.mean([out[variant][c][k] for c in CORPORA])) for k in ("ua", "wa", "macro_f1")}
+        rows.append({"held-out corpus": "mean of 3", "normalisation": variant, **mean})
+    corpora_info = {k: {"config": d["config"], "clips_extracted": len(d["clips"]),
+                        "clips_tested": int((corpus_of == k).sum()),
+                        "speakers": len({c.speaker for c in d["clips"]}),
+                        "seconds_per_clip_median": d["seconds_per_clip_median"], "audio_seconds": d["audio_seconds"]}
+                    for k, d in data.items()}
+    return {"labels": shared, "chance_ua": 1 / len(shared), "corpora": corpora_info, "table": rows, "results": out}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", choices=[*CORPORA, "all"], default="all")
     parser.add_argument("--data-root", help="override the config's data_root (one corpus only)")
     parser.add_argument("--quick", action="store_true",
                         help=f"only the speakers of the first {QUICK_FOLDS} folds of each corpus, re-split the same way")
+    parser.add_argument("--loco", action="store_true",
+                        help="leave-one-corpus-out over all three corpora, on the emotions they share")
     args = parser.parse_args()
+    if args.loco:
+        if args.corpus != "all" or args.data_root:
+            parser.error("--loco uses the three corpora from their configs (no --corpus, no --data-root)")
+        return main_loco(args.quick)
     selected = list(CORPORA) if args.corpus == "all" else [args.corpus]
     if args.data_root and len(selected) > 1:
         parser.error("--data-root needs a single --corpus")
@@ -182,6 +262,15 @@ def main() -> None:
     print(table(rows, cols, {c: ".3f" for c in cols}))
     name = "baseline_opensmile" if args.corpus == "all" else f"baseline_opensmile-{args.corpus}"
     write_result("baseline_opensmile", {"corpora": entries, "table": rows}, quick=args.quick, name=name)
+
+
+def main_loco(quick: bool) -> None:
+    entry = run_loco(quick)
+    cols = ["held-out corpus", "normalisation", "train clips", "test clips", "ua", "wa", "macro_f1"]
+    print(table(entry["table"], cols, {c: ".3f" for c in ("ua", "wa", "macro_f1")}))
+    print(f"chance UA: {entry['chance_ua']:.3f}")
+    write_result("baseline_opensmile", {"protocol": "leave-one-corpus-out", **entry}, quick=quick,
+                 name="baseline_opensmile_loco")
 
 
 if __name__ == "__main__":

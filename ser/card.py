@@ -9,88 +9,8 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, corpus_info
 from ser.results import fold_table, headline, over_folds, read, seed_table, seeds, upgrade
-
-# Model weights trained on a corpus inherit its licence terms.
-CORPUS_LICENSES = {
-    "ravdess": "cc-by-nc-sa-4.0",
-}
-DEFAULT_LICENSE = "cc-by-nc-4.0"
-
-CORPUS_NAMES = {
-    "emodb": "Emo-DB (Berlin Database of Emotional Speech)",
-    "ravdess": "RAVDESS",
-    "emovo": "EMOVO (Italian emotional speech)",
-    "savee": "SAVEE",
-    "aesdd": "AESDD (Acted Emotional Speech Dynamic Database)",
-    "shemo": "ShEMO (Sharif Emotional Speech Database)",
-}
-
-# Values for the `datasets` metadata key (short corpus names).
-CORPUS_DATASETS = {
-    "emodb": "Emo-DB",
-    "ravdess": "RAVDESS",
-    "emovo": "EMOVO",
-    "savee": "SAVEE",
-    "aesdd": "AESDD",
-    "shemo": "ShEMO",
-}
-
-LANGUAGE_NAMES = {"de": "German", "en": "English", "it": "Italian", "el": "Greek", "fa": "Persian"}
-
-CORPUS_CITATIONS = {
-    "emodb": """@inproceedings{burkhardt2005emodb,
-  title     = {A database of German emotional speech},
-  author    = {Burkhardt, Felix and Paeschke, Astrid and Rolfes, Miriam and Sendlmeier, Walter F. and Weiss, Benjamin},
-  booktitle = {Proc. Interspeech 2005},
-  pages     = {1517--1520},
-  year      = {2005},
-  doi       = {10.21437/Interspeech.2005-446}
-}""",
-    "ravdess": """@article{livingstone2018ravdess,
-  title   = {The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS): A dynamic, multimodal set of facial and vocal expressions in North American English},
-  author  = {Livingstone, Steven R. and Russo, Frank A.},
-  journal = {PLoS ONE},
-  volume  = {13},
-  number  = {5},
-  pages   = {e0196391},
-  year    = {2018},
-  doi     = {10.1371/journal.pone.0196391}
-}""",
-    "emovo": """@inproceedings{costantini2014emovo,
-  title     = {{EMOVO} Corpus: an {I}talian Emotional Speech Database},
-  author    = {Costantini, Giovanni and Iaderola, Iacopo and Paoloni, Andrea and Todisco, Massimiliano},
-  booktitle = {Proc. Ninth International Conference on Language Resources and Evaluation (LREC'14)},
-  pages     = {3501--3504},
-  year      = {2014}
-}""",
-    "savee": """@inproceedings{haq2009savee,
-  title     = {Speaker-dependent audio-visual emotion recognition},
-  author    = {Haq, Sanaul and Jackson, Philip J. B.},
-  booktitle = {Proc. International Conference on Auditory-Visual Speech Processing (AVSP)},
-  pages     = {53--58},
-  year      = {2009}
-}""",
-    "aesdd": """@article{vryzas2018aesdd,
-  title   = {Speech emotion recognition for performance interaction},
-  author  = {Vryzas, Nikolaos and Kotsakis, Rigas and Liatsou, Aikaterini and Dimoulas, Charalampos A. and Kalliris, George},
-  journal = {Journal of the Audio Engineering Society},
-  volume  = {66},
-  number  = {6},
-  pages   = {457--467},
-  year    = {2018}
-}""",
-    "shemo": """@article{mohamadnezami2019shemo,
-  title   = {ShEMO: a large-scale validated database for Persian speech emotion detection},
-  author  = {Mohamad Nezami, Omid and Jamshid Lou, Paria and Karami, Mansoureh},
-  journal = {Language Resources and Evaluation},
-  volume  = {53},
-  number  = {1},
-  pages   = {1--16},
-  year    = {2019},
-  doi     = {10.1007/s10579-018-9427-x}
-}""",
-}
 
 SUPERB_CITATION = """@inproceedings{yang2021superb,
   title     = {{SUPERB}: Speech processing Universal PERformance Benchmark},
@@ -110,7 +30,14 @@ METRICS = (
 
 def corpus_name(results):
     """Readable corpus name; unknown corpora fall back to their key."""
-    return CORPUS_NAMES.get(results["corpus"], results["corpus"])
+    corpus = corpus_info(results["corpus"])
+    return corpus.display_name if corpus else results["corpus"]
+
+
+def dataset_id(results):
+    """The `datasets` metadata value: the corpus's short name, else its key."""
+    corpus = corpus_info(results["corpus"])
+    return corpus.short_name if corpus else results["corpus"]
 
 
 def language_name(results):
@@ -119,7 +46,10 @@ def language_name(results):
 
 def license_for(results):
     """The corpus licence wins: weights trained on NC-SA data stay NC-SA."""
-    return CORPUS_LICENSES.get(results["corpus"]) or results.get("license") or DEFAULT_LICENSE
+    corpus = corpus_info(results["corpus"])
+    if corpus:
+        return corpus.license
+    return results.get("license") or DEFAULT_LICENSE
 
 
 def speaker_independent(results):
@@ -196,7 +126,7 @@ def front_matter(results):
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["audio", "speech-emotion-recognition", "audio-classification", encoder["family"]],
-        datasets=[CORPUS_DATASETS.get(results["corpus"], results["corpus"])],
+        datasets=[dataset_id(results)],
         base_model=encoder["name_or_path"] if encoder.get("pretrained") else None,
         model_name=model_name(results),
         eval_results=eval_results(results),
@@ -350,7 +280,8 @@ def limitations_section(results):
 
 
 def citation_section(results):
-    entries = [CORPUS_CITATIONS[results["corpus"]]] if results["corpus"] in CORPUS_CITATIONS else []
+    corpus = corpus_info(results["corpus"])
+    entries = [corpus.citation] if corpus and corpus.citation else []
     entries.append(SUPERB_CITATION)
     return "## Citation\n\nCorpus and evaluation method:\n\n```bibtex\n" + "\n\n".join(entries) + "\n```\n"
 

@@ -5,6 +5,9 @@ every corpus maps onto one canonical label vocabulary, which is what makes
 cross-corpus training and label subsets (e.g. the 4-class
 angry/happy/neutral/sad task) possible.
 
+CORPORA is the one place that knows a named corpus: its loader, label
+mapping, language, display names, licence and citation.
+
 A file whose name does not fit the corpus scheme is never dropped silently:
 it usually means a wrong root or a damaged download. Loaders raise
 CorpusError listing such files, or with strict=False warn and skip them.
@@ -38,7 +41,11 @@ LABEL_ALIASES = {
     "surprised": "surprise", "sur": "surprise",
 }
 
-CORPUS_LANGUAGE = {"emodb": "de", "ravdess": "en", "emovo": "it", "savee": "en", "aesdd": "el", "shemo": "fa"}
+LANGUAGE_NAMES = {"de": "German", "en": "English", "it": "Italian", "el": "Greek", "fa": "Persian"}
+
+# Model weights trained on a corpus inherit its licence terms; this is the
+# licence of corpora without stricter terms (and of custom data).
+DEFAULT_LICENSE = "cc-by-nc-4.0"
 
 UNKNOWN_SPEAKER = "unknown"
 
@@ -57,6 +64,23 @@ class Clip:
     label: str
     speaker: str
     text: str | None = None
+    # Registry name, so clips from several corpora can be told apart once mixed;
+    # None for folder and CSV data.
+    corpus: str | None = None
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Everything known about a named corpus; CORPORA holds one per corpus."""
+
+    name: str
+    display_name: str
+    short_name: str  # the model card's `datasets` value
+    language: str
+    license: str  # Hub licence id
+    citation: str | None  # BibTeX
+    emotions: dict[str, str]  # code in the file name -> canonical label
+    loader: Callable[..., list[Clip]]
 
 
 def canonical_label(label: str) -> str:
@@ -129,8 +153,6 @@ def _finish(corpus: str, root: Path, clips: list[Clip], bad: list[str], strict: 
 
 # --------------------------------------------------------------------------- Emo-DB
 
-EMODB_EMOTIONS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear",
-                  "F": "happy", "T": "sad", "N": "neutral"}
 _EMODB_NAME = re.compile(r"^(\d{2})([a-z]\d{2})([A-Z])([a-z])$")
 
 
@@ -149,15 +171,14 @@ def _parse_emodb(path: Path) -> Clip | str:
     if not match:
         return "expected e.g. 03a01Fa"
     speaker, text, letter, _take = match.groups()
-    if letter not in EMODB_EMOTIONS:
+    label = CORPORA["emodb"].emotions.get(letter)
+    if label is None:
         return f"unknown emotion letter {letter!r}"
-    return Clip(str(path), EMODB_EMOTIONS[letter], speaker, text)
+    return Clip(str(path), label, speaker, text, corpus="emodb")
 
 
 # --------------------------------------------------------------------------- RAVDESS
 
-RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad",
-                    "05": "angry", "06": "fear", "07": "disgust", "08": "surprise"}
 _RAVDESS_NAME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})$")
 _RAVDESS_SONG = "song"
 
@@ -195,15 +216,14 @@ def _parse_ravdess(path: Path) -> Clip | str:
         return _RAVDESS_SONG
     if channel != "01":
         return f"unknown vocal channel {channel!r}"
-    if emotion not in RAVDESS_EMOTIONS:
+    label = CORPORA["ravdess"].emotions.get(emotion)
+    if label is None:
         return f"unknown emotion code {emotion!r}"
-    return Clip(str(path), RAVDESS_EMOTIONS[emotion], actor, statement)
+    return Clip(str(path), label, actor, statement, corpus="ravdess")
 
 
 # --------------------------------------------------------------------------- EMOVO
 
-EMOVO_EMOTIONS = {"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear",
-                  "rab": "angry", "sor": "surprise", "tri": "sad"}
 _EMOVO_NAME = re.compile(r"^([a-z]{3})-([fm]\d)-([a-z]\d)$")
 _EMOVO_SPEAKER_FOLDER = re.compile(r"^[fm]\d$")
 
@@ -225,18 +245,17 @@ def _parse_emovo(path: Path) -> Clip | str:
     if not match:
         return "expected e.g. dis-f1-b1"
     code, speaker, sentence = match.groups()
-    if code not in EMOVO_EMOTIONS:
+    label = CORPORA["emovo"].emotions.get(code)
+    if label is None:
         return f"unknown emotion code {code!r}"
     folder = path.parent.name
     if _EMOVO_SPEAKER_FOLDER.match(folder) and folder != speaker:
         return f"speaker {speaker} is in folder {folder}"
-    return Clip(str(path), EMOVO_EMOTIONS[code], speaker, sentence)
+    return Clip(str(path), label, speaker, sentence, corpus="emovo")
 
 
 # --------------------------------------------------------------------------- SAVEE
 
-SAVEE_EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy",
-                  "n": "neutral", "sa": "sad", "su": "surprise"}
 # Two-letter codes first so "sa01" is not read as code "s".
 _SAVEE_CODE = r"(sa|su|[a-z])(\d{2})"
 _SAVEE_FLAT = re.compile(r"^([A-Z]{2})_" + _SAVEE_CODE + r"$")
@@ -268,14 +287,14 @@ def _parse_savee(path: Path, base: Path) -> Clip | str:
             return "expected SPK/sa01 or SPK_sa01"
         code, number = nested.groups()
         speaker = path.parent.name
-    if code not in SAVEE_EMOTIONS:
+    label = CORPORA["savee"].emotions.get(code)
+    if label is None:
         return f"unknown emotion code {code!r}"
-    return Clip(str(path), SAVEE_EMOTIONS[code], speaker, code + number)
+    return Clip(str(path), label, speaker, code + number, corpus="savee")
 
 
 # --------------------------------------------------------------------------- AESDD
 
-AESDD_EMOTIONS = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "s": "sad"}
 _AESDD_NAME = re.compile(r"^([a-z])(\d{2})\s*\((\d+)\)\s*([a-z]?)$", re.IGNORECASE)
 
 
@@ -295,19 +314,17 @@ def _parse_aesdd(path: Path) -> Clip | str:
     if not match:
         return "expected e.g. 'a01 (1)'"
     letter, utterance, speaker, _take = match.groups()
-    label = AESDD_EMOTIONS.get(letter.lower())
+    label = CORPORA["aesdd"].emotions.get(letter.lower())
     if label is None:
         return f"unknown emotion letter {letter!r}"
     folder = canonical_label(path.parent.name)
     if folder in CANONICAL_LABELS and folder != label:
         return f"letter says {label} but folder says {folder}"
-    return Clip(str(path), label, str(int(speaker)), utterance)
+    return Clip(str(path), label, str(int(speaker)), utterance, corpus="aesdd")
 
 
 # --------------------------------------------------------------------------- ShEMO
 
-SHEMO_EMOTIONS = {"A": "angry", "F": "fear", "H": "happy", "N": "neutral",
-                  "S": "sad", "W": "surprise"}
 _SHEMO_NAME = re.compile(r"^([FM])(\d{2})([A-Z])(\d{2})$")
 _SHEMO_GENDER_FOLDERS = {"female": "F", "male": "M"}
 
@@ -328,12 +345,13 @@ def _parse_shemo(path: Path) -> Clip | str:
     if not match:
         return "expected e.g. F01A01"
     gender, number, letter, _utterance = match.groups()
-    if letter not in SHEMO_EMOTIONS:
+    label = CORPORA["shemo"].emotions.get(letter)
+    if label is None:
         return f"unknown emotion letter {letter!r}"
     folder_gender = _SHEMO_GENDER_FOLDERS.get(path.parent.name.lower())
     if folder_gender is not None and folder_gender != gender:
         return f"gender letter {gender} is in folder {path.parent.name}"
-    return Clip(str(path), SHEMO_EMOTIONS[letter], gender + number, None)
+    return Clip(str(path), label, gender + number, None, corpus="shemo")
 
 
 # --------------------------------------------------------------------------- generic
@@ -417,23 +435,178 @@ def _parse_csv_row(row: dict[str, str], base: Path) -> Clip | str:
     return Clip(str(path), canonical_label(row["label"]), speaker, text)
 
 
-# --------------------------------------------------------------------------- dispatch
+# --------------------------------------------------------------------------- registry
 
-LOADERS: dict[str, Callable[..., list[Clip]]] = {
-    "emodb": load_emodb,
-    "ravdess": load_ravdess,
-    "emovo": load_emovo,
-    "savee": load_savee,
-    "aesdd": load_aesdd,
-    "shemo": load_shemo,
-    "folder": load_folder,
-    "csv": load_csv,
-}
+# One entry per named corpus: adding a corpus means writing its loader and
+# adding its entry here; load_corpus, train_ser.py, the model cards and the app
+# all read this table.
+CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
+    Corpus(
+        name="emodb",
+        display_name="Emo-DB (Berlin Database of Emotional Speech)",
+        short_name="Emo-DB",
+        language="de",
+        license=DEFAULT_LICENSE,
+        citation="""@inproceedings{burkhardt2005emodb,
+  title     = {A database of German emotional speech},
+  author    = {Burkhardt, Felix and Paeschke, Astrid and Rolfes, Miriam and Sendlmeier, Walter F. and Weiss, Benjamin},
+  booktitle = {Proc. Interspeech 2005},
+  pages     = {1517--1520},
+  year      = {2005},
+  doi       = {10.21437/Interspeech.2005-446}
+}""",
+        emotions={"W": "angry", "L": "boredom", "E": "disgust", "A": "fear",
+                  "F": "happy", "T": "sad", "N": "neutral"},
+        loader=load_emodb,
+    ),
+    Corpus(
+        name="ravdess",
+        display_name="RAVDESS",
+        short_name="RAVDESS",
+        language="en",
+        license="cc-by-nc-sa-4.0",
+        citation="""@article{livingstone2018ravdess,
+  title   = {The Ryerson Audio-Visual Database of Emotional Speech and Song (RAVDESS): A dynamic, multimodal set of facial and vocal expressions in North American English},
+  author  = {Livingstone, Steven R. and Russo, Frank A.},
+  journal = {PLoS ONE},
+  volume  = {13},
+  number  = {5},
+  pages   = {e0196391},
+  year    = {2018},
+  doi     = {10.1371/journal.pone.0196391}
+}""",
+        emotions={"01": "neutral", "02": "calm", "03": "happy", "04": "sad",
+                  "05": "angry", "06": "fear", "07": "disgust", "08": "surprise"},
+        loader=load_ravdess,
+    ),
+    Corpus(
+        name="emovo",
+        display_name="EMOVO (Italian emotional speech)",
+        short_name="EMOVO",
+        language="it",
+        license=DEFAULT_LICENSE,
+        citation="""@inproceedings{costantini2014emovo,
+  title     = {{EMOVO} Corpus: an {I}talian Emotional Speech Database},
+  author    = {Costantini, Giovanni and Iaderola, Iacopo and Paoloni, Andrea and Todisco, Massimiliano},
+  booktitle = {Proc. Ninth International Conference on Language Resources and Evaluation (LREC'14)},
+  pages     = {3501--3504},
+  year      = {2014}
+}""",
+        emotions={"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear",
+                  "rab": "angry", "sor": "surprise", "tri": "sad"},
+        loader=load_emovo,
+    ),
+    Corpus(
+        name="savee",
+        display_name="SAVEE",
+        short_name="SAVEE",
+        language="en",
+        license=DEFAULT_LICENSE,
+        citation="""@inproceedings{haq2009savee,
+  title     = {Speaker-dependent audio-visual emotion recognition},
+  author    = {Haq, Sanaul and Jackson, Philip J. B.},
+  booktitle = {Proc. International Conference on Auditory-Visual Speech Processing (AVSP)},
+  pages     = {53--58},
+  year      = {2009}
+}""",
+        emotions={"a": "angry", "d": "disgust", "f": "fear", "h": "happy",
+                  "n": "neutral", "sa": "sad", "su": "surprise"},
+        loader=load_savee,
+    ),
+    Corpus(
+        name="aesdd",
+        display_name="AESDD (Acted Emotional Speech Dynamic Database)",
+        short_name="AESDD",
+        language="el",
+        license=DEFAULT_LICENSE,
+        citation="""@article{vryzas2018aesdd,
+  title   = {Speech emotion recognition for performance interaction},
+  author  = {Vryzas, Nikolaos and Kotsakis, Rigas and Liatsou, Aikaterini and Dimoulas, Charalampos A. and Kalliris, George},
+  journal = {Journal of the Audio Engineering Society},
+  volume  = {66},
+  number  = {6},
+  pages   = {457--467},
+  year    = {2018}
+}""",
+        emotions={"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "s": "sad"},
+        loader=load_aesdd,
+    ),
+    Corpus(
+        name="shemo",
+        display_name="ShEMO (Sharif Emotional Speech Database)",
+        short_name="ShEMO",
+        language="fa",
+        license=DEFAULT_LICENSE,
+        citation="""@article{mohamadnezami2019shemo,
+  title   = {ShEMO: a large-scale validated database for Persian speech emotion detection},
+  author  = {Mohamad Nezami, Omid and Jamshid Lou, Paria and Karami, Mansoureh},
+  journal = {Language Resources and Evaluation},
+  volume  = {53},
+  number  = {1},
+  pages   = {1--16},
+  year    = {2019},
+  doi     = {10.1007/s10579-018-9427-x}
+}""",
+        emotions={"A": "angry", "F": "fear", "H": "happy", "N": "neutral",
+                  "S": "sad", "W": "surprise"},
+        loader=load_shemo,
+    ),
+)}
+
+# Loaders for custom data; they have no metadata, so they are not corpora.
+GENERIC_LOADERS: dict[str, Callable[..., list[Clip]]] = {"folder": load_folder, "csv": load_csv}
+
+
+def corpus_info(name: str) -> Corpus | None:
+    """The registry entry for a corpus name, or None for folder, csv and unknown names."""
+    return CORPORA.get(name.strip().lower())
 
 
 def load_corpus(name: str, root: str | Path, **kw) -> list[Clip]:
     """Load a corpus by name; for "csv", `root` is the CSV file."""
     key = name.strip().lower()
-    if key not in LOADERS:
-        raise ValueError(f"unknown corpus {name!r}; choose one of {sorted(LOADERS)}")
-    return LOADERS[key](root, **kw)
+    if key in CORPORA:
+        return CORPORA[key].loader(root, **kw)
+    if key in GENERIC_LOADERS:
+        return GENERIC_LOADERS[key](root, **kw)
+    raise ValueError(f"unknown corpus {name!r}; choose one of {sorted(CORPORA) + sorted(GENERIC_LOADERS)}")
+
+
+# --------------------------------------------------------------------------- mixtures
+
+
+def load_mixture(names: list[str], roots: list[str | Path], **kw) -> list[Clip]:
+    """Several corpora as one clip list. Each clip keeps its corpus (folder and csv data are named by their root);
+    with more than one corpus, speakers become "<corpus>-<speaker>", so ids never collide across corpora."""
+    if len(names) == 1:
+        return load_corpus(names[0], roots[0], **kw)
+    keys = [corpus_info(name).name if corpus_info(name) else Path(root).stem for name, root in zip(names, roots)]
+    if len(set(keys)) < len(keys):
+        raise ValueError(f"a mixture names the same corpus twice: {keys}")
+    clips = []
+    for name, root, key in zip(names, roots, keys):
+        for clip in load_corpus(name, root, **(kw if name in GENERIC_LOADERS else {})):
+            clip.corpus = key
+            clip.speaker = f"{key}-{clip.speaker}" if clip.speaker != UNKNOWN_SPEAKER else clip.speaker
+            clips.append(clip)
+    return clips
+
+
+def shared_labels(clips: list[Clip]) -> list[str]:
+    """The emotions every corpus of a mixture has (the default label set of a mixture); an error when none are."""
+    by_corpus: dict[str, set[str]] = {}
+    for clip in clips:
+        by_corpus.setdefault(clip.corpus, set()).add(clip.label)
+    shared = sorted(set.intersection(*by_corpus.values()))
+    if len(shared) < 2:
+        raise CorpusError(f"the corpora share fewer than two emotions ({shared}): choose labels with --labels")
+    return shared
+
+
+def mixture_language(names: list[str]) -> str | None:
+    """The language code of the named corpora when they share one; "multilingual" when they do not; None when a
+    corpus's language is unknown."""
+    languages = {getattr(corpus_info(name), "language", None) for name in names}
+    if None in languages:
+        return None
+    return languages.pop() if len(languages) == 1 else "multilingual"

@@ -2,3 +2,9 @@
 
 # The embedded default model, relative to the repository root: the Emo-DB model trained from scratch here.
 DEFAULT_MODEL = "models/ser-cnn-emodb"
+
+# Long recordings (predictor timeline, predict_ser.py --timeline, the demo): speech segments longer than this are
+# classified in equal pieces no longer than it; the demo smooths scores over this many seconds.
+SEGMENT_SECONDS = 6.0
+SMOOTH_SECONDS = 10.0
+RUNTIME = "fp32"

@@ -7,12 +7,8 @@ recordings go through `timeline`, which streams the file so memory does not depe
 
 from __future__ import annotations
 
-import csv
-import itertools
-import json
 import math
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -22,7 +18,9 @@ import torch
 from torch import nn
 
 import modeling_ser
-from ser.audio import SAMPLING_RATE, AudioError, audio_duration, iter_audio_blocks, load_audio, to_mono
+from ser import defaults, speech
+from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
+from ser.audio import SAMPLING_RATE, audio_duration, load_audio, to_mono
 from ser.runtime import RUNTIMES, fast_inference_model
 
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
@@ -34,7 +32,9 @@ class EmotionPredictor:
     sampling_rate = SAMPLING_RATE
     min_seconds = 0.25
     max_seconds = 60.0
-    silence_db = -45.0  # a clip whose peak is below this (dBFS) holds no speech
+    silence_db = -70.0  # a clip whose peak is below this (dBFS) holds no speech; quieter than -70 is not a recording
+    uncertain_below = 0.5  # a prediction whose top (calibrated) probability is under this is flagged "uncertain"
+    min_speaker_seconds = 10.0  # speech needed before a speaker's own statistics are stable enough to normalise with
     batch_size = 8  # clips or timeline windows per forward pass
     max_padding = 0.1  # a padded batch may hold at most this fraction of padding (padding is wasted compute)
 
@@ -51,6 +51,11 @@ class EmotionPredictor:
         self.feature_extractor = feature_extractor
         self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
+        # What training did to the input and to the scores, as the saved config records it (older models: neither)
+        self.trim_silence = bool(getattr(config, "trim_silence", False))
+        self.temperature = float(getattr(config, "calibration_temperature", None) or 1.0)
+        self.normalisation = getattr(config, "normalisation", None)
+        self.frontend = model.base_model.frontend if self.normalisation == "speaker" else None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, runtime: str = "fp32") -> EmotionPredictor:
@@ -77,8 +82,10 @@ class EmotionPredictor:
 
     # --- clips ------------------------------------------------------------------------------------------------------
 
-    def classify_batch(self, arrays: list[np.ndarray]) -> list[dict[str, float]]:
-        """Probabilities of every label for each 16 kHz mono clip, in input order."""
+    def classify_batch(self, arrays: list[np.ndarray], speaker_stats: torch.Tensor | None = None
+                       ) -> list[dict[str, float]]:
+        """Probabilities of every label for each 16 kHz mono clip, in input order. `speaker_stats`: the clips are
+        one speaker's, whose `speaker_statistics` a speaker-normalised model normalises them with."""
         if isinstance(arrays, np.ndarray) or not isinstance(arrays, (list, tuple)):
             raise ValueError("classify_batch expects a list of 1-D numpy arrays (use classify_array for one clip)")
         clips = []
@@ -90,7 +97,7 @@ class EmotionPredictor:
             clip = np.ascontiguousarray(array, dtype=np.float32)
             self._check_clip(clip, f"clip {i}")
             clips.append(clip)
-        return self._as_dicts(self._probabilities(clips))
+        return self._as_dicts(self._probabilities(clips, speaker_stats))
 
     def classify_array(self, array: np.ndarray, sampling_rate: int) -> dict[str, float]:
         """One clip at any rate, mono (n,) or (n, channels); integer PCM is scaled to [-1, 1]."""
@@ -122,86 +129,56 @@ class EmotionPredictor:
         self._check_clip(audio, str(path))
         return audio
 
-    # --- long recordings --------------------------------------------------------------------------------------------
+    # --- long recordings ---------------------------------------------------------------------------------------------
 
-    def timeline(self, path: str | Path, window_seconds: float = 2.0, hop_seconds: float = 1.0,
-                 skip_silence: bool = True, silence_db: float = -45.0) -> Iterator[dict]:
-        """Rows {"start", "end", "label", "scores", "silent"} for windows every `hop_seconds`, streamed.
+    def timeline(self, path: str | Path, max_segment_seconds: float = defaults.SEGMENT_SECONDS,
+                 smooth_seconds: float = 0.0) -> Iterator[dict]:
+        """Rows {"start", "end", "label", "scores", "uncertain"} for the speech segments of a recording, in time order
+        (silence and steady noise between them get no row). A segment longer than `max_segment_seconds` becomes
+        equal pieces no longer than that; `smooth_seconds` > 0 averages each row's scores with its neighbours'
+        (timelines.smooth). A speaker-normalised model normalises with the whole recording's statistics.
 
         Arguments and the file's existence are checked now; decoding errors surface while iterating.
         """
-        if not (self.min_seconds <= window_seconds <= self.max_seconds):
-            raise ValueError(f"window_seconds={window_seconds} must be between {self.min_seconds} and "
+        if not (self.min_seconds <= max_segment_seconds <= self.max_seconds):
+            raise ValueError(f"max_segment_seconds={max_segment_seconds} must be between {self.min_seconds} and "
                              f"{self.max_seconds} s")
-        if not (0 < hop_seconds <= window_seconds):
-            raise ValueError(f"hop_seconds={hop_seconds} must be positive and at most window_seconds "
-                             f"({window_seconds}); a longer hop would skip audio")
-        path = Path(path)
-        if not path.is_file():
-            raise AudioError(f"{path}: no such audio file")
-        window = int(round(window_seconds * self.sampling_rate))
-        hop = max(1, int(round(hop_seconds * self.sampling_rate)))
-        threshold = _db_to_amplitude(silence_db) if skip_silence else None
-        return self._timeline_rows(path, window, hop, threshold)
+        if smooth_seconds < 0:
+            raise ValueError(f"smooth_seconds={smooth_seconds} must be 0 (no smoothing) or positive")
+        path = timelines.check_file(path)
+        rows = self._timeline_rows(path, int(round(max_segment_seconds * self.sampling_rate)))
+        return iter(timelines.smooth(list(rows), smooth_seconds)) if smooth_seconds else rows
 
-    def _timeline_rows(self, path: Path, window: int, hop: int, threshold: float | None) -> Iterator[dict]:
-        """Classifies windows `batch_size` at a time; silent windows wait in line so rows stay in time order."""
-        pending: list[tuple[dict, np.ndarray | None]] = []
-        waiting = 0
-        emitted = False
-        min_samples = int(math.ceil(self.min_seconds * self.sampling_rate))
-        for start, audio in _sliding_windows(path, window, hop, min_samples, self.sampling_rate):
-            row = {"start": start / self.sampling_rate, "end": (start + audio.size) / self.sampling_rate}
-            if threshold is not None and _peak(audio) < threshold:
-                row.update(label=None, scores=None, silent=True)
-                pending.append((row, None))
-            else:
-                pending.append((row, audio))
-                waiting += 1
-            if waiting >= self.batch_size:
-                yield from self._finish_rows(pending)
-                pending, waiting, emitted = [], 0, True
-        if pending:
-            yield from self._finish_rows(pending)
-            emitted = True
-        if not emitted:
-            raise ValueError(f"{path}: audio is too short: under {self.min_seconds} s (the minimum the model accepts)")
+    def _timeline_rows(self, path: Path, longest: int) -> Iterator[dict]:
+        stats = RunningStatistics(self.frontend) if self.frontend is not None else None
+        segments, _ = timelines.find_segments(path, self.sampling_rate, also=stats.add if stats else None)
+        shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
+        segments = [s for s in timelines.pieces(segments, longest) if s.end - s.start >= shortest]
+        if not segments:
+            raise ValueError(f"{path}: no speech found: the recording is silent, or a steady sound or noise")
+        normalisation = stats.result() if stats and stats.seconds >= self.min_speaker_seconds else None
+        batch: list[tuple[speech.Segment, np.ndarray]] = []
+        for piece in timelines.cut(path, segments, self.sampling_rate):
+            batch.append(piece)
+            if len(batch) == self.batch_size:
+                yield from self._segment_rows(batch, normalisation)
+                batch = []
+        yield from self._segment_rows(batch, normalisation)
 
-    def _finish_rows(self, pending: list[tuple[dict, np.ndarray | None]]) -> Iterator[dict]:
-        clips = [audio for _, audio in pending if audio is not None]
-        scores = iter(self._as_dicts(self._probabilities(clips))) if clips else iter(())
-        for row, audio in pending:
-            if audio is not None:
-                probabilities = next(scores)
-                row.update(label=max(probabilities, key=probabilities.get), scores=probabilities, silent=False)
-            yield row
+    def _segment_rows(self, batch: list[tuple[speech.Segment, np.ndarray]], stats) -> Iterator[dict]:
+        if not batch:
+            return
+        for (segment, _), scores in zip(batch, self._as_dicts(self._probabilities([a for _, a in batch], stats))):
+            start, end = segment.seconds(self.sampling_rate)
+            yield {"start": start, "end": end, "label": max(scores, key=scores.get), "scores": scores,
+                   "uncertain": self.is_uncertain(scores)}
 
-    @staticmethod
-    def write_timeline(rows: Iterable[dict], path: str | Path) -> Path | None:
-        """Writes rows to .csv (one column per label) or .jsonl (rows as they are); "-" writes CSV to stdout."""
-        rows = list(rows)
-        if str(path) == "-":
-            _write_csv(rows, sys.stdout)
-            return None
-        path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".csv", ".jsonl"):
-            raise ValueError(f"{path}: timeline output must end in .csv or .jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            if suffix == ".csv":
-                _write_csv(rows, handle)
-            else:
-                for row in rows:
-                    handle.write(json.dumps(row) + "\n")
-        return path
+    write_timeline = staticmethod(timelines.write)
 
     @staticmethod
     def plot_timeline(rows: Iterable[dict], labels: list[str], path: str | Path | None = None,
                       title: str | None = None):
-        """Stacked probabilities over time above a strip of the top label; silent windows grey. Uses the Agg canvas
-        directly (no pyplot), so it works headless and leaks no global figures."""
-        return _plot_timeline(list(rows), list(labels), path, title)
+        return timelines.plot(list(rows), list(labels), path, title)
 
     # --- internals --------------------------------------------------------------------------------------------------
 
@@ -224,16 +201,43 @@ class EmotionPredictor:
         if peak < _db_to_amplitude(self.silence_db):
             level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
             raise ValueError(f"{name}: no speech: the audio is silent (peak {level}, below {self.silence_db:g} dBFS)")
+        if not speech.speech_segments(audio, self.sampling_rate):
+            raise ValueError(f"{name}: no speech found: the audio is a steady sound or noise with nothing louder in it")
 
-    def _probabilities(self, clips: list[np.ndarray]) -> np.ndarray:
-        """Softmax rows (len(clips), num_labels) in input order."""
+    def is_uncertain(self, scores: dict[str, float]) -> bool:
+        """The documented rule: the top probability (calibrated, where the model was) is below `uncertain_below`."""
+        return max(scores.values()) < self.uncertain_below
+
+    def speaker_statistics(self, clips: list[np.ndarray]) -> torch.Tensor | None:
+        """For a speaker-normalised model: log-mel statistics (2, F) of the speech in `clips` (one speaker's), refused
+        under `min_speaker_seconds` of speech. Other models normalise without them: a clear error."""
+        if self.frontend is None:
+            raise ValueError("this model was not trained with speaker normalisation: it normalises each clip by "
+                             "itself, and one speaker's other recordings would change nothing")
+        if self.trim_silence:
+            clips = [speech.trim(clip) for clip in clips]
+        stats = RunningStatistics(self.frontend)
+        for clip in clips:
+            stats.add(clip)
+        if stats.seconds < self.min_speaker_seconds:
+            raise ValueError(f"too little speech to adapt to this speaker: {stats.seconds:.1f} s found, "
+                             f"{self.min_speaker_seconds:g} s needed; pass more of the speaker's recordings")
+        return stats.result()
+
+    def _probabilities(self, clips: list[np.ndarray], stats: torch.Tensor | None = None) -> np.ndarray:
+        """Calibrated softmax rows (len(clips), num_labels) in input order; clips cut to their speech first when the
+        model was trained that way. `stats` (2, F): a speaker-normalised model's statistics for every clip."""
+        if self.trim_silence:
+            clips = [speech.trim(clip) for clip in clips]
         probs = np.empty((len(clips), len(self.labels)), dtype=np.float32)
         for batch in self._batches([clip.size for clip in clips]):
             inputs = self.feature_extractor([clips[i] for i in batch], sampling_rate=self.sampling_rate,
                                             padding=True, return_tensors="pt")
+            if stats is not None:
+                inputs["normalisation_stats"] = stats.expand(len(batch), *stats.shape)
             with torch.inference_mode():
                 logits = self.model(**inputs).logits
-            probs[batch] = torch.softmax(logits.float(), dim=-1).numpy()
+            probs[batch] = torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
         return probs
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
@@ -253,6 +257,33 @@ class EmotionPredictor:
 
     def _as_dicts(self, probs: np.ndarray) -> list[dict[str, float]]:
         return [dict(zip(self.labels, row.tolist())) for row in probs]
+
+
+class RunningStatistics:
+    """Mean and std per mel bin over the speech frames of many clips or blocks, in constant memory: what
+    `masked_statistics` gives on all those frames at once (a population std)."""
+
+    def __init__(self, frontend):
+        self.frontend = frontend
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+        self.hop_seconds = frontend.hop_length / SAMPLING_RATE
+
+    def add(self, samples: np.ndarray) -> None:
+        with torch.inference_mode():
+            log_mel, _, is_speech = self.frontend(torch.from_numpy(samples).reshape(1, -1))
+        frames = log_mel[is_speech].double()
+        self.count += len(frames)
+        self.total = self.total + frames.sum(dim=0)
+        self.squares = self.squares + (frames ** 2).sum(dim=0)
+
+    @property
+    def seconds(self) -> float:
+        return self.count * self.hop_seconds
+
+    def result(self) -> torch.Tensor:
+        mean = self.total / self.count
+        variance = (self.squares / self.count - mean ** 2).clamp(min=0)
+        return torch.stack([mean, (variance + 1e-4).sqrt()]).float()
 
 
 # --- input checks ---------------------------------------------------------------------------------------------------
@@ -313,118 +344,6 @@ def _peak(audio: np.ndarray) -> float:
 def _db_to_amplitude(db: float) -> float:
     """Silence is decided by comparing amplitudes, so a silent clip never meets a log of (or division by) zero."""
     return 10.0 ** (db / 20.0)
-
-
-# --- streaming windows ----------------------------------------------------------------------------------------------
-
-
-def _sliding_windows(path: Path, window: int, hop: int, min_samples: int,
-                     sampling_rate: int) -> Iterator[tuple[int, np.ndarray]]:
-    """(start sample, window copy) every `hop` samples, reading the file block by block into one fixed buffer.
-
-    After the full windows, the remaining tail (samples no window has covered yet, starting at the next hop) is
-    yielded as a shorter final window when it is at least `min_samples` long.
-    """
-    buffer = np.empty(window, dtype=np.float32)
-    filled = 0  # samples in buffer
-    buffer_start = 0  # position of buffer[0] in the recording
-    covered = 0  # end of the last window yielded
-    for _, block in iter_audio_blocks(path, hop / sampling_rate, sampling_rate):
-        while block.size:
-            take = min(window - filled, block.size)
-            buffer[filled:filled + take] = block[:take]
-            filled += take
-            block = block[take:]
-            if filled == window:
-                yield buffer_start, buffer.copy()
-                covered = buffer_start + window
-                buffer[:window - hop] = buffer[hop:]
-                filled -= hop
-                buffer_start += hop
-    if buffer_start + filled > covered and filled >= min_samples:
-        yield buffer_start, buffer[:filled].copy()
-
-
-# --- output ---------------------------------------------------------------------------------------------------------
-
-
-def _score_labels(rows: list[dict]) -> list[str]:
-    labels: dict[str, None] = {}
-    for row in rows:
-        for label in row.get("scores") or {}:
-            labels.setdefault(label)
-    return list(labels)
-
-
-def _write_csv(rows: list[dict], handle) -> None:
-    labels = _score_labels(rows)
-    extra = [key for key in ("file", "error") if any(key in row for row in rows)]
-    columns = [c for c in ("file",) if c in extra] + ["start", "end", "label", "silent", *labels]
-    columns += [c for c in ("error",) if c in extra]
-    writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        scores = row.get("scores") or {}
-        flat = {**row, **{label: scores.get(label, "") for label in labels}}
-        flat = {key: ("" if value is None else value) for key, value in flat.items()}
-        writer.writerow(flat)
-
-
-def _plot_timeline(rows: list[dict], labels: list[str], path, title):
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-
-    rows = [row for row in rows if "start" in row and row.get("start") is not None]
-    if not rows:
-        raise ValueError("no timeline rows to plot")
-    palette = colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    colors = {label: palette(i % palette.N) for i, label in enumerate(labels)}
-    grey = (0.75, 0.75, 0.75, 1.0)
-
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
-    FigureCanvasAgg(fig)
-    probs_ax, strip = fig.subplots(2, 1, sharex=True, height_ratios=[4, 1])
-    # Each window stands for the time until the next one starts (the last: until its end), as steps.
-    edges = np.array([row["start"] for row in rows] + [rows[-1]["end"]])
-    probs = np.array([[(row.get("scores") or {}).get(label, 0.0) for row in rows] for label in labels])
-    probs = np.concatenate([probs, probs[:, -1:]], axis=1)  # the step after the last edge
-    bottom = np.zeros(edges.size)
-    for label, values in zip(labels, probs):
-        probs_ax.fill_between(edges, bottom, bottom + values, step="post", color=colors[label], linewidth=0)
-        bottom = bottom + values
-    spans = _label_spans(rows)
-    for label, start, end in spans:
-        if label is None:
-            probs_ax.axvspan(start, end, color=grey, linewidth=0)
-    for label in [*labels, None]:
-        bars = [(start, end - start) for span_label, start, end in spans if span_label == label]
-        if bars:
-            strip.broken_barh(bars, (0, 1), facecolors=colors.get(label, grey))
-    probs_ax.set(ylim=(0, 1), ylabel="probability", xlim=(rows[0]["start"], max(row["end"] for row in rows)))
-    strip.set(yticks=[], xlabel="time (s)", ylabel="top")
-    handles = [Patch(color=colors[label], label=label) for label in labels] + [Patch(color=grey, label="silent")]
-    probs_ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    if title:
-        fig.suptitle(title)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    return fig
-
-
-def _label_spans(rows: list[dict]) -> list[tuple[str | None, float, float]]:
-    """Runs of equal top label; each window stands for the time until the next window starts."""
-    spans: list[tuple[str | None, float, float]] = []
-    for row, following in itertools.zip_longest(rows, rows[1:]):
-        label = None if row.get("silent") else row.get("label")
-        end = following["start"] if following else row["end"]
-        if spans and spans[-1][0] == label and math.isclose(spans[-1][2], row["start"]):
-            spans[-1] = (label, spans[-1][1], end)
-        else:
-            spans.append((label, row["start"], end))
-    return spans
 
 
 def _pads_exactly(config, feature_extractor) -> bool:

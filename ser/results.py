@@ -5,7 +5,12 @@ holds the run settings, every run with its folds (metrics and predictions) and a
 
 - ``summary.wa|ua|macro_f1``: mean and std over all folds of all seeds;
 - ``summary.pooled``: metrics of all test predictions of all seeds pooled (its confusion matrix sums over seeds);
-- ``summary.over_seeds.wa|ua|macro_f1``: mean, std and values over seeds of each seed's pooled metric.
+- ``summary.over_seeds.wa|ua|macro_f1``: mean, std and values over seeds of each seed's pooled metric;
+- ``summary.per_corpus`` (a mixture, when folds record each test clip's ``corpus``): per corpus, its test
+  predictions pooled (``pooled``) and each seed's pooled metric over seeds (``over_seeds``).
+
+Optional top-level fields: ``calibration`` (ser.calibration.calibrate: the temperature fitted on out-of-fold logits
+and the ECE before and after) and ``trim_silence``; folds may carry ``logits`` and ``corpus`` per test clip.
 
 Every std is the population std (ddof=0). `SCHEMA` below is the contract; `validate` checks a dict against it,
 `build` makes one, `write` and `read` store and load one. `read` also accepts the first format (one seed:
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.metrics import SUMMARY_KEYS, summarize_folds
+from ser.metrics import SUMMARY_KEYS, classification_metrics, summarize_folds
 
 FILENAME = "results.json"
 FORMAT_VERSION = 2
@@ -52,7 +57,8 @@ SCHEMA = {
     "summary": {**FOLDS_SUMMARY, "over_seeds": OVER_SEEDS},
     "runs": [{"seed": int, "folds": [FOLD], "summary": FOLDS_SUMMARY}],
 }
-OPTIONAL = {"hub_model_id": str}  # added by ser.export
+CALIBRATION = {"temperature": NUMBER, "ece_uncalibrated": NUMBER, "ece_calibrated": NUMBER, "ece_bins": int}
+OPTIONAL = {"hub_model_id": str, "calibration": (dict, NONE), "trim_silence": bool}  # hub_model_id: ser.export
 COMPUTED = ("format_version", "seeds", "summary", "runs")  # made by build(), never passed to it
 LEGACY = ("seed", "folds")  # the first format's top-level keys, which now live in runs
 
@@ -102,6 +108,8 @@ def validate(results: dict) -> dict:
     for key, spec in OPTIONAL.items():
         if key in results:
             _check(results[key], spec, key)
+    if results.get("calibration"):
+        _check(results["calibration"], CALIBRATION, "calibration")
     if results["format_version"] != FORMAT_VERSION:
         raise ValueError(f"results.json has format_version {results['format_version']}; this code reads "
                          f"{FORMAT_VERSION} (and upgrades the first format, which has no format_version)")
@@ -149,6 +157,9 @@ def build(*, corpus, language, labels, protocol, speaker_normalisation, runs, en
             for run in runs]
     summary = summarize_folds([fold for run in runs for fold in run["folds"]], num_labels)
     summary["over_seeds"] = {key: _spread(run["summary"]["pooled"][key] for run in runs) for key in SUMMARY_KEYS}
+    corpora = sorted({name for run in runs for fold in run["folds"] for name in fold.get("corpus") or []})
+    if len(corpora) > 1:
+        summary["per_corpus"] = {name: _corpus_summary(runs, name, num_labels) for name in corpora}
     results = {
         "format_version": FORMAT_VERSION, "corpus": corpus, "language": language, "labels": list(labels),
         "protocol": protocol, "speaker_normalisation": speaker_normalisation,
@@ -158,6 +169,18 @@ def build(*, corpus, language, labels, protocol, speaker_normalisation, runs, en
         "summary": summary, "runs": runs,
     }
     return validate(results)
+
+
+def _corpus_summary(runs, corpus: str, num_labels: int) -> dict:
+    """The test predictions on one corpus of a mixture: pooled over all seeds, and each seed's pooled metric."""
+    def predictions(folds):
+        pairs = [(t, p) for fold in folds for t, p, c in zip(fold["y_true"], fold["y_pred"], fold["corpus"])
+                 if c == corpus]
+        return classification_metrics([t for t, _ in pairs], [p for _, p in pairs], num_labels)
+
+    per_seed = [predictions(run["folds"]) for run in runs]
+    return {"pooled": predictions([fold for run in runs for fold in run["folds"]]),
+            "over_seeds": {key: _spread(metrics[key] for metrics in per_seed) for key in SUMMARY_KEYS}}
 
 
 def upgrade(results: dict) -> dict:
@@ -238,6 +261,14 @@ def fold_table(results: dict) -> list[dict]:
             row[key] = _spread(run["folds"][index][key] for run in runs)
         rows.append(row)
     return rows
+
+
+def per_corpus(results: dict) -> dict:
+    """A mixture's numbers per corpus: {corpus: {"wa"|"ua"|"macro_f1": {"mean", "std"} over seeds of each seed's
+    pooled metric on that corpus's test clips}}; {} for a single corpus."""
+    return {name: {key: {"mean": entry["over_seeds"][key]["mean"], "std": entry["over_seeds"][key]["std"]}
+                   for key in SUMMARY_KEYS}
+            for name, entry in results["summary"].get("per_corpus", {}).items()}
 
 
 def seed_table(results: dict) -> list[dict]:

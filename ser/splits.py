@@ -19,7 +19,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ser.corpora import UNKNOWN_SPEAKER, Clip, has_speakers
 
-PROTOCOLS = ("loso", "speaker_kfold", "fixed", "random")
+PROTOCOLS = ("loso", "speaker_kfold", "loco", "fixed", "random")
 
 
 @dataclass
@@ -117,6 +117,21 @@ def speaker_kfold(clips: list[Clip], k: int, seed: int | None = 0) -> list[Fold]
         speakers = [speakers[i] for i in order]
     chunks = np.array_split(np.arange(len(speakers)), k)
     return speaker_groups(clips, [[speakers[i] for i in chunk] for chunk in chunks])
+
+
+def leave_one_corpus_out(clips: list[Clip]) -> list[Fold]:
+    """One fold per corpus of a mixture: train on the others, test on voices, language and recording conditions the
+    model never met. Speakers must not cross corpora (a mixture's ids are prefixed with their corpus)."""
+    names = sorted({clip.corpus for clip in clips if clip.corpus})
+    if len(names) < 2 or any(not clip.corpus for clip in clips):
+        raise ValueError(f"leave-one-corpus-out needs a mixture of at least 2 corpora with every clip's corpus "
+                         f"known; found {names}")
+    folds = []
+    for name in names:
+        test = [i for i, clip in enumerate(clips) if clip.corpus == name]
+        train = [i for i, clip in enumerate(clips) if clip.corpus != name]
+        folds.append(Fold(name, train, test, _speakers_of(clips, test)))
+    return folds
 
 
 def random_split(clips: list[Clip], k: int = 5, seed: int = 0) -> list[Fold]:
@@ -248,6 +263,9 @@ def make_folds(
             folds = speaker_kfold(clips, k or 5, seed)
             description = f"speaker {len(folds)}-fold"
         independent = True
+    elif protocol == "loco":
+        folds = leave_one_corpus_out(clips)
+        description, independent = "leave-one-corpus-out", True
     elif protocol == "fixed":
         if split_file is None:
             raise ValueError("the fixed protocol needs split_file")

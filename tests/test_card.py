@@ -13,6 +13,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from huggingface_hub import ModelCard  # noqa: E402
 
+from ser import corpora  # noqa: E402
 from ser import results as results_file  # noqa: E402
 from ser.card import render_card, write_card  # noqa: E402
 from ser.metrics import classification_metrics  # noqa: E402
@@ -189,6 +190,31 @@ def test_ravdess_license_and_citation():
     assert card.data.license == "cc-by-nc-sa-4.0"
     assert card.data.language == "en"
     assert "Livingstone" in text
+
+
+def test_card_reads_the_corpus_registry(monkeypatch):
+    entry = corpora.Corpus(name="mini", display_name="Mini (a test corpus)", short_name="Mini", language="en",
+                           license="cc-by-4.0", citation="@misc{mini2024,\n  title = {Mini}\n}",
+                           emotions={"h": "happy"}, loader=corpora.load_folder)
+    monkeypatch.setattr(corpora, "CORPORA", {**corpora.CORPORA, "mini": entry})
+    text = render_card(make_results(corpus="mini", language="en"))
+    card = ModelCard(text)
+    assert card.data.license == "cc-by-4.0"
+    assert card.data.datasets == ["Mini"]
+    assert all(result.dataset_name == "Mini (a test corpus)" for result in card.data.eval_results)
+    assert "trained and evaluated on Mini (a test corpus)" in text
+    assert "- Corpus: Mini (a test corpus), English" in text
+    assert "@misc{mini2024," in text
+
+
+def test_card_for_data_outside_the_registry():
+    text = render_card(make_results(corpus="folder", language="de"))
+    card = ModelCard(text)
+    assert card.data.license == "cc-by-nc-4.0"
+    assert card.data.datasets == ["folder"]
+    assert "- Corpus: folder, German" in text
+    citations = text.split("## Citation", 1)[1]
+    assert citations.count("@") == 1 and "SUPERB" in citations
 
 
 def test_write_card_and_load(tmp_path):

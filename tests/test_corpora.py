@@ -1,5 +1,6 @@
 """Corpus loaders on the real Emo-DB/RAVDESS/EMOVO trees and on generated mini trees."""
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -7,11 +8,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ser import corpora
 from ser.corpora import (
     CANONICAL_LABELS,
-    CORPUS_LANGUAGE,
+    CORPORA,
+    LANGUAGE_NAMES,
     Clip,
+    Corpus,
     CorpusError,
+    corpus_info,
     has_speakers,
     load_aesdd,
     load_corpus,
@@ -66,6 +71,7 @@ def test_emodb_real_counts():
     assert [c.path for c in clips] == sorted(c.path for c in clips)
     first = clips[0]
     assert Path(first.path).name == "03a01Fa.wav" and first.label == "happy" and first.text == "a01"
+    assert {c.corpus for c in clips} == {"emodb"}
 
 
 def test_emodb_accepts_wav_folder_itself():
@@ -82,6 +88,7 @@ def test_ravdess_real_counts():
     assert labels["neutral"] == 96
     assert all(labels[name] == 192 for name in labels if name != "neutral")
     assert {c.text for c in clips} == {"01", "02"}
+    assert {c.corpus for c in clips} == {"ravdess"}
 
 
 def test_emovo_real_counts():
@@ -98,7 +105,7 @@ def test_emovo_real_counts():
     assert [c.path for c in clips] == sorted(c.path for c in clips)
     first = clips[0]
     assert Path(first.path).name == "dis-f1-b1.flac"
-    assert (first.label, first.speaker, first.text) == ("disgust", "f1", "b1")
+    assert (first.label, first.speaker, first.text, first.corpus) == ("disgust", "f1", "b1", "emovo")
     assert load_corpus("emovo", corpus_dir("emovo")) == clips
 
 
@@ -112,8 +119,73 @@ def test_real_corpora_four_class_subset():
 
 
 def test_corpus_languages():
-    assert CORPUS_LANGUAGE == {"emodb": "de", "ravdess": "en", "emovo": "it",
-                               "savee": "en", "aesdd": "el", "shemo": "fa"}
+    assert {name: corpus.language for name, corpus in CORPORA.items()} == {
+        "emodb": "de", "ravdess": "en", "emovo": "it", "savee": "en", "aesdd": "el", "shemo": "fa",
+    }
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def test_registry_entries_are_complete():
+    assert set(CORPORA) == {"emodb", "ravdess", "emovo", "savee", "aesdd", "shemo"}
+    for name, corpus in CORPORA.items():
+        assert corpus.name == name
+        for field in dataclasses.fields(Corpus):
+            assert getattr(corpus, field.name), f"{name}: empty {field.name}"
+        assert callable(corpus.loader)
+        assert corpus.language in LANGUAGE_NAMES
+        assert corpus.citation.startswith("@") and corpus.citation.endswith("}")
+        assert set(corpus.emotions.values()) <= set(CANONICAL_LABELS)
+
+
+def test_registry_licences():
+    assert CORPORA["ravdess"].license == "cc-by-nc-sa-4.0"
+    assert {corpus.license for name, corpus in CORPORA.items() if name != "ravdess"} == {"cc-by-nc-4.0"}
+
+
+def test_corpus_info():
+    assert corpus_info("emodb") is CORPORA["emodb"]
+    assert corpus_info(" RAVDESS ") is CORPORA["ravdess"]
+    assert corpus_info("folder") is None and corpus_info("csv") is None and corpus_info("iemocap") is None
+
+
+# One file name per corpus in its own layout, with the label it encodes.
+ONE_FILE = {
+    "emodb": ("wav/03a01Fa.wav", "happy"),
+    "ravdess": ("Actor_01/03-01-05-01-02-01-01.wav", "angry"),
+    "emovo": ("f1/tri-f1-b1.wav", "sad"),
+    "savee": ("AudioData/DC/n01.wav", "neutral"),
+    "aesdd": ("fear/f01 (1).wav", "fear"),
+    "shemo": ("male/M01W01.wav", "surprise"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CORPORA))
+def test_named_loaders_tag_clips_with_their_corpus(tmp_path, name):
+    relative, label = ONE_FILE[name]
+    make_tree(tmp_path, [relative])
+    clips = load_corpus(name, tmp_path)
+    assert [(c.label, c.corpus) for c in clips] == [(label, name)]
+
+
+def test_folder_and_csv_clips_have_no_corpus(tmp_path):
+    make_tree(tmp_path, ["angry/a.wav"])
+    (tmp_path / "list.csv").write_text("path,label\nangry/a.wav,angry\n")
+    assert [c.corpus for c in load_corpus("folder", tmp_path)] == [None]
+    assert [c.corpus for c in load_corpus("csv", tmp_path / "list.csv")] == [None]
+
+
+def test_new_registry_entry_is_loadable(tmp_path, monkeypatch):
+    def load_mini(root, strict=True):
+        return [Clip(str(path), "happy", "s1", None, corpus="mini") for path in sorted(Path(root).glob("*.wav"))]
+
+    mini = Corpus(name="mini", display_name="Mini corpus", short_name="Mini", language="en",
+                  license="cc-by-4.0", citation="@misc{mini}", emotions={"h": "happy"}, loader=load_mini)
+    monkeypatch.setattr(corpora, "CORPORA", {**CORPORA, "mini": mini})
+    make_tree(tmp_path, ["h1.wav"])
+    assert [c.corpus for c in load_corpus("mini", tmp_path)] == ["mini"]
+    assert corpus_info("mini") is mini
 
 
 # --------------------------------------------------------------------------- generated trees
@@ -346,9 +418,8 @@ def test_load_corpus_dispatch(tmp_path):
         load_corpus("iemocap", tmp_path)
 
 
-def test_canonical_labels_cover_all_loaders():
-    from ser import corpora
-
-    for table in (corpora.EMODB_EMOTIONS, corpora.RAVDESS_EMOTIONS, corpora.EMOVO_EMOTIONS,
-                  corpora.SAVEE_EMOTIONS, corpora.AESDD_EMOTIONS, corpora.SHEMO_EMOTIONS):
-        assert set(table.values()) <= set(CANONICAL_LABELS)
+def test_load_corpus_error_lists_every_name(tmp_path):
+    with pytest.raises(ValueError) as error:
+        load_corpus("iemocap", tmp_path)
+    for name in [*CORPORA, "folder", "csv"]:
+        assert repr(name) in str(error.value)

@@ -60,7 +60,7 @@ def test_folder_to_csv_with_error_rows_and_failing_exit_code(model_folder, clip_
     assert "broken.wav" in stderr and "missing.wav" in stderr
 
     rows = read_csv(out)
-    assert list(rows[0]) == ["file", "label", *LABELS, "error"]
+    assert list(rows[0]) == ["file", "label", "uncertain", *LABELS, "error"]
     by_name = {row["file"].split("/")[-1]: row for row in rows}
     assert set(by_name) == {CLIPS[0], CLIPS[1], "third.FLAC", "broken.wav", "missing.wav"}
     for name in ("broken.wav", "missing.wav"):
@@ -72,6 +72,7 @@ def test_folder_to_csv_with_error_rows_and_failing_exit_code(model_folder, clip_
         scores = {label: float(row[label]) for label in LABELS}
         assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert row["label"] == max(scores, key=scores.get)
+        assert row["uncertain"] == str(max(scores.values()) < 0.5)
         expected = predictor.classify_file(row["file"])
         assert scores == pytest.approx(expected, abs=1e-6)
 
@@ -95,39 +96,40 @@ def test_csv_to_stdout_and_missing_model(model_folder, tmp_path, capsys):
     clip = require(EMODB / "wav") / CLIPS[0]
     assert predict_ser.main(["--model", str(model_folder), str(clip)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "file,label," + ",".join(LABELS) + ",error" and len(lines) == 2
+    assert lines[0] == "file,label,uncertain," + ",".join(LABELS) + ",error" and len(lines) == 2
     assert predict_ser.main(["--model", str(tmp_path / "no-model"), str(clip)]) == 2
     assert "no-model" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         predict_ser.main(["--model", str(model_folder), str(clip), "--output", "out.txt"])
 
 
-def test_timeline_writes_windows_and_plot(model_folder, tmp_path, capsys):
+def test_timeline_writes_segments_summary_and_plot(model_folder, tmp_path, capsys):
     speech = [load_audio(require(EMODB / "wav") / name) for name in CLIPS]
     gap = np.zeros(3 * SR, np.float32)
     recording = np.concatenate([speech[0], gap, speech[1], gap, speech[2]])
     sf.write(tmp_path / "talk.wav", recording, SR)
     out, plot = tmp_path / "talk.csv", tmp_path / "talk.png"
-    args = ["--model", str(model_folder), "--timeline", "--window", "2", "--hop", "1", str(tmp_path / "talk.wav"),
+    args = ["--model", str(model_folder), "--timeline", "--segment", "2", str(tmp_path / "talk.wav"),
             "--output", str(out), "--plot", str(plot)]
     assert predict_ser.main(args) == 0
+    err = capsys.readouterr().err
+    assert "talk.wav: " in err and " s of speech: " in err  # the summary
     rows = read_csv(out)
-    assert list(rows[0])[:5] == ["file", "start", "end", "label", "silent"]
-    seconds = recording.size / SR
-    assert len(rows) == int(np.ceil(seconds - 2)) + 1
-    assert [float(row["start"]) for row in rows] == list(range(len(rows)))
-    assert float(rows[-1]["end"]) == pytest.approx(seconds)
-    silent = [row for row in rows if row["silent"] == "True"]
-    assert silent and all(row["label"] == "" and row["angry"] == "" for row in silent)
-    spoken = [row for row in rows if row["silent"] == "False"]
-    assert spoken and all(sum(float(row[label]) for label in LABELS) == pytest.approx(1, abs=1e-5) for row in spoken)
+    assert list(rows[0])[:5] == ["file", "start", "end", "label", "uncertain"]
+    assert all(float(row["end"]) - float(row["start"]) <= 2.0 + 1e-6 for row in rows)
+    gaps = [(speech[0].size / SR + 0.5, (speech[0].size + gap.size) / SR - 0.5)]
+    assert not any(float(r["start"]) < gaps[0][1] and float(r["end"]) > gaps[0][0] for r in rows)
+    assert all(sum(float(row[label]) for label in LABELS) == pytest.approx(1, abs=1e-5) for row in rows)
     assert plot.read_bytes()[:4] == b"\x89PNG"
-
-    assert predict_ser.main(args[:-4] + ["--no-skip-silence", "--output", str(tmp_path / "all.jsonl")]) == 0
-    rows = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
-    assert rows and not any(row["silent"] for row in rows)
 
     (tmp_path / "bad.wav").write_bytes(b"garbage" * 100)
     assert predict_ser.main(args[:2] + ["--timeline", str(tmp_path / "bad.wav"), "--output", str(out)]) == 1
     assert "bad.wav" in capsys.readouterr().err
     assert read_csv(out)[0]["error"]
+
+
+def test_same_speaker_needs_a_speaker_normalised_model(model_folder, tmp_path, capsys):
+    clip = require(EMODB / "wav") / CLIPS[0]
+    assert predict_ser.main(["--model", str(model_folder), "--same-speaker", str(clip),
+                             "--output", str(tmp_path / "o.csv")]) == 1
+    assert "speaker normalisation" in capsys.readouterr().err
