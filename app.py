@@ -22,7 +22,7 @@ import numpy as np
 
 from ser.audio import AudioError, audio_duration, load_audio
 from ser.corpora import corpus_info
-from ser import defaults
+from ser import card, defaults
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
 from ser import results as results_file
@@ -88,35 +88,50 @@ def long_recording_scores(predictor: EmotionPredictor, path: str) -> dict[str, f
 
 
 def describe_model(name_or_path: str, labels: list[str]) -> str:
-    """Markdown: the model, what it recognises and, when its results.json is at hand, how it was trained."""
-    text = f"**Model:** `{name_or_path}` · emotions: {', '.join(labels)}"
+    """Markdown for a person trying the demo, in a few short lines: what the model recognises, what speech it learned
+    from, and how often it is right on voices (and, where measured, on whole corpora) it never heard. No file paths."""
     results = read_results(name_or_path)
+    folder = Path(name_or_path)
+    name = folder.resolve().name if folder.is_dir() else name_or_path  # a folder's name, never its path; else a Hub id
+    lines = [f"**Model:** {name} · recognises {len(labels)} emotions: {', '.join(labels)}"]
     if not results:
-        return text
-    encoder, training = results.get("encoder", {}), results.get("training", {})
-    start = "fine-tuned from" if encoder.get("pretrained") else "trained from scratch, shaped like"
-    how = "encoder frozen, head trained" if training.get("mode") == "frozen" else "whole model trained"
-    info = corpus_info(results.get("corpus") or "")
-    corpus = info.display_name if info else results.get("corpus", "an unknown corpus")
-    text += (f"  \n**Training:** {encoder.get('family', 'speech')} encoder {start} `{encoder.get('name_or_path')}`"
-             f" ({how}) on {corpus}")
-    headline = results_file.headline(results)
-    seeds = f", mean over {headline['seeds']} seeds" if headline["seeds"] > 1 else ""
-    text += (f"; unweighted accuracy {headline['ua']['mean']:.1%} (all test folds pooled{seeds}), "
-             f"{results['protocol']['description']}")
-    return text
+        return lines[0]
+    keys = card.corpus_keys(results)
+    known = all(corpus_info(key) for key in keys)  # every corpus of the registry is acted speech
+    speech = "acted speech (actors portraying emotions)" if known else "speech"
+    where = (f"{len(keys)} collections, {card.corpus_name(results)}" if len(keys) > 1 else card.corpus_name(results))
+    speakers = card.speaker_count(results)
+    about = ", ".join(part for part in (card.language_name(results), speakers and f"{speakers} speakers") if part)
+    lines.append(f"**Learned from:** {speech} from {where}" + (f": {about}" if about else "") + ".")
+    chance = f"guessing would score {1 / len(results['labels']):.0%}"
+    unheard = ("speakers it never heard" if results["protocol"].get("speaker_independent")
+               else "recordings it did not train on (but of speakers it did hear, so expect less on new voices)")
+    per_corpus = results_file.per_corpus(results)
+    if per_corpus:
+        right = ", ".join(f"{card.short_name(key)} {numbers['ua']['mean']:.0%}" for key, numbers in per_corpus.items())
+    else:
+        right = f"{results_file.headline(results)['ua']['mean']:.0%}"
+    lines.append(f"**How often it is right** on {unheard}, each emotion counted equally: {right}; {chance}.")
+    cross = read_results(name_or_path, card.CROSS_CORPUS_FILENAME)
+    if cross:
+        rows, _ = card.cross_corpus_table(cross)
+        right = ", ".join(f"{card.short_name(row['corpus'])} {row['ua']['mean']:.0%}" for row in rows)
+        lines.append(f"**On a whole corpus left out of training** (new voices, recordings and often language): "
+                     f"{right}.")
+    return "  \n".join(lines)
 
 
-def read_results(name_or_path: str) -> dict | None:
-    """results.json beside the weights (written by train_ser.py), from a folder or the Hub; None when absent."""
+def read_results(name_or_path: str, filename: str = results_file.FILENAME) -> dict | None:
+    """results.json beside the weights (written by train_ser.py), or another results file stored there (such as the
+    cross-corpus one, ser.export.add_cross_corpus), from a folder or the Hub; None when absent."""
     folder = Path(name_or_path)
     try:
         if folder.is_dir():
-            path = folder
+            path = folder / filename
         else:
             from huggingface_hub import hf_hub_download
 
-            path = Path(hf_hub_download(name_or_path, results_file.FILENAME))
+            path = Path(hf_hub_download(name_or_path, filename))
         return results_file.read(path)  # validated, and a first-format file upgraded
     except Exception:  # the description is a nicety: no record, no network or a bad file must not stop the demo
         return None

@@ -5,7 +5,8 @@
     python predict_ser.py --same-speaker one_speaker/ --output predictions.csv
     python predict_ser.py --timeline --smooth 10 meeting.flac --output meeting.csv --plot meeting.png
 
-Each prediction says whether it is `uncertain` (top probability under 0.5, calibrated where the model was).
+Each prediction says whether it is `uncertain`: its top probability (calibrated, where the model was) is under
+ser.defaults.UNCERTAIN_BELOW.
 `--same-speaker`: every input is the same person; a speaker-normalised model then normalises with statistics of all
 of that person's speech (at least 10 s of it), as in training.
 

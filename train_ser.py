@@ -45,6 +45,7 @@ class DataArguments:
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
     only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
     speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
+    normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation (logmel-cnn): whose audio the statistics come from: speaker | corpus"})
     trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
     crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
     skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
@@ -95,6 +96,8 @@ def parse_arguments(argv: list[str]):
         parser.error("--push_to_hub needs --hub_model_id org/name and --export_dir (the folder that is uploaded)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
+    if data_args.normalisation_group not in ("speaker", "corpus"):
+        parser.error(f"--normalisation_group must be speaker or corpus, not {data_args.normalisation_group!r}")
     if model_args.mode not in ("full", "frozen"):
         parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
     return data_args, model_args, augment_args, training_args, export_args
@@ -319,6 +322,7 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
     results = ser_results.build(
         corpus=corpus_name(data_args), language=data_args.language or corpora.mixture_language(data_args.corpus),
         labels=names, protocol=protocol, speaker_normalisation=data_args.speaker_normalisation, runs=runs,
+        normalisation_group=data_args.normalisation_group if data_args.speaker_normalisation else None,
         encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
                  "family": model.family, "pretrained": model_args.encoder_name_or_path is not None,
                  "parameters": sum(p.numel() for p in model.parameters())},
@@ -402,7 +406,8 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
                                                       args, output_dir / "feature-cache")
     stats = None
     if data_args.speaker_normalisation and normalises_itself(model):
-        stats = data.speaker_statistics(model, audio, [clip.speaker for clip in clips])
+        groups = [clip.corpus if data_args.normalisation_group == "corpus" else clip.speaker for clip in clips]
+        stats = data.speaker_statistics(model, audio, groups)
     experiment = Experiment(
         model=model, features=features, labels=[names.index(clip.label) for clip in clips],
         durations=[len(a) / data.SAMPLING_RATE for a in audio],

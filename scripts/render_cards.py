@@ -3,6 +3,12 @@
 Run after changing ser/card.py so every published card picks up the new
 template; the numbers always come from results.json (read, and upgraded from the
 first one-seed format, by ser.results), never from the old card.
+
+    python scripts/render_cards.py                      # every card under models/ and exports/
+    python scripts/render_cards.py models/ser-cnn-emodb # one folder (or a root searched recursively)
+    python scripts/render_cards.py models/ser-mix --cross_corpus runs/mix-loco
+        # store a leave-one-corpus-out run's results.json beside one model (as cross_corpus_results.json,
+        # validated) and re-render its card with the cross-corpus section
 """
 
 import argparse
@@ -12,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ser.card import write_card  # noqa: E402
+from ser.export import add_cross_corpus  # noqa: E402
 from ser.results import FILENAME  # noqa: E402
 
 DEFAULT_ROOTS = ("models", "exports")
@@ -37,10 +44,24 @@ def main(argv=None):
         nargs="*",
         help="root folders to search recursively (default: models/ and exports/ where they exist)",
     )
+    parser.add_argument(
+        "--cross_corpus",
+        metavar="RUN_FOLDER",
+        help="a leave-one-corpus-out run folder (or its results.json) to store beside the one model folder given, "
+             "as cross_corpus_results.json, before re-rendering that model's card",
+    )
     args = parser.parse_args(argv)
     missing = [root for root in args.roots if not Path(root).is_dir()]
     if missing:
         parser.error(f"not a folder: {', '.join(missing)}")
+    if args.cross_corpus:
+        if len(args.roots) != 1 or not (Path(args.roots[0]) / FILENAME).is_file():
+            parser.error("--cross_corpus needs exactly one model folder (one holding a results.json)")
+        try:
+            print(f"rewrote {add_cross_corpus(args.roots[0], args.cross_corpus)}")
+        except (OSError, ValueError) as error:
+            parser.error(str(error))
+        return
     roots = args.roots or [root for root in DEFAULT_ROOTS if Path(root).is_dir()]
     folders = result_folders(roots)
     for folder in folders:

@@ -9,8 +9,19 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, corpus_info
-from ser.results import fold_table, headline, over_folds, read, seed_table, seeds, upgrade
+from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, UNKNOWN_SPEAKER, corpus_info
+from ser.defaults import UNCERTAIN_BELOW
+from ser.results import fold_table, headline, over_folds, per_corpus, read, seed_table, seeds, upgrade
+
+CROSS_CORPUS_FILENAME = "cross_corpus_results.json"  # a leave-one-corpus-out run's results.json (ser.export)
+
+# Licences from least to most restrictive: weights trained on a mixture take the most restrictive of its corpora's.
+# A licence missing here is treated as more restrictive than all of them (it cannot be ranked, so it is not dropped).
+LICENCE_ORDER = ("cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0")
+
+
+# Protocols whose test sets together hold every clip, so the folds' test speakers are all the speakers.
+ALL_CLIPS_TESTED = ("loso", "speaker_kfold", "loco", "random")
 
 SUPERB_CITATION = """@inproceedings{yang2021superb,
   title     = {{SUPERB}: Speech processing Universal PERformance Benchmark},
@@ -28,28 +39,101 @@ METRICS = (
 )
 
 
+def corpus_keys(results):
+    """The corpora a run trained on: one key, or a mixture's keys ("emodb+ravdess+emovo") in order."""
+    return results["corpus"].split("+")
+
+
+def is_mixture(results):
+    return len(corpus_keys(results)) > 1
+
+
+def join_words(words):
+    """"a", "a and b", "a, b and c"."""
+    words = list(words)
+    return ", ".join(words[:-1]) + " and " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def display_name(key):
+    """A corpus's readable name; unknown corpora fall back to their key."""
+    corpus = corpus_info(key)
+    return corpus.display_name if corpus else key
+
+
+def short_name(key):
+    """A corpus's short name (its `datasets` metadata value), else its key."""
+    corpus = corpus_info(key)
+    return corpus.short_name if corpus else key
+
+
 def corpus_name(results):
-    """Readable corpus name; unknown corpora fall back to their key."""
-    corpus = corpus_info(results["corpus"])
-    return corpus.display_name if corpus else results["corpus"]
+    """Readable corpus name (a mixture's: all of them, "A, B and C"); unknown corpora fall back to their key."""
+    return join_words(display_name(key) for key in corpus_keys(results))
 
 
 def dataset_id(results):
-    """The `datasets` metadata value: the corpus's short name, else its key."""
-    corpus = corpus_info(results["corpus"])
-    return corpus.short_name if corpus else results["corpus"]
+    """The `datasets` metadata value of a single corpus: its short name, else its key."""
+    return short_name(results["corpus"])
+
+
+def dataset_ids(results):
+    """The `datasets` metadata: every corpus's short name."""
+    return [short_name(key) for key in corpus_keys(results)]
+
+
+def language_codes(results):
+    """A mixture's language codes, one per language, in corpus order; the recorded code where none is known."""
+    codes = []
+    for key in corpus_keys(results):
+        corpus = corpus_info(key)
+        if corpus and corpus.language not in codes:
+            codes.append(corpus.language)
+    if not codes and results["language"] not in (None, "multilingual"):
+        codes.append(results["language"])
+    return codes
 
 
 def language_name(results):
+    if is_mixture(results) and language_codes(results):
+        return join_words(LANGUAGE_NAMES.get(code, code) for code in language_codes(results))
     return LANGUAGE_NAMES.get(results["language"], results["language"])
 
 
+def licence_rank(licence):
+    return LICENCE_ORDER.index(licence) if licence in LICENCE_ORDER else len(LICENCE_ORDER)
+
+
 def license_for(results):
-    """The corpus licence wins: weights trained on NC-SA data stay NC-SA."""
-    corpus = corpus_info(results["corpus"])
-    if corpus:
-        return corpus.license
-    return results.get("license") or DEFAULT_LICENSE
+    """The corpus licence wins: weights trained on NC-SA data stay NC-SA. A mixture takes the most restrictive of its
+    corpora's licences (LICENCE_ORDER); data outside the registry has the recorded licence, else the default."""
+    licences = [corpus.license if corpus else results.get("license") or DEFAULT_LICENSE
+                for corpus in map(corpus_info, corpus_keys(results))]
+    return max(licences, key=licence_rank)  # the first of equally ranked ones
+
+
+def speaker_count(results):
+    """How many speakers the data has, from the folds' test speakers (the union over the first seed's folds); None
+    when the test sets do not cover every clip (a fixed split) or a speaker is unknown."""
+    if results["protocol"]["name"] not in ALL_CLIPS_TESTED:
+        return None
+    speakers = {speaker for fold in results["runs"][0]["folds"] for speaker in fold["test_speakers"]}
+    if not speakers or UNKNOWN_SPEAKER in speakers:
+        return None
+    return len(speakers)
+
+
+def read_cross_corpus(folder):
+    """The leave-one-corpus-out results stored beside a model (ser.export.add_cross_corpus), or None."""
+    path = Path(folder) / CROSS_CORPUS_FILENAME
+    return read(path) if path.is_file() else None
+
+
+def cross_corpus_table(cross):
+    """One row per held-out corpus of a leave-one-corpus-out results dict: "corpus" (the fold name) and, for "wa",
+    "ua" and "macro_f1", {"mean", "std", "values"} over seeds; and the chance UA (1 / number of labels)."""
+    rows = [{"corpus": row["name"], **{key: row[key] for key in ("wa", "ua", "macro_f1")}}
+            for row in fold_table(cross)]
+    return rows, 1 / len(cross["labels"])
 
 
 def speaker_independent(results):
@@ -122,11 +206,11 @@ def front_matter(results):
     encoder = results["encoder"]
     data = ModelCardData(
         license=license_for(results),
-        language=results["language"],
+        language=language_codes(results) if is_mixture(results) else results["language"],
         library_name="transformers",
         pipeline_tag="audio-classification",
         tags=["audio", "speech-emotion-recognition", "audio-classification", encoder["family"]],
-        datasets=[dataset_id(results)],
+        datasets=dataset_ids(results),
         base_model=encoder["name_or_path"] if encoder.get("pretrained") else None,
         model_name=model_name(results),
         eval_results=eval_results(results),
@@ -150,9 +234,11 @@ def summary_section(results):
         f"UA {pct_spread(folds['ua'])} % (mean ± std over {folds['n']} folds)."
     )
     if not encoder.get("pretrained"):
+        these, same = (("these corpora", "the same corpora") if is_mixture(results)
+                       else ("this corpus", "the same corpus"))
         text += (
-            " The encoder was trained from scratch on this corpus only (no self-supervised pretraining), "
-            "so these numbers are far below what pretrained-encoder models reach on the same corpus."
+            f" The encoder was trained from scratch on {these} only (no self-supervised pretraining), "
+            f"so these numbers are far below what pretrained-encoder models reach on {same}."
         )
     else:
         text += f" The encoder was initialised from the pretrained `{encoder['name_or_path']}`."
@@ -185,7 +271,7 @@ def training_section(results):
     lines = [
         "## Training data and protocol",
         "",
-        f"- Corpus: {corpus_name(results)}, {language_name(results)}",
+        corpus_line(results),
         f"- Labels: {', '.join(results['labels'])}",
         f"- Protocol: {protocol['name']} - {protocol.get('description', '')}, {protocol['folds']} folds",
         f"- Split: {independence}",
@@ -201,7 +287,18 @@ def training_section(results):
         f"- Augmentation: {augmentation_text(results.get('augmentation'))}",
         f"- Code version: `{results.get('code_version', 'unknown')}`",
     ]
+    if "trim_silence" in results:
+        lines.insert(-5, "- Silence: " + ("each clip cut to its speech before training, as the predictor does"
+                                          if results["trim_silence"] else "clips used whole (not cut to speech)"))
     return "\n".join(lines) + "\n"
+
+
+def corpus_line(results):
+    if not is_mixture(results):
+        return f"- Corpus: {corpus_name(results)}, {language_name(results)}"
+    speakers = speaker_count(results)
+    return (f"- Corpora: {corpus_name(results)}; {language_name(results)}"
+            + (f"; {speakers} speakers" if speakers else ""))
 
 
 def _settings(settings):
@@ -252,8 +349,78 @@ def results_section(results):
             f"{pct_spread(fold['wa'], several)} | {pct_spread(fold['ua'], several)} | "
             f"{pct_spread(fold['macro_f1'], several)} |"
         )
+    lines += per_corpus_lines(results)
     over = "all folds and seeds" if several else "all folds"
     lines += ["", f"Pooled confusion matrix over {over}:", "", "![confusion matrix](confusion_matrix.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def per_corpus_lines(results):
+    """A mixture's table: each corpus's test clips pooled over all folds (mean ± std over seeds); none otherwise."""
+    numbers = per_corpus(results)
+    if not numbers:
+        return []
+    count = len(results["runs"])
+    several = count > 1
+    lines = [
+        "",
+        "Per corpus: each corpus's test clips of all folds pooled"
+        + (f", mean ± std over the {count} seeds" if several else " (1 seed)") + ":",
+        "",
+        "| Corpus | UA | WA | Macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    for key, row in numbers.items():
+        lines.append(f"| {short_name(key)} | {pct_spread(row['ua'], several)} | {pct_spread(row['wa'], several)} | "
+                     f"{pct_spread(row['macro_f1'], several)} |")
+    return lines
+
+
+def calibration_section(results):
+    """Calibrated confidence: the temperature and the out-of-fold ECE before and after; "" without calibration."""
+    calibration = results.get("calibration")
+    if not calibration:
+        return ""
+    return (
+        "## Calibration\n\n"
+        f"Confidence is calibrated by temperature scaling: temperature {calibration['temperature']:.2f}, fitted on "
+        "the folds' test predictions. Expected calibration error of those out-of-fold predictions "
+        f"({calibration['ece_bins']} bins): {pct(calibration['ece_uncalibrated'])} % → "
+        f"{pct(calibration['ece_calibrated'])} % (the calibrated figure cross-fitted: each fold's predictions scaled "
+        "with a temperature fitted on the other folds only). The predictor divides the model's logits by this "
+        "temperature before the softmax, and flags a prediction \"uncertain\" when its top probability is below "
+        f"{UNCERTAIN_BELOW:g}.\n"
+    )
+
+
+CROSS_CORPUS_HEADING = "## Voices, languages and recordings it never heard (leave-one-corpus-out)"
+
+
+def cross_corpus_section(cross):
+    """Numbers of a leave-one-corpus-out run of the same recipe: each corpus tested by a model trained on the others
+    only; "" when there is none."""
+    if not cross:
+        return ""
+    rows, chance = cross_corpus_table(cross)
+    count = len(cross["runs"])
+    several = count > 1
+    lines = [
+        CROSS_CORPUS_HEADING,
+        "",
+        f"A separate leave-one-corpus-out run of the same recipe on {corpus_name(cross)} "
+        f"({seeds_text(count)}): each row is a model trained on the other corpora only and tested on all clips of "
+        "the held-out one, whose speakers and recordings it never met (nor its language, unless another corpus "
+        "shares it). "
+        + ("Mean ± std over the seeds; " if several else "")
+        + f"values in %. Chance level: UA {pct(chance)} % (1 of {len(cross['labels'])} labels: "
+        f"{', '.join(cross['labels'])}).",
+        "",
+        "| Held-out corpus | UA | WA | Macro-F1 |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(f"| {short_name(row['corpus'])} | {pct_spread(row['ua'], several)} | "
+                     f"{pct_spread(row['wa'], several)} | {pct_spread(row['macro_f1'], several)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -266,6 +433,15 @@ def limitations_section(results):
         "model may not generalise to new recording conditions.",
         f"Only these labels are predicted: {', '.join(results['labels'])}.",
     ]
+    if is_mixture(results):
+        items[:3] = [
+            "The corpora are acted speech: actors portray emotions on cue, which is more prototypical "
+            "than emotion in spontaneous conversation; expect lower accuracy on real-world audio.",
+            f"The training speech is {language_name(results)}; other languages and accents are untested.",
+            "Each corpus is small (few speakers, a few hundred to a few thousand utterances) and recorded in its own "
+            "conditions, so fold-to-fold variance is large and the model may not generalise to new recording "
+            "conditions.",
+        ]
     if not speaker_independent(results):
         items.append(
             "The protocol is random (speaker-dependent): test speakers were also seen in training, so "
@@ -280,30 +456,35 @@ def limitations_section(results):
 
 
 def citation_section(results):
-    corpus = corpus_info(results["corpus"])
-    entries = [corpus.citation] if corpus and corpus.citation else []
+    corpora = [corpus_info(key) for key in corpus_keys(results)]
+    entries = [corpus.citation for corpus in corpora if corpus and corpus.citation]
     entries.append(SUPERB_CITATION)
-    return "## Citation\n\nCorpus and evaluation method:\n\n```bibtex\n" + "\n\n".join(entries) + "\n```\n"
+    what = "Corpora" if len(entries) > 2 else "Corpus"
+    return f"## Citation\n\n{what} and evaluation method:\n\n```bibtex\n" + "\n\n".join(entries) + "\n```\n"
 
 
-def render_card(results):
-    """Full README.md text for a model folder, from its results.json dict (the first format is upgraded)."""
+def render_card(results, cross_corpus=None):
+    """Full README.md text for a model folder, from its results.json dict (the first format is upgraded) and, where
+    the folder has one, the results dict of a leave-one-corpus-out run (`cross_corpus`)."""
     results = upgrade(results)
     sections = [
         summary_section(results),
         usage_section(results),
         training_section(results),
         results_section(results),
+        cross_corpus_section(upgrade(cross_corpus) if cross_corpus else None),
+        calibration_section(results),
         limitations_section(results),
         citation_section(results),
     ]
-    return front_matter(results) + "\n" + "\n".join(sections)
+    return front_matter(results) + "\n" + "\n".join(section for section in sections if section)
 
 
 def write_card(folder):
-    """Write folder/README.md from folder/results.json; returns the README path."""
+    """Write folder/README.md from folder/results.json (and folder/cross_corpus_results.json where it exists);
+    returns the README path."""
     folder = Path(folder)
     results = read(folder)
     path = folder / "README.md"
-    path.write_text(render_card(results), encoding="utf-8")
+    path.write_text(render_card(results, read_cross_corpus(folder)), encoding="utf-8")
     return path

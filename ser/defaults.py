@@ -8,3 +8,5 @@ DEFAULT_MODEL = "models/ser-cnn-emodb"
 SEGMENT_SECONDS = 6.0
 SMOOTH_SECONDS = 10.0
 RUNTIME = "fp32"
+# A prediction whose top probability (calibrated, where the model was) is below this is flagged "uncertain".
+UNCERTAIN_BELOW = 0.5

@@ -1,13 +1,14 @@
 """Writes and publishes a Hub model repo: the final model, its feature extractor, results.json, the confusion
 matrix and a model card rendered from results.json (never typed by hand)."""
 
+import json
 import shutil
 from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
 
 from ser import results as results_file
-from ser.card import write_card
+from ser.card import CROSS_CORPUS_FILENAME, write_card
 
 RUN_FILES = (results_file.FILENAME, "confusion_matrix.png")
 
@@ -30,6 +31,23 @@ def export_run(run_dir: str | Path, export_dir: str | Path, hub_model_id: str | 
     results_file.write(results, export_dir)
     write_card(export_dir)
     return export_dir
+
+
+def add_cross_corpus(model_folder: str | Path, loco_run_folder: str | Path) -> Path:
+    """Stores a leave-one-corpus-out run's results beside a model as cross_corpus_results.json and re-renders the
+    card, which then shows how the recipe does on corpora it never heard. `loco_run_folder` is the run's folder or
+    its results.json; it must be a "loco" run over the model's labels. Returns the README path."""
+    model_folder = Path(model_folder)
+    model = results_file.read(model_folder)  # a model folder: its own results.json must be there and valid
+    cross = results_file.read(loco_run_folder)  # validated, and a first-format file upgraded
+    if cross["protocol"]["name"] != "loco":
+        raise ValueError(f"{loco_run_folder}: protocol {cross['protocol']['name']!r}, not a leave-one-corpus-out run "
+                         "(train with --protocol loco on a mixture)")
+    if cross["labels"] != model["labels"]:
+        raise ValueError(f"{loco_run_folder}: labels {cross['labels']} differ from the model's {model['labels']}; "
+                         "its numbers would not describe this model's task")
+    (model_folder / CROSS_CORPUS_FILENAME).write_text(json.dumps(cross, indent=1), encoding="utf-8")
+    return write_card(model_folder)
 
 
 def push_folder(export_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:

@@ -33,7 +33,7 @@ class EmotionPredictor:
     min_seconds = 0.25
     max_seconds = 60.0
     silence_db = -70.0  # a clip whose peak is below this (dBFS) holds no speech; quieter than -70 is not a recording
-    uncertain_below = 0.5  # a prediction whose top (calibrated) probability is under this is flagged "uncertain"
+    uncertain_below = defaults.UNCERTAIN_BELOW
     min_speaker_seconds = 10.0  # speech needed before a speaker's own statistics are stable enough to normalise with
     batch_size = 8  # clips or timeline windows per forward pass
     max_padding = 0.1  # a padded batch may hold at most this fraction of padding (padding is wasted compute)

@@ -239,3 +239,46 @@ def upload_and_submit(page, path: Path) -> None:
     # A new recording clears the previous result, so a label seen after submitting is the new one.
     expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_count(0)
     page.locator("#submit-button").click()
+
+
+# --- the model description (describe_model): plain words, from the model folder's results files -------------------
+def test_description_of_a_mixture_for_a_person(tmp_path):
+    from app import describe_model
+    from ser import results as results_file
+    from ser.export import add_cross_corpus
+    from test_card import MIXTURE_LABELS, write_model_and_loco
+
+    model, loco = write_model_and_loco(tmp_path, seeds=(0, 1))
+    text = describe_model(str(model), MIXTURE_LABELS)
+    lines = text.split("  \n")
+    assert len(lines) == 3
+    assert lines[0] == "**Model:** ser-mix · recognises 4 emotions: angry, happy, neutral, sad"
+    assert lines[1] == ("**Learned from:** acted speech (actors portraying emotions) from 3 collections, Emo-DB "
+                        "(Berlin Database of Emotional Speech), RAVDESS and EMOVO (Italian emotional speech): German, "
+                        "English and Italian, 6 speakers.")
+    per_corpus = results_file.per_corpus(results_file.read(model))
+    short = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}
+    assert "speakers it never heard" in lines[2] and "guessing would score 25%" in lines[2]
+    for corpus, numbers in per_corpus.items():  # pooled UA per corpus, mean over the seeds
+        assert f"{short[corpus]} {numbers['ua']['mean']:.0%}" in lines[2]
+    assert str(tmp_path) not in text and "configs/" not in text and "`" not in text
+
+    add_cross_corpus(model, loco)
+    lines = describe_model(str(model), MIXTURE_LABELS).split("  \n")
+    assert len(lines) == 4 and lines[3].startswith("**On a whole corpus left out of training**")
+    for row in results_file.fold_table(results_file.read(loco)):
+        assert f"{short[row['name']]} {row['ua']['mean']:.0%}" in lines[3]
+
+
+def test_description_of_a_single_corpus_model_and_of_none():
+    from app import describe_model
+    from ser import results as results_file
+
+    results = results_file.read(ROOT / "models" / "ser-cnn-emodb")
+    text = describe_model(str(ROOT / "models" / "ser-cnn-emodb"), EMOTIONS)
+    assert "Emo-DB (Berlin Database of Emotional Speech): German, 10 speakers." in text
+    assert f"never heard, each emotion counted equally: {results_file.headline(results)['ua']['mean']:.0%}; " \
+           "guessing would score 14%." in text
+    assert str(ROOT) not in text and "configs/" not in text and "left out of training" not in text
+    assert describe_model("no/such-model-offline", EMOTIONS) == \
+        "**Model:** no/such-model-offline · recognises 7 emotions: " + ", ".join(EMOTIONS)

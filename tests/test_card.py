@@ -259,3 +259,194 @@ def test_render_cards_script_default_roots(tmp_path):
     )
     assert (folder / "README.md").is_file()
     assert "rewrote" in completed.stdout
+
+
+# --- mixtures of corpora, calibration, cross-corpus numbers -------------------------------------------------------
+MIXTURE = ("emodb", "ravdess", "emovo")
+MIXTURE_LABELS = ["angry", "happy", "neutral", "sad"]
+MIXTURE_SPEAKERS = {"emodb": ["03", "08"], "ravdess": ["01", "02"], "emovo": ["f1", "m1"]}
+
+
+def corpus_fold(name, corpora, rng, n=30, accuracy=0.6):
+    """A fold testing `corpora` (one speaker each, prefixed as ser.corpora.load_mixture does), each clip tagged with
+    its corpus; n clips per corpus."""
+    parts = [synthetic_fold(name, [], rng, len(MIXTURE_LABELS), n=n, accuracy=accuracy) for _ in corpora]
+    y_true = [t for part in parts for t in part["y_true"]]
+    y_pred = [p for part in parts for p in part["y_pred"]]
+    return {
+        "name": name,
+        "test_speakers": [f"{corpus}-{speaker}" for corpus, speaker in corpora],
+        "n_test": len(y_true),
+        **classification_metrics(y_true, y_pred, len(MIXTURE_LABELS)),
+        "y_true": y_true,
+        "y_pred": y_pred,
+        "corpus": [corpus for corpus, _ in corpora for _ in range(n)],
+    }
+
+
+def make_mixture_results(seeds=(0,), protocol="speaker_kfold", calibration=None, **extra):
+    """A results dict of a mixture of Emo-DB, RAVDESS and EMOVO, made by ser.results.build. "speaker_kfold": two
+    folds, each testing one speaker of every corpus; "loco": one fold per corpus, named after it."""
+    rng = np.random.default_rng(1)
+    if protocol == "loco":
+        protocol_info = {"name": "loco", "description": "leave-one-corpus-out", "speaker_independent": True,
+                         "folds": len(MIXTURE)}
+        plan = [(corpus, [(corpus, speaker) for speaker in MIXTURE_SPEAKERS[corpus]]) for corpus in sorted(MIXTURE)]
+    else:
+        protocol_info = {"name": "speaker_kfold", "description": "2-fold speaker-independent",
+                         "speaker_independent": True, "folds": 2}
+        plan = [(f"fold-{i + 1}", [(corpus, MIXTURE_SPEAKERS[corpus][i]) for corpus in MIXTURE]) for i in range(2)]
+    fields = make_fields(corpus="+".join(MIXTURE), language="multilingual", seeds=seeds)
+    fields.update(labels=MIXTURE_LABELS, protocol=protocol_info, hub_model_id="org/ser-mix",
+                  runs=[{"seed": seed, "folds": [corpus_fold(name, corpora, rng) for name, corpora in plan]}
+                        for seed in seeds], **extra)
+    if calibration:
+        fields["calibration"] = calibration
+    return results_file.build(**fields)
+
+
+CALIBRATION = {"method": "temperature scaling on out-of-fold logits", "temperature": 1.734, "ece_bins": 15,
+               "ece_uncalibrated": 0.1523, "ece_calibrated": 0.0441}
+
+
+def test_mixture_card_metadata():
+    results = make_mixture_results()
+    text = render_card(results)
+    card = ModelCard(text)
+    assert card.data.datasets == ["Emo-DB", "RAVDESS", "EMOVO"]
+    assert card.data.language == ["de", "en", "it"]
+    assert card.data.license == "cc-by-nc-sa-4.0"  # RAVDESS's NC-SA beats the NC of Emo-DB and EMOVO
+    names = "Emo-DB (Berlin Database of Emotional Speech), RAVDESS and EMOVO (Italian emotional speech)"
+    assert all(result.dataset_name == names for result in card.data.eval_results)
+    assert f"trained and evaluated on {names} with" in text
+    assert "recognises emotions in German, English and Italian speech" in text
+    assert f"- Corpora: {names}; German, English and Italian; 6 speakers" in text
+    citations = text.split("## Citation", 1)[1]
+    for author in ("Burkhardt", "Livingstone", "Costantini", "SUPERB"):
+        assert author in citations
+    assert "The training speech is German, English and Italian" in text
+    assert "trained from scratch on these corpora only" in text and "Corpora and evaluation method:" in text
+
+
+def test_mixture_licence_is_the_most_restrictive():
+    from ser.card import LICENCE_ORDER, license_for
+
+    assert LICENCE_ORDER.index("cc-by-nc-sa-4.0") > LICENCE_ORDER.index("cc-by-nc-4.0")
+    base = make_mixture_results()
+    assert license_for({**base, "corpus": "emodb+emovo"}) == "cc-by-nc-4.0"
+    assert license_for({**base, "corpus": "emovo+ravdess"}) == "cc-by-nc-sa-4.0"
+    assert license_for({**base, "corpus": "ravdess+emodb"}) == "cc-by-nc-sa-4.0"
+
+
+def test_mixture_card_per_corpus_table_equals_per_corpus():
+    for seeds in ((0,), (0, 1, 2)):
+        results = make_mixture_results(seeds=seeds)
+        text = render_card(results)
+        numbers = results_file.per_corpus(results)
+        assert sorted(numbers) == sorted(MIXTURE)
+        assert "| Corpus | UA | WA | Macro-F1 |" in text
+        several = len(seeds) > 1
+        shown = (lambda s: f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}") if several else \
+            (lambda s: f"{100 * s['mean']:.1f}")
+        short = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}
+        for corpus, row in numbers.items():
+            assert f"| {short[corpus]} | {shown(row['ua'])} | {shown(row['wa'])} | {shown(row['macro_f1'])} |" in text
+        if several:
+            assert numbers["emodb"]["ua"]["std"] > 0
+
+
+def test_single_corpus_card_has_no_mixture_sections():
+    text = render_card(make_results())
+    assert "| Corpus |" not in text and "## Calibration" not in text and "leave-one-corpus-out" not in text
+    assert ModelCard(text).data.language == "de"
+
+
+def test_calibration_section():
+    text = render_card(make_mixture_results(calibration=CALIBRATION))
+    section = text.split("## Calibration", 1)[1].split("##", 1)[0]
+    assert "temperature 1.73" in section
+    assert "(15 bins): 15.2 % → 4.4 %" in section
+    assert "divides the model's logits by this temperature" in section
+    assert 'flags a prediction "uncertain" when its top probability is below 0.5' in section
+
+
+def test_uncertain_threshold_matches_the_predictor():
+    from ser.card import UNCERTAIN_BELOW
+    from ser.predictor import EmotionPredictor
+
+    assert UNCERTAIN_BELOW == EmotionPredictor.uncertain_below
+
+
+def test_trim_silence_is_stated():
+    assert "- Silence: each clip cut to its speech" in render_card(make_mixture_results(trim_silence=True))
+    assert "- Silence: clips used whole" in render_card(make_mixture_results(trim_silence=False))
+
+
+def test_speaker_count_from_the_folds():
+    from ser.card import speaker_count
+
+    assert speaker_count(make_mixture_results()) == 6
+    assert speaker_count(make_results()) == 3
+    fixed = make_results()
+    fixed["protocol"] = {**fixed["protocol"], "name": "fixed"}
+    assert speaker_count(fixed) is None  # a fixed split tests only some speakers
+
+
+def write_model_and_loco(tmp_path, seeds=(0,), loco_seeds=(0, 1)):
+    model, loco = tmp_path / "ser-mix", tmp_path / "runs" / "mix-loco"
+    results_file.write(make_mixture_results(seeds=seeds, calibration=CALIBRATION), model)
+    results_file.write(make_mixture_results(seeds=loco_seeds, protocol="loco"), loco)
+    write_card(model)
+    return model, loco
+
+
+def test_cross_corpus_section_from_add_cross_corpus(tmp_path):
+    from ser.card import CROSS_CORPUS_HEADING
+    from ser.export import add_cross_corpus
+
+    model, loco = write_model_and_loco(tmp_path)
+    before = (model / "README.md").read_text()
+    assert CROSS_CORPUS_HEADING not in before
+    path = add_cross_corpus(model, loco)
+    assert path == model / "README.md"
+    assert results_file.read(model / "cross_corpus_results.json") == results_file.read(loco)
+    text = path.read_text()
+    assert CROSS_CORPUS_HEADING == "## Voices, languages and recordings it never heard (leave-one-corpus-out)"
+    section = text.split(CROSS_CORPUS_HEADING, 1)[1].split("\n## ", 1)[0]
+    assert "Chance level: UA 25.0 % (1 of 4 labels" in section
+    short = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}
+    spread = lambda s: f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"  # noqa: E731
+    rows = results_file.fold_table(results_file.read(loco))
+    assert [row["name"] for row in rows] == sorted(MIXTURE)
+    for row in rows:  # each held-out corpus's fold, mean ± std over the LOCO run's two seeds
+        assert f"| {short[row['name']]} | {spread(row['ua'])} | {spread(row['wa'])} | {spread(row['macro_f1'])} |" \
+            in section
+    assert text.replace(text[text.index(CROSS_CORPUS_HEADING):text.index("## Calibration")], "") == before
+    ModelCard(text)  # still parses
+    write_card(model)  # a later re-render keeps the section
+    assert (model / "README.md").read_text() == text
+
+
+def test_add_cross_corpus_refuses_a_run_that_is_not_loco(tmp_path):
+    from ser.export import add_cross_corpus
+
+    model, _ = write_model_and_loco(tmp_path)
+    other = tmp_path / "runs" / "kfold"
+    results_file.write(make_mixture_results(), other)
+    with pytest.raises(ValueError, match="not a leave-one-corpus-out run"):
+        add_cross_corpus(model, other)
+    assert not (model / "cross_corpus_results.json").exists()
+
+
+def test_render_cards_script_cross_corpus(tmp_path):
+    model, loco = write_model_and_loco(tmp_path)
+    script = [sys.executable, str(REPO / "scripts" / "render_cards.py")]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    completed = subprocess.run([*script, str(model), "--cross_corpus", str(loco)], capture_output=True, text=True,
+                               check=True, env=env)
+    assert str(model / "README.md") in completed.stdout
+    assert (model / "cross_corpus_results.json").is_file()
+    assert "(leave-one-corpus-out)" in (model / "README.md").read_text()
+    refused = subprocess.run([*script, str(tmp_path), "--cross_corpus", str(loco)], capture_output=True, text=True,
+                             env=env)
+    assert refused.returncode != 0 and "exactly one model folder" in refused.stderr

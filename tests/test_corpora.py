@@ -24,10 +24,13 @@ from ser.corpora import (
     load_emodb,
     load_emovo,
     load_folder,
+    load_mixture,
     load_ravdess,
     load_savee,
     load_shemo,
+    mixture_language,
     select_labels,
+    shared_labels,
 )
 
 DATA = Path(__file__).parents[1] / "../shared/data"
@@ -423,3 +426,86 @@ def test_load_corpus_error_lists_every_name(tmp_path):
         load_corpus("iemocap", tmp_path)
     for name in [*CORPORA, "folder", "csv"]:
         assert repr(name) in str(error.value)
+
+
+# --------------------------------------------------------------------------- mixtures
+
+THREE = ["emodb", "ravdess", "emovo"]
+
+
+@pytest.fixture(scope="module")
+def three_corpora():
+    """The real corpora loaded one by one and as one mixture."""
+    roots = [corpus_dir(name) for name in THREE]
+    single = {name: load_corpus(name, root) for name, root in zip(THREE, roots)}
+    return single, load_mixture(THREE, roots)
+
+
+def test_mixture_of_the_real_corpora(three_corpora):
+    single, mixture = three_corpora
+    assert len(mixture) == 535 + 1440 + 588
+    assert Counter(c.corpus for c in mixture) == {"emodb": 535, "ravdess": 1440, "emovo": 588}
+    # The corpora in the order named, each clip as its own loader made it except for the corpus-prefixed speaker.
+    alone = [clip for name in THREE for clip in single[name]]
+    assert [c.path for c in mixture] == [c.path for c in alone]
+    for mixed, own in zip(mixture, alone):
+        assert mixed.speaker == f"{own.corpus}-{own.speaker}"
+        assert (mixed.label, mixed.text, mixed.corpus) == (own.label, own.text, own.corpus)
+    speakers = {name: {c.speaker for c in mixture if c.corpus == name} for name in THREE}
+    assert {name: len(ids) for name, ids in speakers.items()} == {"emodb": 10, "ravdess": 24, "emovo": 6}
+    assert len(set.union(*speakers.values())) == 40  # no id is shared across corpora
+    assert "emodb-03" in speakers["emodb"] and "ravdess-03" in speakers["ravdess"]  # "03" alone would collide
+    assert "emovo-f1" in speakers["emovo"] and has_speakers(mixture)
+
+
+def test_mixture_shared_labels(three_corpora):
+    single, mixture = three_corpora
+    six = ["angry", "disgust", "fear", "happy", "neutral", "sad"]
+    assert shared_labels(mixture) == six
+    assert six == sorted(set.intersection(*({c.label for c in clips} for clips in single.values())))
+    assert six == sorted(set.intersection(*(set(CORPORA[name].emotions.values()) for name in THREE)))
+    subset = select_labels(mixture, shared_labels(mixture))  # every corpus keeps clips of every shared emotion
+    assert {(c.corpus, c.label) for c in subset} == {(name, label) for name in THREE for label in six}
+    assert shared_labels([c for c in mixture if c.corpus != "emodb"]) == sorted({*six, "surprise"})
+
+
+def test_shared_labels_needs_two_shared_emotions():
+    clips = [Clip("/a/1.wav", "angry", "1", corpus="x"), Clip("/a/2.wav", "sad", "1", corpus="x"),
+             Clip("/b/1.wav", "angry", "2", corpus="y"), Clip("/b/2.wav", "happy", "2", corpus="y")]
+    with pytest.raises(CorpusError, match="fewer than two"):
+        shared_labels(clips)
+    assert shared_labels(clips + [Clip("/b/3.wav", "sad", "2", corpus="y")]) == ["angry", "sad"]
+
+
+def test_mixture_of_one_corpus_is_the_corpus():
+    root = corpus_dir("emovo")
+    assert load_mixture(["emovo"], [root]) == load_emovo(root)  # speakers keep their own ids
+
+
+def test_mixture_names_a_corpus_once(tmp_path):
+    root = corpus_dir("emodb")
+    with pytest.raises(ValueError, match="same corpus twice"):
+        load_mixture(["emodb", "emodb"], [root, root])
+    with pytest.raises(ValueError, match="same corpus twice"):
+        load_mixture(["emodb", " EmoDB "], [root, tmp_path])  # one corpus, however it is spelt
+
+
+def test_mixture_with_folder_data(tmp_path):
+    emodb = make_tree(tmp_path / "berlin", ["wav/03a01Fa.wav", "wav/08a02Wb.wav"])
+    folder = make_tree(tmp_path / "studio", ["angry/s7_take1.wav", "sad/s9_take2.wav"])
+    clips = load_mixture(["emodb", "folder"], [emodb, folder], speaker_regex=r"s(\d+)_")
+    assert [(c.corpus, c.speaker, c.label) for c in clips] == [
+        ("emodb", "emodb-03", "happy"), ("emodb", "emodb-08", "angry"),
+        ("studio", "studio-7", "angry"), ("studio", "studio-9", "sad")]
+    unknown = load_mixture(["emodb", "folder"], [emodb, folder])  # no speaker ids: they stay unknown
+    assert [c.speaker for c in unknown] == ["emodb-03", "emodb-08", "unknown", "unknown"]
+    assert not has_speakers(unknown)
+
+
+def test_mixture_language():
+    assert mixture_language(["emodb"]) == "de"
+    assert mixture_language(["emovo"]) == "it"
+    assert mixture_language(THREE) == "multilingual"
+    assert mixture_language(["emodb", "ravdess"]) == "multilingual"
+    assert mixture_language(["ravdess", "savee"]) == "en"  # several corpora, one language
+    assert mixture_language(["emodb", "folder"]) is None  # custom data: language unknown

@@ -72,7 +72,7 @@ def test_folder_to_csv_with_error_rows_and_failing_exit_code(model_folder, clip_
         scores = {label: float(row[label]) for label in LABELS}
         assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
         assert row["label"] == max(scores, key=scores.get)
-        assert row["uncertain"] == str(max(scores.values()) < 0.5)
+        assert row["uncertain"] == str(max(scores.values()) < predictor.uncertain_below)
         expected = predictor.classify_file(row["file"])
         assert scores == pytest.approx(expected, abs=1e-6)
 

@@ -285,7 +285,7 @@ def test_timeline_on_a_ten_minute_recording(recordings, predictors, tmp_path):
         assert 0.25 <= row["end"] - row["start"] <= 6.0 + 1e-9
         assert_distribution(row["scores"])
         assert row["label"] == max(row["scores"], key=row["scores"].get)
-        assert row["uncertain"] == (max(row["scores"].values()) < 0.5)
+        assert row["uncertain"] == (max(row["scores"].values()) < predictor.uncertain_below)
     for span in loud:  # every clip's loudest moment is in a segment ...
         assert any(overlap(row, span) > 0.09 for row in rows)
     for a, b in gaps:  # ... and the middle of a gap (noise at -80 dBFS) in none

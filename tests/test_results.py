@@ -205,6 +205,112 @@ def test_read_upgrades_first_format_files(folder, tmp_path):
     assert results_file.read(results_file.write(results, tmp_path)) == results
 
 
+# A mixture: the corpus of each test clip of the two folds. RAVDESS's test clips are never "sad" (label 2).
+CORPUS = {"speaker-03": ["emodb", "ravdess", "emodb", "ravdess", "emodb", "emodb", "emodb"],
+          "speaker-08": ["ravdess", "ravdess", "emodb", "emodb", "emodb"]}
+
+
+def mixture_runs(seeds=(0, 1), corpus=CORPUS):
+    return [{"seed": run["seed"], "folds": [{**fold, "corpus": list(corpus[fold["name"]])} for fold in run["folds"]]}
+            for run in runs(seeds)]
+
+
+def corpus_predictions(corpus, seeds):
+    pairs = [(t, p) for seed in seeds for name in Y_TRUE
+             for t, p, c in zip(Y_TRUE[name], Y_PRED[seed][name], CORPUS[name]) if c == corpus]
+    return [t for t, _ in pairs], [p for _, p in pairs]
+
+
+def test_per_corpus_summary_of_a_mixture():
+    results = build(runs=mixture_runs(), corpus="emodb+ravdess", language="multilingual")
+    per_corpus = results["summary"]["per_corpus"]
+    assert sorted(per_corpus) == ["emodb", "ravdess"]
+    for corpus, entry in per_corpus.items():
+        y_true, y_pred = corpus_predictions(corpus, (0, 1))
+        present = sorted(set(y_true))
+        assert entry["pooled"]["ua"] == pytest.approx(recall_score(y_true, y_pred, labels=present, average="macro"))
+        expected = sk_metrics(y_true, y_pred)
+        for key in KEYS:
+            assert entry["pooled"][key] == pytest.approx(expected[key])
+        assert entry["pooled"]["confusion"] == expected["confusion"]
+        per_seed = [sk_metrics(*corpus_predictions(corpus, (seed,))) for seed in (0, 1)]
+        for key in KEYS:
+            values = [metrics[key] for metrics in per_seed]
+            assert entry["over_seeds"][key]["values"] == pytest.approx(values)
+            assert entry["over_seeds"][key]["mean"] == pytest.approx(np.mean(values))
+            assert entry["over_seeds"][key]["std"] == pytest.approx(np.std(values))
+    # RAVDESS has no "sad" test clip: its UA averages two recalls, not three with an undefined one counted as 0
+    y_true, y_pred = corpus_predictions("ravdess", (0, 1))
+    assert 2 not in y_true and 2 in y_pred
+    assert per_corpus["ravdess"]["pooled"]["ua"] > recall_score(y_true, y_pred, labels=[0, 1, 2], average="macro",
+                                                                zero_division=0)
+    # the corpora split the pooled predictions between them
+    total = sum(np.array(per_corpus[corpus]["pooled"]["confusion"]) for corpus in ("emodb", "ravdess"))
+    assert total.tolist() == results["summary"]["pooled"]["confusion"]
+
+    table = results_file.per_corpus(results)
+    assert table == {corpus: {key: {"mean": entry["over_seeds"][key]["mean"], "std": entry["over_seeds"][key]["std"]}
+                              for key in KEYS} for corpus, entry in per_corpus.items()}
+    assert table["ravdess"]["ua"]["mean"] == pytest.approx(
+        np.mean([sk_metrics(*corpus_predictions("ravdess", (seed,)))["ua"] for seed in (0, 1)]))
+
+
+def test_per_corpus_survives_write_and_read(tmp_path):
+    results = build(runs=mixture_runs(), corpus="emodb+ravdess", language="multilingual")
+    assert results_file.read(results_file.write(results, tmp_path)) == results
+    assert results_file.per_corpus(results_file.read(tmp_path)) == results_file.per_corpus(results)
+
+
+def test_single_corpus_has_no_per_corpus():
+    for plain in (build(), build(runs=mixture_runs(corpus={name: ["emodb"] * len(y) for name, y in Y_TRUE.items()}))):
+        assert "per_corpus" not in plain["summary"]
+        assert results_file.per_corpus(plain) == {}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "ser/results.py bug: build() does not check the per-clip corpus lists. _corpus_summary zips a fold's corpus list "
+    "with its predictions, so a list shorter than n_test silently drops test clips from the per-corpus numbers, and "
+    "a fold without the list (when another fold has one) fails with a bare KeyError instead of a ValueError"))
+@pytest.mark.parametrize("change", ["short", "missing"])
+def test_build_refuses_inconsistent_corpus_lists(change):
+    mixed = mixture_runs()
+    if change == "short":
+        mixed[0]["folds"][0]["corpus"] = mixed[0]["folds"][0]["corpus"][:2]
+    else:
+        del mixed[1]["folds"][1]["corpus"]
+    with pytest.raises(ValueError, match="corpus"):
+        build(runs=mixed)
+
+
+def test_calibration_field():
+    calibration = {"method": "temperature scaling on out-of-fold logits", "temperature": 1.7, "ece_bins": 15,
+                   "ece_uncalibrated": 0.12, "ece_calibrated": 0.03}
+    assert build(calibration=calibration, trim_silence=True)["calibration"] == calibration
+    assert build(calibration=None)["calibration"] is None
+    for key in ("temperature", "ece_calibrated", "ece_bins"):
+        with pytest.raises(ValueError, match=f"missing the field calibration.{key}"):
+            build(calibration={name: value for name, value in calibration.items() if name != key})
+    results = build(calibration=calibration)
+    del results["calibration"]["temperature"]
+    with pytest.raises(ValueError, match="calibration.temperature"):
+        results_file.validate(results)
+    with pytest.raises(ValueError, match="calibration.temperature must be a number"):
+        build(calibration={**calibration, "temperature": "1.7"})
+    with pytest.raises(ValueError, match="trim_silence must be a boolean"):
+        build(trim_silence="yes")
+
+
+def test_calibration_from_calibrate_is_valid():
+    """What train_ser.py stores: ser.calibration.calibrate on the folds' test logits."""
+    from ser.calibration import calibrate
+
+    rng = np.random.default_rng(0)
+    folds = [{"name": name, "y_true": Y_TRUE[name], "logits": rng.normal(0, 2, (len(Y_TRUE[name]), len(LABELS)))}
+             for name in Y_TRUE]
+    results = build(calibration=calibrate(folds))
+    assert results_file.validate(json.loads(json.dumps(results)))["calibration"]["temperature"] > 0
+
+
 def floor_ua(corpus, normalisation):
     """The handcrafted floor's pooled UA as the table should print it, from the committed baseline results."""
     floor = json.loads((REPO / "benchmarks" / "results" / "baseline_opensmile.json").read_text())

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from ser.corpora import Clip, load_emodb, load_ravdess
+from ser.corpora import Clip, load_emodb, load_mixture, load_ravdess
 from ser.splits import (
     Fold,
     check_speaker_disjoint,
     fixed_split,
+    leave_one_corpus_out,
     leave_one_speaker_out,
     make_folds,
     random_split,
@@ -184,3 +185,51 @@ def test_unknown_protocol():
 def test_numeric_speakers_sort_numerically():
     folds = leave_one_speaker_out(small_clips(["10", "2", "1"]))
     assert [f.test_speakers for f in folds] == [["1"], ["2"], ["10"]]
+
+
+MIXTURE = ["emodb", "ravdess", "emovo"]
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    roots = [DATA / name for name in MIXTURE]
+    missing = [root for root in roots if not root.is_dir()]
+    if missing:
+        pytest.skip(f"real corpora not found: {[str(root.resolve()) for root in missing]}")
+    return load_mixture(MIXTURE, roots)
+
+
+def test_loco_real_mixture(mixture):
+    folds, info = make_folds(mixture, "loco")
+    assert info == {"name": "loco", "description": "leave-one-corpus-out", "speaker_independent": True, "folds": 3}
+    assert folds == leave_one_corpus_out(mixture)
+    assert [fold.name for fold in folds] == sorted(MIXTURE)
+    assert_partition(mixture, folds)
+    sizes = {"emodb": 535, "ravdess": 1440, "emovo": 588}
+    for fold in folds:
+        assert fold.test == [i for i, clip in enumerate(mixture) if clip.corpus == fold.name]
+        assert fold.train == [i for i, clip in enumerate(mixture) if clip.corpus != fold.name]
+        assert len(fold.test) == sizes[fold.name]
+        assert fold.test_speakers == sorted({mixture[i].speaker for i in fold.test})
+        assert all(speaker.startswith(fold.name + "-") for speaker in fold.test_speakers)
+        check_speaker_disjoint(mixture, fold)
+    assert [len(fold.test_speakers) for fold in folds] == [10, 6, 24]
+
+
+def corpus_clips(corpora):
+    return [Clip(f"/{corpus}/{i}.wav", label, f"{corpus}-{i % 2}", corpus=corpus)
+            for corpus in corpora for i, label in enumerate(("angry", "sad", "angry", "sad"))]
+
+
+def test_loco_needs_two_known_corpora():
+    folds = leave_one_corpus_out(corpus_clips(["b", "a"]))
+    assert [(fold.name, fold.test, fold.train) for fold in folds] == [("a", [4, 5, 6, 7], [0, 1, 2, 3]),
+                                                                       ("b", [0, 1, 2, 3], [4, 5, 6, 7])]
+    with pytest.raises(ValueError, match="at least 2 corpora"):
+        make_folds(corpus_clips(["a"]), "loco")  # one corpus: nothing to leave out
+    no_corpus = [Clip(clip.path, clip.label, clip.speaker) for clip in corpus_clips(["a", "b"])]
+    with pytest.raises(ValueError, match="corpus"):
+        make_folds(no_corpus, "loco")  # folder/csv data: corpus unknown
+    partly = corpus_clips(["a", "b"]) + [Clip("/c/0.wav", "angry", "c-0")]
+    with pytest.raises(ValueError, match="every clip's corpus"):
+        leave_one_corpus_out(partly)

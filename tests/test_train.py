@@ -213,3 +213,42 @@ def test_seeds_run_writes_per_seed_and_aggregate_numbers(tmp_path):
     assert (out / "seed-1" / "speaker-08" / "fold_result.json").exists()
     stats = load_file(out / "final" / "model.safetensors")["cnn.global_stats"]
     assert stats.shape == (2, 32) and stats[0].abs().min() > 0.5  # log-mel means of real speech, not the initial 0
+
+
+def small_csv(tmp_path, name, clips, speakers, per_label=3):
+    """A CSV corpus of `per_label` real clips per speaker of each of angry, neutral and sad."""
+    path = tmp_path / f"{name}.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "speaker"])
+        for speaker in speakers:
+            for label in ("angry", "neutral", "sad"):
+                chosen = [c for c in clips if c.speaker == speaker and c.label == label][:per_label]
+                writer.writerows([[c.path, c.label, c.speaker] for c in chosen])
+    return path
+
+
+def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
+    """Two corpora (Emo-DB and EMOVO clips as CSV corpora) left out in turn: folds named by corpus, numbers per
+    corpus, the calibration temperature in results.json and in the final model, trimming recorded in the model."""
+    from ser.corpora import load_emovo
+
+    emodb = small_csv(tmp_path, "german", load_emodb(require(EMODB)), ["03", "08"])
+    emovo = small_csv(tmp_path, "italian", load_emovo(require(EMODB.parent / "emovo")), ["f1", "m1"])
+    out = tmp_path / "run"
+    train(tmp_path, "--corpus", "csv", "csv", "--data_root", emodb, emovo, "--protocol", "loco",
+          "--encoder_config", tiny_spec(tmp_path, "logmel-cnn"), "--pooling", "stats", "--num_train_epochs", 1,
+          "--speaker_normalisation", "true", "--normalisation_group", "corpus", "--output_dir", out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["corpus"] == "csv+csv" and results["protocol"]["description"] == "leave-one-corpus-out"
+    folds = results["runs"][0]["folds"]
+    assert [f["name"] for f in folds] == ["german", "italian"]
+    assert folds[0]["test_speakers"] == ["german-03", "german-08"] and set(folds[0]["corpus"]) == {"german"}
+    assert all(len(f["logits"]) == f["n_test"] and len(f["logits"][0]) == 3 for f in folds)
+    assert set(results["summary"]["per_corpus"]) == {"german", "italian"}
+    calibration = results["calibration"]
+    assert calibration["temperature"] > 0 and 0 <= calibration["ece_calibrated"] <= 1
+    assert results["trim_silence"] is True and results["normalisation_group"] == "corpus"
+    config = json.loads((out / "final" / "config.json").read_text())
+    assert config["calibration_temperature"] == pytest.approx(calibration["temperature"])
+    assert config["trim_silence"] is True and config["normalisation"] == "speaker"

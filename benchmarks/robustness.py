@@ -1,0 +1,147 @@
+"""Does the answer survive real recording conditions? Each held-out clip is classified as it is and after one
+perturbation at a time; the table gives how often the top label changes, and the accuracy.
+
+    python benchmarks/robustness.py runs/emodb-folds runs/mixture    # fold models (train_ser.py --save_fold_models)
+    python benchmarks/robustness.py --model models/ser-cnn-emodb --corpus emovo   # one model on a corpus it never saw
+
+Clips are always voices the model never heard: with run folders, each fold's model (`<fold>/model`) on its own test
+speakers; with --model, a whole corpus the model was not trained on. Up to --clips-per-fold clips are taken per fold
+(every n-th test clip in file order). Perturbations (speech untouched otherwise):
+  silence-2s    2 s of digital silence before and after
+  noise-2s      2 s of white noise at -50 dBFS RMS before and after
+  gain+12 / gain-12   the whole clip 12 dB louder (clipped at full scale) or quieter
+  quiet-48      scaled to a -48 dBFS peak (must be classified, not refused)
+  tel-8k        band-limited to telephone rate: resampled to 8 kHz and back
+  mp3           an MP3 round trip through ffmpeg (libmp3lame, 64 kbit/s)
+Writes benchmarks/results/robustness-<name>.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import soxr
+from tqdm import tqdm
+
+from _common import ROOT, write_result  # noqa: I001  (puts the repo root on sys.path)
+from ser.audio import load_audio
+from ser.corpora import load_corpus, load_mixture
+from ser.predictor import EmotionPredictor
+
+SR = 16000
+DATA = ROOT.parent / "shared" / "data"
+NOISE_DB = -50.0
+
+
+def pad(audio, filler):
+    return np.concatenate([filler, audio, filler])
+
+
+def mp3_round_trip(audio: np.ndarray) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        wav, mp3 = Path(folder) / "in.wav", Path(folder) / "out.mp3"
+        sf.write(wav, audio, SR, subtype="FLOAT")
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame", "-b:a", "64k",
+                        str(mp3)], check=True)
+        return load_audio(mp3, SR)
+
+
+def perturbations(rng: np.random.Generator) -> dict:
+    silence = np.zeros(2 * SR, dtype=np.float32)
+    noise = lambda: rng.standard_normal(2 * SR).astype(np.float32) * 10 ** (NOISE_DB / 20)  # noqa: E731
+    return {
+        "silence-2s": lambda a: pad(a, silence),
+        "noise-2s": lambda a: np.concatenate([noise(), a, noise()]),
+        "gain+12": lambda a: np.clip(a * 10 ** (12 / 20), -1, 1).astype(np.float32),
+        "gain-12": lambda a: (a * 10 ** (-12 / 20)).astype(np.float32),
+        "quiet-48": lambda a: (a / np.abs(a).max() * 10 ** (-48 / 20)).astype(np.float32),
+        "tel-8k": lambda a: soxr.resample(soxr.resample(a, SR, 8000), 8000, SR).astype(np.float32),
+        "mp3": mp3_round_trip,
+    }
+
+
+def every_nth(items: list, count: int) -> list:
+    return items[:: max(1, len(items) // count)][:count]
+
+
+def fold_jobs(run: Path, clips_per_fold: int) -> list[tuple[Path, list]]:
+    """(fold model, its test clips) for every fold of a train_ser.py run saved with --save_fold_models."""
+    results = json.loads((run / "results.json").read_text())
+    names = results["corpus"].split("+")
+    clips = load_mixture(names, [DATA / name for name in names])
+    labels = set(results["labels"])
+    jobs = []
+    for fold in results["runs"][0]["folds"]:
+        seed_folder = run / f"seed-{results['seeds'][0]}" if len(results["seeds"]) > 1 else run
+        model = seed_folder / fold["name"] / "model"
+        if not model.is_dir():
+            raise SystemExit(f"{model}: no fold model; train with --save_fold_models true")
+        speakers = set(fold["test_speakers"])
+        test = [c for c in clips if c.speaker in speakers and c.label in labels]
+        jobs.append((model, every_nth(test, clips_per_fold)))
+    return jobs
+
+
+def evaluate(jobs, rng) -> dict:
+    """Label changes and accuracies per perturbation, and the clips a perturbation got refused on."""
+    changes = {name: [] for name in perturbations(rng)}
+    correct = {"original": [], **{name: [] for name in changes}}
+    refused = {name: 0 for name in changes}
+    for model, clips in jobs:
+        predictor = EmotionPredictor.from_pretrained(model)
+        for clip in tqdm(clips, desc=model.parent.name, unit="clip"):
+            audio = load_audio(clip.path, SR)
+            top = lambda a: max((s := predictor.classify_batch([a])[0]), key=s.get)  # noqa: E731
+            original = top(audio)
+            correct["original"].append(original == clip.label)
+            for name, perturb in perturbations(rng).items():
+                try:
+                    label = top(perturb(audio))
+                except ValueError:
+                    refused[name] += 1
+                    continue
+                changes[name].append(label != original)
+                correct[name].append(label == clip.label)
+    return {"clips": len(correct["original"]),
+            "accuracy": {name: float(np.mean(values)) for name, values in correct.items()},
+            "label_changed": {name: float(np.mean(values)) for name, values in changes.items()},
+            "refused": refused}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="*", type=Path, help="train_ser.py output folders with fold models")
+    parser.add_argument("--model", type=Path, help="one saved model, tested on --corpus")
+    parser.add_argument("--corpus", help="with --model: a corpus it was not trained on (emodb, ravdess, emovo)")
+    parser.add_argument("--clips-per-fold", type=int, default=30)
+    parser.add_argument("--name", help="results file name (default: from the run or model folder)")
+    args = parser.parse_args()
+    if bool(args.model) == bool(args.runs) or bool(args.model) != bool(args.corpus):
+        parser.error("give run folders, or --model with --corpus")
+    rng = np.random.default_rng(0)
+    table = {}
+    if args.model:
+        labels = set(EmotionPredictor.from_pretrained(args.model).labels)
+        clips = [c for c in load_corpus(args.corpus, DATA / args.corpus) if c.label in labels]
+        table[f"{args.model.name} on {args.corpus}"] = evaluate([(args.model, every_nth(clips, args.clips_per_fold))],
+                                                                 rng)
+    for run in args.runs:
+        table[run.name] = evaluate(fold_jobs(run, args.clips_per_fold), rng)
+    names = list(perturbations(rng))
+    print("| model | clips | accuracy | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for key, row in table.items():
+        cells = [f"{row['label_changed'][n]:.1%}" + (f" ({row['refused'][n]} refused)" if row["refused"][n] else "")
+                 for n in names]
+        print(f"| {key} | {row['clips']} | {row['accuracy']['original']:.3f} | " + " | ".join(cells) + " |")
+    write_result(f"robustness-{args.name or '-'.join(table)}".replace(" ", "_"), table)
+
+
+if __name__ == "__main__":
+    main()
