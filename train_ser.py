@@ -123,9 +123,6 @@ def corpus_name(args: DataArguments) -> str:
 
 def read_corpus(args: DataArguments):
     """Clips, their audio (cut to speech unless --trim_silence false) and the sorted label names."""
-    if len(args.corpus) != len(args.data_root):
-        raise ValueError(f"--corpus names {len(args.corpus)} corpora but --data_root gives {len(args.data_root)} "
-                         "folders: give one root per corpus, in the same order")
     options = {"speaker_regex": args.speaker_regex} if args.speaker_regex else {}
     clips = corpora.load_mixture(args.corpus, args.data_root, **options)
     labels = args.labels or (corpora.shared_labels(clips) if len(args.corpus) > 1 else None)

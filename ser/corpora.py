@@ -578,6 +578,8 @@ def load_corpus(name: str, root: str | Path, **kw) -> list[Clip]:
 def load_mixture(names: list[str], roots: list[str | Path], **kw) -> list[Clip]:
     """Several corpora as one clip list. Each clip keeps its corpus (folder and csv data are named by their root);
     with more than one corpus, speakers become "<corpus>-<speaker>", so ids never collide across corpora."""
+    if len(names) != len(roots):
+        raise ValueError(f"{len(names)} corpora but {len(roots)} roots: give one root per corpus, in the same order")
     if len(names) == 1:
         return load_corpus(names[0], roots[0], **kw)
     keys = [corpus_info(name).name if corpus_info(name) else Path(root).stem for name, root in zip(names, roots)]
@@ -585,7 +587,8 @@ def load_mixture(names: list[str], roots: list[str | Path], **kw) -> list[Clip]:
         raise ValueError(f"a mixture names the same corpus twice: {keys}")
     clips = []
     for name, root, key in zip(names, roots, keys):
-        for clip in load_corpus(name, root, **(kw if name in GENERIC_LOADERS else {})):
+        options = kw if name == "folder" else {k: v for k, v in kw.items() if k != "speaker_regex"}
+        for clip in load_corpus(name, root, **options):
             clip.corpus = key
             clip.speaker = f"{key}-{clip.speaker}" if clip.speaker != UNKNOWN_SPEAKER else clip.speaker
             clips.append(clip)

@@ -58,6 +58,7 @@ SCHEMA = {
     "runs": [{"seed": int, "folds": [FOLD], "summary": FOLDS_SUMMARY}],
 }
 CALIBRATION = {"temperature": NUMBER, "ece_uncalibrated": NUMBER, "ece_calibrated": NUMBER, "ece_bins": int}
+PER_CLIP = ("corpus", "logits")  # optional fold lists with one entry per test clip
 OPTIONAL = {"hub_model_id": str, "calibration": (dict, NONE), "trim_silence": bool}  # hub_model_id: ser.export
 COMPUTED = ("format_version", "seeds", "summary", "runs")  # made by build(), never passed to it
 LEGACY = ("seed", "folds")  # the first format's top-level keys, which now live in runs
@@ -108,7 +109,7 @@ def validate(results: dict) -> dict:
     for key, spec in OPTIONAL.items():
         if key in results:
             _check(results[key], spec, key)
-    if results.get("calibration"):
+    if results.get("calibration") is not None:
         _check(results["calibration"], CALIBRATION, "calibration")
     if results["format_version"] != FORMAT_VERSION:
         raise ValueError(f"results.json has format_version {results['format_version']}; this code reads "
@@ -131,6 +132,10 @@ def validate(results: dict) -> dict:
             if not len(fold["y_true"]) == len(fold["y_pred"]) == fold["n_test"]:
                 raise ValueError(f"results.json runs[{index}].folds[{number}] ({fold['name']}): n_test "
                                  f"{fold['n_test']} but {len(fold['y_true'])} y_true and {len(fold['y_pred'])} y_pred")
+            for key in PER_CLIP:
+                if key in fold and len(fold[key]) != fold["n_test"]:
+                    raise ValueError(f"results.json runs[{index}].folds[{number}] ({fold['name']}): n_test "
+                                     f"{fold['n_test']} but {len(fold[key])} entries in {key}")
     return results
 
 
@@ -157,6 +162,14 @@ def build(*, corpus, language, labels, protocol, speaker_normalisation, runs, en
             for run in runs]
     summary = summarize_folds([fold for run in runs for fold in run["folds"]], num_labels)
     summary["over_seeds"] = {key: _spread(run["summary"]["pooled"][key] for run in runs) for key in SUMMARY_KEYS}
+    for run in runs:  # per-clip lists are checked before they are summarised (validate checks them again)
+        for fold in run["folds"]:
+            if any(key in fold and len(fold[key]) != len(fold["y_true"]) for key in PER_CLIP):
+                raise ValueError(f"fold {fold['name']}: a per-clip list ({', '.join(PER_CLIP)}) does not have one "
+                                 "entry per test clip")
+    with_corpus = [("corpus" in fold) for run in runs for fold in run["folds"]]
+    if any(with_corpus) and not all(with_corpus):
+        raise ValueError("some folds record each test clip's corpus and some do not: all or none must")
     corpora = sorted({name for run in runs for fold in run["folds"] for name in fold.get("corpus") or []})
     if len(corpora) > 1:
         summary["per_corpus"] = {name: _corpus_summary(runs, name, num_labels) for name in corpora}

@@ -22,9 +22,9 @@ HOP_SECONDS = 0.010
 DYNAMIC_RANGE_DB = 40.0  # speech frames lie within this of the loudest frame
 FLOOR_MARGIN_DB = 12.0  # ... and this far above the noise floor
 FLOOR_PERCENTILE = 5.0
-SILENCE_DB = -120.0  # the level given to digital silence (log of zero)
+SILENCE_DB = -300.0  # the level of digital silence (exact zeros): below any recording's own background
 MARGIN_SECONDS = 0.1  # kept around each speech region: onsets and decays are quiet
-MIN_GAP_SECONDS = 0.3  # pauses shorter than this stay inside a region
+MIN_GAP_SECONDS = 0.3  # regions closer than this (after their margins) are one: pauses up to ~0.5 s stay inside
 MIN_SPEECH_SECONDS = 0.1  # shorter regions are clicks, not speech
 
 
@@ -53,7 +53,7 @@ def frame_levels(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> np.nd
 
 def speech_frames(levels: np.ndarray) -> np.ndarray:
     """Boolean speech decision per frame (see the module docstring for the rule)."""
-    audible = levels[levels > SILENCE_DB + 20]  # digital silence (padding, gaps) says nothing about the room
+    audible = levels[levels > SILENCE_DB]  # digital silence (padding, gaps) says nothing about the room
     floor = np.percentile(audible, FLOOR_PERCENTILE) if audible.size else SILENCE_DB
     threshold = max(levels.max() - DYNAMIC_RANGE_DB, floor + FLOOR_MARGIN_DB)
     return levels >= threshold
@@ -94,18 +94,19 @@ def segments_from_levels(levels: np.ndarray, num_samples: int, sampling_rate: in
     frame = int(FRAME_SECONDS * sampling_rate)
     speech = speech_frames(levels)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], speech.astype(np.int8), [0]])))
+    regions = list(zip(edges[::2], edges[1::2]))  # speech frames [first, last)
+    # Clicks are judged on their speech frames alone, so a region at the clip's edge counts as it would inside
+    long_enough = [(first, last) for first, last in regions if (last - first) * hop >= MIN_SPEECH_SECONDS * sampling_rate]
     margin, min_gap = int(MARGIN_SECONDS * sampling_rate), int(MIN_GAP_SECONDS * sampling_rate)
     segments: list[Segment] = []
-    for first, last in zip(edges[::2], edges[1::2]):  # frames [first, last)
+    for first, last in long_enough or regions:  # a clip holding only a short sound: that sound
         start = max(0, first * hop - margin)
         end = min(num_samples, (last - 1) * hop + frame + margin)
         if segments and start - segments[-1].end < min_gap:
             segments[-1] = Segment(segments[-1].start, end)
         else:
             segments.append(Segment(start, end))
-    shortest = (MIN_SPEECH_SECONDS + 2 * MARGIN_SECONDS) * sampling_rate
-    kept = [segment for segment in segments if segment.end - segment.start >= shortest]
-    return kept or segments  # a clip holding only a short sound: that sound
+    return segments
 
 
 def trim(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:

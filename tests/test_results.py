@@ -267,10 +267,6 @@ def test_single_corpus_has_no_per_corpus():
         assert results_file.per_corpus(plain) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ser/results.py bug: build() does not check the per-clip corpus lists. _corpus_summary zips a fold's corpus list "
-    "with its predictions, so a list shorter than n_test silently drops test clips from the per-corpus numbers, and "
-    "a fold without the list (when another fold has one) fails with a bare KeyError instead of a ValueError"))
 @pytest.mark.parametrize("change", ["short", "missing"])
 def test_build_refuses_inconsistent_corpus_lists(change):
     mixed = mixture_runs()

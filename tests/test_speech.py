@@ -67,18 +67,14 @@ def test_padding_with_digital_silence_barely_changes_trim(corpus):
         check_padding_invariance(audio)
 
 
-# Clips of the full corpora (all 2563 were scanned) where padding moves an end by far more than EDGE_SAMPLES.
-@pytest.mark.xfail(strict=True, reason=(
-    "ser/speech.py bug: padding with digital silence changes the speech found. (1) segments_from_levels clips a "
-    "region to the clip before the MIN_SPEECH_SECONDS 'click' test, so a region touching the clip's start or end is "
-    "dropped as too short, while the same region in the padded clip keeps its margin and survives; (2) frames that "
-    "straddle the clip's end and the padding count as audible and move the noise-floor percentile"))
+# Clips of the full corpora (all 2563 were scanned) where padding once moved an end by far more than EDGE_SAMPLES:
+# a speech region touching the clip's edge was dropped as a click, and the floor counted -100 dBFS as silence.
 @pytest.mark.parametrize("corpus, name", [
     ("ravdess", "Actor_03/03-01-03-01-01-02-03.flac"),  # 1 s more at the start (the same speech frames, kept)
     ("ravdess", "Actor_08/03-01-06-02-02-02-08.flac"),  # 1.25 s more at the end
     ("emovo", "f1/tri-f1-b3.flac"),  # the floor moves, and with it the end of the speech by 0.17 s
 ])
-def test_padding_invariance_known_failures(corpus, name):
+def test_padding_invariance_on_former_failures(corpus, name):
     check_padding_invariance(read(require(CORPUS_GLOBS[corpus][0] / name)))
 
 
@@ -86,10 +82,6 @@ def scaled_to_peak(audio, dbfs):
     return (audio * (10 ** (dbfs / 20) / np.abs(audio).max())).astype(np.float32)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ser/speech.py bug: speech_frames drops frames below SILENCE_DB + 20 (-100 dBFS, an absolute level) from the "
-    "noise-floor estimate as 'digital silence'; scaling a clip down pushes its real background noise below that "
-    "line, the floor estimate rises and the threshold with it, so a quiet copy gets shorter segments"))
 @pytest.mark.parametrize("corpus", list(CORPUS_GLOBS))
 def test_quiet_copy_gives_the_same_segments(corpus):
     for path in corpus_sample(corpus, 6):
