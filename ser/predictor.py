@@ -53,7 +53,9 @@ class EmotionPredictor:
         self.pads_exactly = _pads_exactly(config, feature_extractor)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         self.trim_silence = bool(getattr(config, "trim_silence", False))
-        self.temperature = float(getattr(config, "calibration_temperature", None) or 1.0)
+        # our classes calibrate in their forward; a head saved as a stock class leaves it to us
+        calibrated_inside = getattr(model, "applies_calibration", False)
+        self.temperature = 1.0 if calibrated_inside else float(getattr(config, "calibration_temperature", None) or 1.0)
         self.normalisation = getattr(config, "normalisation", None)
         self.frontend = model.base_model.frontend if self.normalisation == "speaker" else None
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from conftest import EMODB
+from conftest import EMODB, ROOT
 from ser import results as results_file
 from test_modeling import run_fresh_pipeline
 from test_train import small_emodb_csv, tiny_spec, train
@@ -72,3 +72,14 @@ def test_push_without_token_fails_clearly_and_with_one_reaches_the_upload(export
     assert offline.returncode != 0 and "create_repo" in offline.stderr and "offline" in offline.stderr.lower()
     bad = train(tmp_path, *common[:-4], "--push_to_hub", "true", check=False)
     assert bad.returncode != 0 and "--hub_model_id" in bad.stderr
+
+
+def test_shipped_models_carry_the_current_modeling_file():
+    """Every model folder in the repo was produced by export with the top-level modeling_ser.py beside it; a model
+    whose copy differs would load different code from the Hub than the code tested here."""
+    folders = sorted((ROOT / "models").glob("*/config.json"))
+    assert folders, "no exported models in models/"
+    top = (ROOT / "modeling_ser.py").read_text()
+    for config in folders:
+        copy = config.parent / "modeling_ser.py"
+        assert copy.read_text() == top, f"{copy} differs from modeling_ser.py: re-export the model"

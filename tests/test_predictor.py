@@ -2,6 +2,7 @@
 input, and the streaming timeline (row layout, silence, flat memory on a 10-minute recording)."""
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -392,3 +393,21 @@ def test_timeline_memory_stays_flat_for_long_recordings(recordings, saved):
     one_batch_mib = 8 * 6 * SR * 4 / 2**20
     assert report["traced_peak_10min"] - report["traced_peak_2min"] < one_batch_mib
     assert report["rss_after_10min"] - report["rss_before"] < 30  # process peak grows by less than the file's size
+
+
+@pytest.mark.parametrize("kind", ["stock", "custom-cnn"])
+def test_calibration_temperature_is_applied_once(kind, saved, tmp_path):
+    """Our classes divide their logits by the saved temperature in eval mode (so the stock pipeline gets calibrated
+    scores too); a head saved as a stock class cannot, so the predictor does it. Either way: exactly once."""
+    model, fe, folder = saved[kind]
+    config = json.loads((folder / "config.json").read_text())
+    calibrated = tmp_path / kind
+    shutil.copytree(folder, calibrated)
+    (calibrated / "config.json").write_text(json.dumps({**config, "calibration_temperature": 2.5}))
+    audio = load_audio(clip_path(CLIPS[0]))
+    with torch.no_grad():
+        raw = model(**fe([audio], sampling_rate=SR, return_tensors="pt")).logits[0]
+    want = torch.softmax(raw / 2.5, dim=-1).numpy()
+    scores = EmotionPredictor.from_pretrained(calibrated).classify_batch([audio])[0]
+    np.testing.assert_allclose([scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
+    assert not np.allclose(want, torch.softmax(raw, dim=-1).numpy(), atol=1e-3)  # the temperature matters here

@@ -211,6 +211,7 @@ class EmotionModelMixin:
     `_build_head()` before `post_init()`; parameter names match the stock classes where they overlap."""
 
     stock_class: type | None = None  # the stock *ForSequenceClassification of the family, if there is one
+    applies_calibration = True  # divides its logits by config.calibration_temperature in eval mode (stock: not)
     family: str = None  # the encoder's model_type ("wav2vec2", ...; "logmel-cnn" for our own)
 
     def _build_head(self, config) -> None:
@@ -310,6 +311,9 @@ class EmotionModelMixin:
         if frame_mask is None:
             frame_mask = self.frame_mask(frames, attention_mask)
         logits = self.classify(frames, frame_mask)
+        temperature = getattr(self.config, "calibration_temperature", None)  # fitted on out-of-fold predictions
+        if temperature and not self.training:
+            logits = logits / temperature  # calibrated probabilities for the pipeline too; the top label is unchanged
         loss = None
         if labels is not None:
             loss = nn.functional.cross_entropy(logits, labels.view(-1).to(logits.device))
