@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 from ser.audio import SAMPLING_RATE, AudioError, load_audio
 from ser.augment import mixup
 from ser.corpora import Clip
+from ser.statistics import RunningStatistics
 
 
 def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Clip], list[np.ndarray]]:
@@ -117,11 +118,15 @@ class PadCollator:
 
 def speaker_statistics(model, audio: list[np.ndarray], speakers: list[str]) -> list[torch.Tensor]:
     """For a logmel-cnn model with "speaker" normalisation: each clip's speaker's log-mel statistics (2, F), from
-    the speech frames of all that speaker's clips (unlabelled audio, the test speaker's included)."""
+    the speech frames of all that speaker's clips (unlabelled audio, the test speaker's included), exactly as the
+    predictor computes them."""
     by_speaker = {}
     for speaker in sorted(set(speakers)):
-        clips = [torch.from_numpy(a) for a, s in zip(audio, speakers) if s == speaker]
-        by_speaker[speaker] = model.base_model.speech_statistics(clips)
+        stats = RunningStatistics(model.base_model.frontend)
+        for samples, owner in zip(audio, speakers):
+            if owner == speaker:
+                stats.add(samples)
+        by_speaker[speaker] = stats.result()
     return [by_speaker[s] for s in speakers]
 
 

@@ -22,6 +22,7 @@ from ser import defaults, speech
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
 from ser.audio import SAMPLING_RATE, audio_duration, load_audio, to_mono
 from ser.runtime import RUNTIMES, fast_inference_model
+from ser.statistics import RunningStatistics
 
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
 
@@ -259,33 +260,6 @@ class EmotionPredictor:
 
     def _as_dicts(self, probs: np.ndarray) -> list[dict[str, float]]:
         return [dict(zip(self.labels, row.tolist())) for row in probs]
-
-
-class RunningStatistics:
-    """Mean and std per mel bin over the speech frames of many clips or blocks, in constant memory: what
-    `masked_statistics` gives on all those frames at once (a population std)."""
-
-    def __init__(self, frontend):
-        self.frontend = frontend
-        self.count, self.total, self.squares = 0, 0.0, 0.0
-        self.hop_seconds = frontend.hop_length / SAMPLING_RATE
-
-    def add(self, samples: np.ndarray) -> None:
-        with torch.inference_mode():
-            log_mel, _, is_speech = self.frontend(torch.from_numpy(samples).reshape(1, -1))
-        frames = log_mel[is_speech].double()
-        self.count += len(frames)
-        self.total = self.total + frames.sum(dim=0)
-        self.squares = self.squares + (frames ** 2).sum(dim=0)
-
-    @property
-    def seconds(self) -> float:
-        return self.count * self.hop_seconds
-
-    def result(self) -> torch.Tensor:
-        mean = self.total / self.count
-        variance = (self.squares / self.count - mean ** 2).clamp(min=0)
-        return torch.stack([mean, (variance + 1e-4).sqrt()]).float()
 
 
 # --- input checks ---------------------------------------------------------------------------------------------------

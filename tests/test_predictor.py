@@ -411,3 +411,32 @@ def test_calibration_temperature_is_applied_once(kind, saved, tmp_path):
     scores = EmotionPredictor.from_pretrained(calibrated).classify_batch([audio])[0]
     np.testing.assert_allclose([scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
     assert not np.allclose(want, torch.softmax(raw, dim=-1).numpy(), atol=1e-3)  # the temperature matters here
+
+
+def test_speaker_statistics_for_a_speaker_normalised_model(tmp_path):
+    """--same-speaker end to end on a tiny speaker-normalised model: the statistics equal the model's own
+    speech_statistics over the same clips, are refused under min_speaker_seconds of speech, and are used."""
+    from ser.statistics import RunningStatistics
+
+    torch.manual_seed(0)
+    model, fe = scratch_model(TINY_SPECS["logmel-cnn"], LABELS, pooling="stats", normalisation="speaker")
+    torch.nn.init.normal_(model.classifier.weight, std=0.5)
+    model.eval().save_pretrained(tmp_path / "spk")
+    fe.save_pretrained(tmp_path / "spk")
+    predictor = EmotionPredictor.from_pretrained(tmp_path / "spk")
+    speaker = sorted((require(EMODB / "wav")).glob("03*.wav"))[:12]  # about 30 s of one speaker
+    audio = [load_audio(path) for path in speaker]
+    stats = predictor.speaker_statistics(audio)
+    want = model.cnn.speech_statistics([torch.from_numpy(a) for a in audio])
+    np.testing.assert_allclose(stats.numpy(), want.numpy(), atol=1e-4)
+    running = RunningStatistics(model.cnn.frontend)
+    running.add(audio[0])
+    assert 0 < running.seconds < predictor.min_speaker_seconds
+    with pytest.raises(ValueError, match="too little speech"):
+        predictor.speaker_statistics(audio[:1])
+    own = predictor.classify_batch(audio[:3])
+    adapted = predictor.classify_batch(audio[:3], stats)
+    with torch.no_grad():
+        logits = model(**fe(audio[:1], sampling_rate=SR, return_tensors="pt"), normalisation_stats=stats[None]).logits
+    np.testing.assert_allclose([adapted[0][label] for label in LABELS], logits.softmax(-1)[0].numpy(), atol=1e-5)
+    assert any(abs(own[i][label] - adapted[i][label]) > 1e-4 for i in range(3) for label in LABELS)
