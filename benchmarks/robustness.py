@@ -70,14 +70,16 @@ def every_nth(items: list, count: int) -> list:
     return items[:: max(1, len(items) // count)][:count]
 
 
-def fold_jobs(run: Path, clips_per_fold: int) -> list[tuple[Path, list]]:
-    """(fold model, its test clips) for every fold of a train_ser.py run saved with --save_fold_models."""
+def fold_jobs(run: Path, clips_per_fold: int, only: list[str] | None) -> list[tuple[Path, list]]:
+    """(fold model, its test clips) for every fold (or the `only` ones) of a run saved with --save_fold_models."""
     results = json.loads((run / "results.json").read_text())
     names = results["corpus"].split("+")
     clips = load_mixture(names, [DATA / name for name in names])
     labels = set(results["labels"])
     jobs = []
     for fold in results["runs"][0]["folds"]:
+        if only and fold["name"] not in only:
+            continue
         seed_folder = run / f"seed-{results['seeds'][0]}" if len(results["seeds"]) > 1 else run
         model = seed_folder / fold["name"] / "model"
         if not model.is_dir():
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="one saved model, tested on --corpus")
     parser.add_argument("--corpus", help="with --model: a corpus it was not trained on (emodb, ravdess, emovo)")
     parser.add_argument("--clips-per-fold", type=int, default=30)
+    parser.add_argument("--only-folds", nargs="+", help="fold names, e.g. speaker-03 speaker-08 (default: all)")
     parser.add_argument("--name", help="results file name (default: from the run or model folder)")
     args = parser.parse_args()
     if bool(args.model) == bool(args.runs) or bool(args.model) != bool(args.corpus):
@@ -132,7 +135,7 @@ def main() -> None:
         table[f"{args.model.name} on {args.corpus}"] = evaluate([(args.model, every_nth(clips, args.clips_per_fold))],
                                                                  rng)
     for run in args.runs:
-        table[run.name] = evaluate(fold_jobs(run, args.clips_per_fold), rng)
+        table[run.name] = evaluate(fold_jobs(run, args.clips_per_fold, args.only_folds), rng)
     names = list(perturbations(rng))
     print("| model | clips | accuracy | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))

@@ -19,13 +19,13 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import recall_score
 
 from _common import RESULTS, ROOT, write_result  # noqa: I001  (puts the repo root on sys.path)
 from ser import speech
 from ser.audio import load_audio
 from ser.corpora import load_mixture
-from ser.predictor import EmotionPredictor, RunningStatistics
+from ser.predictor import EmotionPredictor
+from ser.statistics import RunningStatistics
 
 DATA = ROOT.parent / "shared" / "data"
 SECONDS = (2, 5, 10, 20, 40, 80)
@@ -44,6 +44,12 @@ def statistics(predictor, clips: list[np.ndarray], seconds: float | None, rng) -
 
 def fold_predictions(predictor, audio, stats) -> list[str]:
     return [max(s, key=s.get) for s in predictor.classify_batch(audio, stats)]
+
+
+def ua(truth: list[str], predicted: list[str]) -> float:
+    """Unweighted average recall over the emotions present in `truth`, as train_ser.py's folds compute it."""
+    return float(np.mean([np.mean([p == label for t, p in zip(truth, predicted) if t == label])
+                          for label in sorted(set(truth))]))
 
 
 def main() -> None:
@@ -66,14 +72,14 @@ def main() -> None:
             for _ in range(draws):
                 stats = None if key == "none" else statistics(predictor, audio, None if key == "all" else key, rng)
                 predicted[key].append(fold_predictions(predictor, audio, stats))
-        all_ua = recall_score(labels, predicted["all"][-1], average="macro")
+        all_ua = ua(labels, predicted["all"][-1])
         reproduction.append({"fold": fold["name"], "training_ua": fold["ua"], "predictor_ua": float(all_ua)})
         print(f"{fold['name']}: fold UA at training {fold['ua']:.3f}, through the predictor {all_ua:.3f}")
     curve = {}
     for key, runs in predicted.items():
         draws = 1 if key in ("none", "all") else DRAWS
         per_draw = [sum((runs[f * draws + d] for f in range(len(reproduction))), []) for d in range(draws)]
-        uas = [recall_score(truth, p, average="macro") for p in per_draw]
+        uas = [ua(truth, p) for p in per_draw]
         curve[str(key)] = {"ua_mean": float(np.mean(uas)), "ua_std": float(np.std(uas))}
         print(f"statistics from {key} {'s of speech' if key not in ('none', 'all') else ''}: pooled UA "
               f"{np.mean(uas):.3f} ± {np.std(uas):.3f}")

@@ -115,4 +115,8 @@ def trim(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
     segments = speech_segments(audio, sampling_rate)
     if not segments:
         return audio
-    return audio[segments[0].start:segments[-1].end]
+    speech = audio[segments[0].start:segments[-1].end]
+    # The margins may reach into digital silence (padding, a muted microphone): exact zeros carry nothing, and
+    # without this a clip padded with silence would keep up to MARGIN_SECONDS of it where the clip alone has none
+    sounding = np.flatnonzero(speech)
+    return speech[sounding[0]:sounding[-1] + 1] if sounding.size else speech
