@@ -91,17 +91,19 @@ def main() -> None:
 def plot(curve: dict, path: Path, corpus: str) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     fig = Figure(figsize=(6, 4), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.subplots()
-    xs = [s for s in SECONDS]
+    xs = list(SECONDS)
     ax.errorbar(xs, [curve[str(s)]["ua_mean"] for s in xs], yerr=[curve[str(s)]["ua_std"] for s in xs], marker="o",
                 label="statistics from S s of the speaker")
     ax.axhline(curve["all"]["ua_mean"], color="green", linestyle="--", label="all of the speaker's clips")
     ax.axhline(curve["none"]["ua_mean"], color="grey", linestyle=":", label="none (each clip by itself)")
     ax.set(xscale="log", xticks=xs, xticklabels=[str(s) for s in xs], xlabel="seconds of the new speaker's speech",
            ylabel="pooled UA", title=f"{corpus}: held-out speakers, speaker-normalised model")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # the log axis would label its minor ticks over the major ones
     ax.legend(loc="lower right")
     fig.savefig(path, dpi=100)
     print(f"wrote {path}")

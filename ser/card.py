@@ -387,8 +387,9 @@ def calibration_section(results):
         "the folds' test predictions. Expected calibration error of those out-of-fold predictions "
         f"({calibration['ece_bins']} bins): {pct(calibration['ece_uncalibrated'])} % → "
         f"{pct(calibration['ece_calibrated'])} % (the calibrated figure cross-fitted: each fold's predictions scaled "
-        "with a temperature fitted on the other folds only). The predictor divides the model's logits by this "
-        "temperature before the softmax, and flags a prediction \"uncertain\" when its top probability is below "
+        "with a temperature fitted on the other folds only). The saved config holds the temperature and the model "
+        "divides its logits by it in inference (so the pipeline above returns calibrated scores); the project's "
+        "predictor flags a prediction \"uncertain\" when its top probability is below "
         f"{UNCERTAIN_BELOW:g}.\n"
     )
 

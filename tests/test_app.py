@@ -1,6 +1,7 @@
 """The Gradio demo (app.py) served for real: a subprocess on a free local port with the embedded model, called through
 gradio_client and driven in headless Debian chromium. No mocks: the model, the audio and the server are real."""
 
+import json
 import os
 import re
 import shutil
@@ -21,7 +22,11 @@ from playwright.sync_api import expect, sync_playwright
 from app import MAX_SECONDS, NO_INPUT, UNREADABLE
 from conftest import EMODB, ROOT, require
 
-EMOTIONS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
+from ser.defaults import DEFAULT_MODEL
+
+EMODB_EMOTIONS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]  # models/ser-cnn-emodb
+_DEFAULT_CONFIG = json.loads((ROOT / DEFAULT_MODEL / "config.json").read_text())
+EMOTIONS = [_DEFAULT_CONFIG["id2label"][str(i)] for i in range(len(_DEFAULT_CONFIG["id2label"]))]  # the demo's
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav"]  # angry, sad
 EMOTION_PATTERN = re.compile("^(" + "|".join(EMOTIONS) + ")$")  # the label heading shows exactly one emotion
 CHROMIUM = Path("/usr/bin/chromium")
@@ -38,7 +43,7 @@ def clips():
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`python app.py` as a Space runs it (no --model: the embedded models/ser-cnn-emodb, as on a fresh clone), on a
+    """`python app.py` as a Space runs it (no --model: the embedded default model, as on a fresh clone), on a
     free port; stopped when the module's tests are done."""
     tmp = tmp_path_factory.mktemp("app-server")
     port = free_port()
@@ -275,10 +280,10 @@ def test_description_of_a_single_corpus_model_and_of_none():
     from ser import results as results_file
 
     results = results_file.read(ROOT / "models" / "ser-cnn-emodb")
-    text = describe_model(str(ROOT / "models" / "ser-cnn-emodb"), EMOTIONS)
+    text = describe_model(str(ROOT / "models" / "ser-cnn-emodb"), EMODB_EMOTIONS)
     assert "Emo-DB (Berlin Database of Emotional Speech): German, 10 speakers." in text
     assert f"never heard, each emotion counted equally: {results_file.headline(results)['ua']['mean']:.0%}; " \
            "guessing would score 14%." in text
     assert str(ROOT) not in text and "configs/" not in text and "left out of training" not in text
-    assert describe_model("no/such-model-offline", EMOTIONS) == \
-        "**Model:** no/such-model-offline · recognises 7 emotions: " + ", ".join(EMOTIONS)
+    assert describe_model("no/such-model-offline", EMODB_EMOTIONS) == \
+        "**Model:** no/such-model-offline · recognises 7 emotions: " + ", ".join(EMODB_EMOTIONS)

@@ -366,7 +366,7 @@ def test_calibration_section():
     section = text.split("## Calibration", 1)[1].split("##", 1)[0]
     assert "temperature 1.73" in section
     assert "(15 bins): 15.2 % → 4.4 %" in section
-    assert "divides the model's logits by this temperature" in section
+    assert "divides its logits by it in inference" in section
     assert 'flags a prediction "uncertain" when its top probability is below 0.5' in section
 
 
