@@ -63,6 +63,7 @@ class ModelArguments:
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
     freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
     class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
+    corpus_balanced: bool = field(default=False, metadata={"help": "A mixture: every corpus contributes as many training draws per epoch as the largest (smaller corpora repeated)"})
     normalisation: str | None = field(default=None, metadata={"help": "logmel-cnn: global (training-set statistics) | utterance (each clip's own); --speaker_normalisation true means speaker"})
     save_fold_models: bool = field(default=False, metadata={"help": "Keep each fold's trained model in <fold>/model (for benchmarks on held-out speakers)"})
     train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
@@ -188,6 +189,7 @@ class Experiment:
     corpora: list[str]  # per clip
     stats: list | None = None  # per clip, for a model that normalises with its speaker's statistics
     fold_model_extractor: object = None  # given: each fold's model is saved with this feature extractor
+    corpus_balanced: bool = False
 
     def __post_init__(self):
         self.initial_state = {k: v.clone() for k, v in self.model.state_dict().items()}
@@ -220,6 +222,8 @@ class Experiment:
         """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached. The loss takes
         class indices or, after mixup, class probabilities."""
         args = replace(self.training_args, output_dir=str(self.output_dir / name))
+        if self.corpus_balanced:  # before the class weights, which then count the repeated clips too
+            train_idx = data.balance_groups(train_idx, self.corpora, seed=args.seed)
         weights = None
         if self.class_balanced:
             weights = data.class_weights([self.labels[i] for i in train_idx], len(self.names))
@@ -329,7 +333,8 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
                   "batch_size": training_args.per_device_train_batch_size * training_args.world_size,
                   "warmup_steps": training_args.warmup_steps,
                   "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
-                  "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss},
+                  "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss,
+                  "corpus_balanced": model_args.corpus_balanced},
         augmentation=asdict(augment_args) if experiment.raw_samples else None,
         code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats,
         trim_silence=data_args.trim_silence, calibration=calibration)
@@ -411,7 +416,8 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
         collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0))),
         names=names, training_args=args, class_balanced=model_args.class_balanced_loss,
         crop_seconds=data_args.crop_seconds, augment=augment_args, corpora=[clip.corpus for clip in clips],
-        stats=stats, fold_model_extractor=feature_extractor if model_args.save_fold_models else None)
+        stats=stats, fold_model_extractor=feature_extractor if model_args.save_fold_models else None,
+        corpus_balanced=model_args.corpus_balanced)
     return experiment, feature_extractor, cache_stats
 
 

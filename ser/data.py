@@ -130,6 +130,21 @@ def speaker_statistics(model, audio: list[np.ndarray], speakers: list[str]) -> l
     return [by_speaker[s] for s in speakers]
 
 
+def balance_groups(indices: list[int], groups: list, seed: int = 0) -> list[int]:
+    """`indices` with each group's (e.g. corpus's) share repeated up to the largest group's count, so every group
+    gives as many training draws per epoch; the extra copies are drawn at random (with `seed`), whole repeats first."""
+    by_group: dict = {}
+    for i in indices:
+        by_group.setdefault(groups[i], []).append(i)
+    largest = max(len(members) for members in by_group.values())
+    rng = np.random.default_rng(seed)
+    out = []
+    for members in by_group.values():
+        repeats, rest = divmod(largest, len(members))
+        out += members * repeats + [members[j] for j in rng.choice(len(members), rest, replace=False)]
+    return out
+
+
 def class_weights(labels: list[int], num_labels: int) -> torch.Tensor:
     """Inverse class frequency (mean 1 over the classes present), for a class-balanced loss."""
     counts = np.bincount(labels, minlength=num_labels).astype(np.float64)

@@ -100,3 +100,18 @@ def test_bad_ranges_are_refused():
         AugmentationArguments(speed_range=[1.1, 0.9])
     with pytest.raises(ValueError, match="positive"):
         AugmentationArguments(speed_range=[0.0, 1.1])
+
+
+def test_balance_groups_gives_every_corpus_the_largest_count():
+    from ser.data import balance_groups
+
+    groups = ["emodb"] * 10 + ["ravdess"] * 25 + ["emovo"] * 7
+    indices = list(range(3, 42))  # a fold's training clips: some of each corpus
+    balanced = balance_groups(indices, groups, seed=0)
+    counts = {g: sum(groups[i] == g for i in balanced) for g in set(groups)}
+    assert counts == {"emodb": 25, "ravdess": 25, "emovo": 25}  # the fold holds 7, 25 and 7 clips of them
+    assert set(balanced) == set(indices)  # nothing left out, nothing from outside the fold
+    for group in counts:  # repeats are spread evenly: no clip more than once above another of its corpus
+        members = [balanced.count(i) for i in indices if groups[i] == group]
+        assert max(members) - min(members) <= 1
+    assert balance_groups(indices, groups, seed=0) == balanced

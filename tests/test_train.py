@@ -238,7 +238,8 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
     out = tmp_path / "run"
     train(tmp_path, "--corpus", "csv", "csv", "--data_root", emodb, emovo, "--protocol", "loco",
           "--encoder_config", tiny_spec(tmp_path, "logmel-cnn"), "--pooling", "stats", "--num_train_epochs", 1,
-          "--speaker_normalisation", "true", "--normalisation_group", "corpus", "--output_dir", out)
+          "--speaker_normalisation", "true", "--normalisation_group", "corpus", "--corpus_balanced", "true",
+          "--output_dir", out)
     results = json.loads((out / "results.json").read_text())
     assert results["corpus"] == "csv+csv" and results["protocol"]["description"] == "leave-one-corpus-out"
     folds = results["runs"][0]["folds"]
@@ -249,6 +250,7 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
     calibration = results["calibration"]
     assert calibration["temperature"] > 0 and 0 <= calibration["ece_calibrated"] <= 1
     assert results["trim_silence"] is True and results["normalisation_group"] == "corpus"
+    assert results["training"]["corpus_balanced"] is True
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["calibration_temperature"] == pytest.approx(calibration["temperature"])
     assert config["trim_silence"] is True and config["normalisation"] == "speaker"
