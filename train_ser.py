@@ -277,8 +277,9 @@ class Experiment:
             self.model.save_pretrained(self.output_dir / fold.name / "model")
             self.fold_model_extractor.save_pretrained(self.output_dir / fold.name / "model")
         metrics = classification_metrics(predictions["y_true"], predictions["y_pred"], len(self.names))
+        corpus = [self.corpora[i] for i in fold.test]
         return {"name": fold.name, "test_speakers": fold.test_speakers, "n_test": len(fold.test),
-                **metrics, **predictions, "corpus": [self.corpora[i] for i in fold.test]}
+                **metrics, **predictions, **({"corpus": corpus} if None not in corpus else {})}
 
     def run_folds(self, folds: list[splits.Fold], clips, speaker_independent: bool) -> list[dict]:
         """Each fold's result goes to <fold>/fold_result.json; a finished fold is read back, not retrained."""
@@ -441,8 +442,8 @@ def main(argv: list[str]) -> None:
         runs.append({"seed": seed, "folds": experiment.run_folds(folds, clips, protocol["speaker_independent"])})
     experiment, feature_extractor = first
     experiment.output_dir = Path(training_args.output_dir)  # results, final model and export: the run's folder
-    folds = [fold for run in runs for fold in run["folds"]]
-    calibration = calibrate(folds) if all("logits" in fold for fold in folds) else None  # folds of older code lack them
+    tested = [fold for run in runs for fold in run["folds"]]
+    calibration = calibrate(tested) if all("logits" in fold for fold in tested) else None  # older folds lack logits
     if experiment.is_main:
         write_results(experiment, runs, protocol, data_args, model_args, augment_args, cache_stats, calibration)
     if calibration:
