@@ -24,6 +24,7 @@ class AugmentationArguments:
     noise_probability: float = field(default=0.5, metadata={"help": "Share of training draws that get white noise added"})
     noise_snr_db: list[float] = field(default_factory=lambda: [5.0, 40.0], metadata={"help": "Signal-to-noise ratio range of that noise, dB"})
     gain_db: list[float] = field(default_factory=lambda: [-30.0, 6.0], metadata={"help": "Gain range, dB (samples beyond full scale are clipped)"})
+    band_limit_probability: float = field(default=0.0, metadata={"help": "Share of training draws band-limited to the telephone band (resampled to 8 kHz and back)"})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup: mixing weights drawn from Beta(alpha, alpha); 0 turns it off"})
 
     def __post_init__(self):
@@ -59,6 +60,11 @@ def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.
     return (audio + noise).astype(np.float32)
 
 
+def band_limit(audio: np.ndarray, rate: int = 8000) -> np.ndarray:
+    """The telephone band: down to `rate` and back, so nothing above rate / 2 survives."""
+    return soxr.resample(soxr.resample(audio, SAMPLING_RATE, rate), rate, SAMPLING_RATE).astype(np.float32)[: len(audio)]
+
+
 def apply_gain(audio: np.ndarray, gain_db: float) -> np.ndarray:
     return np.clip(audio * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
 
@@ -80,6 +86,8 @@ class WaveformAugmenter:
         piece = piece[: self.length] if len(piece) >= self.length or not args.loop_pad else np.resize(piece, self.length)
         if rng.random() < args.noise_probability:
             piece = add_noise(piece, rng.uniform(*args.noise_snr_db), rng)
+        if rng.random() < args.band_limit_probability:
+            piece = band_limit(piece)
         return apply_gain(piece, rng.uniform(*args.gain_db))
 
 

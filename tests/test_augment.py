@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import EMODB, require
 from ser import augment
+from ser.audio import load_audio
 from ser.augment import AugmentationArguments, WaveformAugmenter
 from ser.data import CropDataset, PadCollator
 
@@ -115,3 +117,15 @@ def test_balance_groups_gives_every_corpus_the_largest_count():
         members = [balanced.count(i) for i in indices if groups[i] == group]
         assert max(members) - min(members) <= 1
     assert balance_groups(indices, groups, seed=0) == balanced
+
+
+def test_band_limit_keeps_the_telephone_band_only():
+    audio = load_audio(require(EMODB / "wav") / "03a01Wa.wav")
+    limited = augment.band_limit(audio)
+    assert limited.size == audio.size and limited.dtype == np.float32
+    spectrum = lambda a: np.abs(np.fft.rfft(a)) ** 2  # noqa: E731
+    freqs = np.fft.rfftfreq(audio.size, 1 / 16000)
+    high = freqs > 4100
+    assert spectrum(limited)[high].sum() < 1e-3 * spectrum(audio)[high].sum()  # above 4 kHz: gone
+    low = freqs < 3500
+    assert spectrum(limited)[low].sum() == pytest.approx(spectrum(audio)[low].sum(), rel=0.05)  # below: kept

@@ -14,6 +14,7 @@ from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 import modeling_ser
 from conftest import FAMILIES, TINY_SPECS
 from ser.encoders import feature_extractor_for, scratch_model
+from ser.speech import trim
 
 LABELS = ["angry", "sad"]
 LAYERS = ["last", "weighted", 1]
@@ -255,3 +256,23 @@ def test_spec_augment_masks_bands_in_training_only():
     changed = zero.sum(dim=(1, 2))
     assert (changed <= 10 * 32 + 5 * 100).all()
     torch.testing.assert_close(masked[~zero], features[~zero])
+
+
+@pytest.mark.parametrize("mask", [False, True])
+def test_logmel_cnn_mask_non_speech_hides_what_is_not_speech(mask, emodb_clips):
+    """With `mask_non_speech`, what fills the non-speech frames (here 1 s of digital silence or of faint noise, both
+    far below the speech) cannot change the answer; without it, it does."""
+    # four blocks: a receptive field of about 30 frames, wider than the margin trimming leaves around the speech
+    model, fe = cnn(normalisation="utterance", mask_non_speech=mask, conv_channels=[8, 8, 8, 8])
+    speech = trim(emodb_clips[0][0])  # speech near both ends, within the filler's reach
+    faint = np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32)  # -60 dBFS: still not speech
+    logits = []
+    for filler in (np.zeros(16000, dtype=np.float32), faint):
+        clip = np.concatenate([filler, speech, filler])
+        with torch.no_grad():
+            logits.append(model(**fe([clip], sampling_rate=16000, return_tensors="pt")).logits)
+        assert not model.cnn.frontend(torch.from_numpy(clip)[None])[2][0, :45].any()  # the filler is no speech
+    if mask:
+        torch.testing.assert_close(logits[0], logits[1], atol=1e-5, rtol=0)
+    else:
+        assert not torch.allclose(logits[0], logits[1], atol=1e-4)

@@ -111,6 +111,9 @@ class LogMelCnnConfig(PreTrainedConfig):
     # Frames more than this many dB below the clip's loudest frame count as silence: they are left out of the
     # normalisation statistics and of the pooling, so leading, trailing and inner silence do not decide the answer.
     speech_threshold_db: float | int | None = 40.0
+    # Set the normalised log-mels of non-speech frames to the mean (0) before the convolutions, so that silence or
+    # noise next to the speech reaches no speech frame's features through the receptive field.
+    mask_non_speech: bool = False
     conv_channels: list[int] | tuple[int, ...] = (16, 32, 64, 128)
     conv_dropout: float | int = 0.0
     # SpecAugment, applied in training mode only: masks of up to `width` frames / mel bins, set to the mean (0).
@@ -587,6 +590,8 @@ class LogMelCnnModel(LogMelCnnPreTrainedModel):
     def forward(self, input_values, attention_mask=None, normalisation_stats=None, output_hidden_states=None,
                 output_attentions=None, **kwargs) -> LogMelCnnOutput:
         features, real, speech = self.normalised_log_mel(input_values, attention_mask, normalisation_stats)
+        if self.config.mask_non_speech:
+            features = features.masked_fill(~speech.unsqueeze(-1), 0.0)
         if self.training:
             features = spec_augment(features, real, self.config)
         x, hidden_states = features.unsqueeze(1), []  # (B, 1, T, F)
