@@ -2,8 +2,8 @@
 
 Each training draw of a clip is cut to `crop_seconds` (shorter clips repeated to fill it, so batches hold no
 padding) and perturbed the way new voices, rooms and microphones differ from the training corpus: speed (pitch and
-tempo together, as Kaldi's speed perturbation), additive noise at a random signal-to-noise ratio, and gain (with the
-clipping a recorder applies). Mixup (Zhang et al. 2018) blends pairs of clips and their labels within a batch.
+tempo together, as Kaldi's speed perturbation), additive noise at a random signal-to-noise ratio, the telephone band
+(on a share of draws), and gain (with the clipping a recorder applies). Mixup (Zhang et al. 2018) blends pairs of clips and their labels within a batch.
 SpecAugment lives in the model (`spec_augment` in modeling_ser.py), since it acts on the model's own log-mels.
 """
 
