@@ -96,7 +96,7 @@ def describe_model(name_or_path: str, labels: list[str]) -> str:
     lines = [f"**Model:** {name} · recognises {len(labels)} emotions: {', '.join(labels)}"]
     if not results:
         return lines[0]
-    keys = card.corpus_keys(results)
+    keys = results_file.corpus_keys(results)
     known = all(corpus_info(key) for key in keys)  # every corpus of the registry is acted speech
     speech = "acted speech (actors portraying emotions)" if known else "speech"
     where = (f"{len(keys)} collections, {card.corpus_name(results)}" if len(keys) > 1 else card.corpus_name(results))

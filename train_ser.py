@@ -119,7 +119,7 @@ def yaml_to_argv(path: str) -> list[str]:
 
 def corpus_name(args: DataArguments) -> str:
     """How results, cards and logs name the training data: the corpus, or a mixture as "emodb+ravdess+emovo"."""
-    return "+".join(args.corpus)
+    return ser_results.mixture_name(args.corpus)
 
 
 def read_corpus(args: DataArguments):

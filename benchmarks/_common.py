@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-EMODB = ROOT.parent / "shared" / "data" / "emodb"
+DATA = ROOT.parent / "shared" / "data"  # the real corpora, one folder per registry name
+EMODB = DATA / "emodb"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -75,6 +76,24 @@ def table(rows: list[dict], columns: list[str], formats: dict | None = None) -> 
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in cells]
     return "\n".join(lines)
+
+
+def run_clips(results: dict) -> list:
+    """The clips a train_ser.py run used (its corpora from DATA, its labels only): fold test speakers refer to them."""
+    from ser.corpora import load_mixture
+    from ser.results import corpus_keys
+
+    keys = corpus_keys(results)
+    return [clip for clip in load_mixture(keys, [DATA / key for key in keys]) if clip.label in results["labels"]]
+
+
+def fold_model(run: Path, results: dict, fold_name: str) -> Path:
+    """Where `train_ser.py --save_fold_models true` left a fold's model (the first seed's, as the final model)."""
+    seeds = results["seeds"]
+    model = (run / f"seed-{seeds[0]}" if len(seeds) > 1 else run) / fold_name / "model"
+    if not model.is_dir():
+        raise SystemExit(f"{model}: no fold model; train with --save_fold_models true")
+    return model
 
 
 def write_result(benchmark: str, payload: dict, quick: bool = False, name: str | None = None) -> Path:

@@ -19,23 +19,22 @@ Writes benchmarks/results/robustness-<name>.json and prints a markdown table.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 from tqdm import tqdm
 
-from _common import ROOT, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import DATA, fold_model, run_clips, write_result  # noqa: I001  (puts the repo root on sys.path)
+from ser import results as results_file
+from ser.audio import SAMPLING_RATE as SR
 from ser.audio import load_audio
-from ser.corpora import load_corpus, load_mixture
+from ser.augment import band_limit
+from ser.corpora import load_corpus
 from ser.predictor import EmotionPredictor
 
-SR = 16000
-DATA = ROOT.parent / "shared" / "data"
 NOISE_DB = -50.0
 
 
@@ -61,7 +60,7 @@ def perturbations(rng: np.random.Generator) -> dict:
         "gain+12": lambda a: np.clip(a * 10 ** (12 / 20), -1, 1).astype(np.float32),
         "gain-12": lambda a: (a * 10 ** (-12 / 20)).astype(np.float32),
         "quiet-48": lambda a: (a / np.abs(a).max() * 10 ** (-48 / 20)).astype(np.float32),
-        "tel-8k": lambda a: soxr.resample(soxr.resample(a, SR, 8000), 8000, SR).astype(np.float32),
+        "tel-8k": band_limit,
         "mp3": mp3_round_trip,
     }
 
@@ -72,21 +71,15 @@ def every_nth(items: list, count: int) -> list:
 
 def fold_jobs(run: Path, clips_per_fold: int, only: list[str] | None) -> list[tuple[Path, list]]:
     """(fold model, its test clips) for every fold (or the `only` ones) of a run saved with --save_fold_models."""
-    results = json.loads((run / "results.json").read_text())
-    names = results["corpus"].split("+")
-    clips = load_mixture(names, [DATA / name for name in names])
-    labels = set(results["labels"])
+    results = results_file.read(run)
+    clips = run_clips(results)
     jobs = []
     for fold in results["runs"][0]["folds"]:
         if only and fold["name"] not in only:
             continue
-        seed_folder = run / f"seed-{results['seeds'][0]}" if len(results["seeds"]) > 1 else run
-        model = seed_folder / fold["name"] / "model"
-        if not model.is_dir():
-            raise SystemExit(f"{model}: no fold model; train with --save_fold_models true")
         speakers = set(fold["test_speakers"])
-        test = [c for c in clips if c.speaker in speakers and c.label in labels]
-        jobs.append((model, every_nth(test, clips_per_fold)))
+        test = [c for c in clips if c.speaker in speakers]
+        jobs.append((fold_model(run, results, fold["name"]), every_nth(test, clips_per_fold)))
     return jobs
 
 

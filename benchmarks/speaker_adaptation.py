@@ -15,19 +15,17 @@ Writes benchmarks/results/speaker_adaptation-<run>.json and .png.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, ROOT, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import RESULTS, fold_model, run_clips, write_result  # noqa: I001  (puts the repo root on sys.path)
+from ser import results as results_file
 from ser import speech
 from ser.audio import load_audio
-from ser.corpora import load_mixture
 from ser.predictor import EmotionPredictor
 from ser.statistics import RunningStatistics
 
-DATA = ROOT.parent / "shared" / "data"
 SECONDS = (2, 5, 10, 20, 40, 80)
 DRAWS = 5
 
@@ -56,13 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
     args = parser.parse_args()
-    results = json.loads((args.run / "results.json").read_text())
-    names = results["corpus"].split("+")
-    clips = [c for c in load_mixture(names, [DATA / n for n in names]) if c.label in results["labels"]]
+    results = results_file.read(args.run)
+    clips = run_clips(results)
     rng = np.random.default_rng(0)
     reproduction, truth, predicted = [], [], {key: [] for key in ("none", "all", *SECONDS)}
     for fold in results["runs"][0]["folds"]:
-        predictor = EmotionPredictor.from_pretrained(args.run / fold["name"] / "model")
+        predictor = EmotionPredictor.from_pretrained(fold_model(args.run, results, fold["name"]))
         test = [c for c in clips if c.speaker in set(fold["test_speakers"])]
         audio = [load_audio(c.path) for c in test]
         labels = [c.label for c in test]

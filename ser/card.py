@@ -11,7 +11,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, UNKNOWN_SPEAKER, corpus_info
 from ser.defaults import UNCERTAIN_BELOW
-from ser.results import fold_table, headline, over_folds, per_corpus, read, seed_table, seeds, upgrade
+from ser.results import corpus_keys, fold_table, headline, over_folds, per_corpus, read, seed_table, seeds, upgrade
 
 CROSS_CORPUS_FILENAME = "cross_corpus_results.json"  # a leave-one-corpus-out run's results.json (ser.export)
 
@@ -37,11 +37,6 @@ METRICS = (
     ("ua", "recall", "UA (unweighted average recall)"),
     ("macro_f1", "f1", "Macro-F1"),
 )
-
-
-def corpus_keys(results):
-    """The corpora a run trained on: one key, or a mixture's keys ("emodb+ravdess+emovo") in order."""
-    return results["corpus"].split("+")
 
 
 def is_mixture(results):

@@ -230,6 +230,19 @@ def read(path) -> dict:
 
 
 # --- accessors ------------------------------------------------------------------------------------------------
+MIXTURE_SEPARATOR = "+"  # "corpus" of a mixture: its corpora's keys joined, in training order
+
+
+def mixture_name(keys: list[str]) -> str:
+    """The "corpus" field for training data of one corpus or several ("emodb+ravdess+emovo")."""
+    return MIXTURE_SEPARATOR.join(keys)
+
+
+def corpus_keys(results: dict) -> list[str]:
+    """The corpora a run trained on: one key, or a mixture's keys in order."""
+    return results["corpus"].split(MIXTURE_SEPARATOR)
+
+
 def seeds(results: dict) -> list[int]:
     return list(results["seeds"])
 
