@@ -71,7 +71,7 @@ def find_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
-def report(path: Path, err: Exception) -> str:
+def report(path: Path, err: Exception | str) -> str:
     message = str(err) if str(path) in str(err) else f"{path}: {err}"
     tqdm.write(f"error: {message}", file=sys.stderr)
     return message
@@ -79,24 +79,23 @@ def report(path: Path, err: Exception) -> str:
 
 def classify_files(predictor, files: list[Path], batch_size: int, same_speaker: bool = False):
     """Rows in input order. Files are decoded and checked one by one, so a bad file fails alone, then classified
-    `batch_size` at a time. `same_speaker`: all files are first decoded for that speaker's statistics."""
-    from ser.audio import AudioError
-
-    stats = None
+    `batch_size` at a time. `same_speaker`: all files are decoded first (once) for that speaker's statistics."""
+    stats, decoded = None, None
     if same_speaker:
-        audio = [_load(predictor, path) for path in tqdm(files, desc="reading the speaker", unit="file",
-                                                          file=sys.stderr)]
-        stats = predictor.speaker_statistics([a for a in audio if not isinstance(a, str)])
+        decoded = [_load(predictor, path) for path in tqdm(files, desc="reading the speaker", unit="file",
+                                                            file=sys.stderr)]
+        stats = predictor.speaker_statistics([a for a in decoded if not isinstance(a, str)])
     with tqdm(total=len(files), desc="classifying", unit="file", file=sys.stderr) as bar:
         for first in range(0, len(files), batch_size):
             chunk = files[first:first + batch_size]
             rows, audio = [], {}
             for i, path in enumerate(chunk):
-                try:
-                    audio[i] = predictor.load_file(path)
+                result = decoded[first + i] if decoded else _load(predictor, path)
+                if isinstance(result, str):
+                    rows.append({"file": str(path), "error": report(path, result)})
+                else:
+                    audio[i] = result
                     rows.append({"file": str(path)})
-                except (AudioError, ValueError) as err:
-                    rows.append({"file": str(path), "error": report(path, err)})
             if audio:
                 for i, scores in zip(audio, predictor.classify_batch(list(audio.values()), stats)):
                     rows[i].update(label=max(scores, key=scores.get), scores=scores,
@@ -106,7 +105,7 @@ def classify_files(predictor, files: list[Path], batch_size: int, same_speaker: 
 
 
 def _load(predictor, path: Path):
-    """The file's audio, or why it cannot be read (reported when the file's row is written)."""
+    """The file's audio, or the message saying why it cannot be read (reported when the file's row is written)."""
     from ser.audio import AudioError
 
     try:

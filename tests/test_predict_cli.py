@@ -133,3 +133,29 @@ def test_same_speaker_needs_a_speaker_normalised_model(model_folder, tmp_path, c
     assert predict_ser.main(["--model", str(model_folder), "--same-speaker", str(clip),
                              "--output", str(tmp_path / "o.csv")]) == 1
     assert "speaker normalisation" in capsys.readouterr().err
+
+
+def test_same_speaker_adapts_a_speaker_normalised_model(tmp_path):
+    """All inputs decoded once for the speaker's statistics, which every clip is then classified with; a file that
+    cannot be read is reported in its row and leaves the others alone."""
+    torch.manual_seed(0)
+    model, fe = scratch_model(TINY_SPECS["logmel-cnn"], LABELS, pooling="stats", normalisation="speaker")
+    torch.nn.init.normal_(model.classifier.weight, std=0.5)
+    model.eval().save_pretrained(tmp_path / "spk")
+    fe.save_pretrained(tmp_path / "spk")
+    speaker = tmp_path / "speaker"
+    speaker.mkdir()
+    for path in sorted(require(EMODB / "wav").glob("03*.wav"))[:12]:  # about 30 s of one speaker
+        shutil.copy(path, speaker / path.name)
+    (speaker / "broken.wav").write_bytes(b"RIFF" + np.random.default_rng(0).bytes(2000))
+    out = tmp_path / "o.csv"
+    assert predict_ser.main(["--model", str(tmp_path / "spk"), "--same-speaker", str(speaker),
+                             "--output", str(out)]) == 1
+    rows = {row["file"].split("/")[-1]: row for row in read_csv(out)}
+    assert rows["broken.wav"]["error"] and not rows["broken.wav"]["label"]
+    predictor = EmotionPredictor.from_pretrained(tmp_path / "spk")
+    names = sorted(name for name in rows if name != "broken.wav")
+    audio = [predictor.load_file(speaker / name) for name in names]
+    expected = predictor.classify_batch(audio, predictor.speaker_statistics(audio))
+    for name, scores in zip(names, expected):
+        assert {label: float(rows[name][label]) for label in LABELS} == pytest.approx(scores, abs=1e-6)
