@@ -154,7 +154,7 @@ class EmotionPredictor:
 
     def _timeline_rows(self, path: Path, longest: int) -> Iterator[dict]:
         stats = RunningStatistics(self.frontend) if self.frontend is not None else None
-        segments, _ = timelines.find_segments(path, self.sampling_rate, also=stats.add if stats else None)
+        segments = timelines.find_segments(path, self.sampling_rate, also=stats.add if stats else None)
         shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
         segments = [s for s in timelines.pieces(segments, longest) if s.end - s.start >= shortest]
         if not segments:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLING_RATE = 16000
+from ser.audio import SAMPLING_RATE
+
 FRAME_SECONDS = 0.025
 HOP_SECONDS = 0.010
 DYNAMIC_RANGE_DB = 40.0  # speech frames lie within this of the loudest frame

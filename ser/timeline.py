@@ -33,14 +33,14 @@ def pieces(segments: list[speech.Segment], longest: int) -> list[speech.Segment]
     return out
 
 
-def find_segments(path: Path, sampling_rate: int, also=None) -> tuple[list[speech.Segment], int]:
-    """The speech segments of a whole file (first pass) and its length in samples; `also(block)` sees each block."""
+def find_segments(path: Path, sampling_rate: int, also=None) -> list[speech.Segment]:
+    """The speech segments of a whole file (first pass); `also(block)` sees each block."""
     meter = speech.LevelMeter(sampling_rate)
     for _, block in iter_audio_blocks(path, BLOCK_SECONDS, sampling_rate):
         meter.add(block)
         if also is not None:
             also(block)
-    return meter.segments(), meter.num_samples
+    return meter.segments()
 
 
 def cut(path: Path, segments: list[speech.Segment], sampling_rate: int) -> Iterator[tuple[speech.Segment, np.ndarray]]:
