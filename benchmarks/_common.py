@@ -14,8 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = ROOT.parent / "shared" / "data"  # the real corpora, one folder per registry name
 EMODB = DATA / "emodb"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def cpu_model() -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from _common import ROOT, median, table, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import ROOT, median, table, write_result
 from ser import corpora, splits
 from ser.audio import load_audio
 from ser.metrics import classification_metrics, summarize_folds

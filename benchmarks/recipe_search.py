@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import ROOT, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import ROOT, write_result
 from ser import results as results_file
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from _common import DATA, fold_model, run_clips, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import DATA, fold_model, run_clips, write_result
 from ser import results as results_file
 from ser.audio import SAMPLING_RATE as SR
 from ser.audio import load_audio

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, fold_model, run_clips, write_result  # noqa: I001  (puts the repo root on sys.path)
+from _common import RESULTS, fold_model, run_clips, write_result
 from ser import results as results_file
 from ser import speech
 from ser.audio import load_audio

@@ -12,14 +12,11 @@ first one-seed format, by ser.results), never from the old card.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ser.card import write_card  # noqa: E402
-from ser.export import add_cross_corpus  # noqa: E402
-from ser.results import FILENAME  # noqa: E402
+from ser.card import write_card
+from ser.export import add_cross_corpus
+from ser.results import FILENAME
 
 DEFAULT_ROOTS = ("models", "exports")
 

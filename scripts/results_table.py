@@ -12,12 +12,9 @@ held-out corpus (`baseline_opensmile.py --loco`).
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from ser import results as results_file  # noqa: E402
+from ser import results as results_file
 
 HEADER = ("corpus", "protocol", "speaker norm.", "seeds", "pooled UA", "pooled WA", "pooled macro-F1",
           "UA over folds", "floor UA", "results")

@@ -18,4 +18,5 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
+.venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .  # ser and modeling_ser importable everywhere (pyproject.toml)
 echo "setup: ready (.venv)"

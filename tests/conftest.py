@@ -1,7 +1,6 @@
 """Shared test fixtures: tiny encoder specs of every family (built here, never downloaded) and real clips."""
 
 import os
-import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -13,7 +12,6 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)  # tiny models gain nothing from more, and threads that spin against other processes lose much
 DATA = ROOT.parent / "shared" / "data"
 EMODB = DATA / "emodb"

@@ -354,10 +354,9 @@ MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys, tracemalloc
     import torch
     torch.set_num_threads(1)
-    sys.path.insert(0, sys.argv[1])
     from ser.predictor import EmotionPredictor
 
-    predictor = EmotionPredictor.from_pretrained(sys.argv[2])
+    predictor = EmotionPredictor.from_pretrained(sys.argv[1])
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
 
     def run(path):
@@ -367,11 +366,11 @@ MEMORY_PROBE = textwrap.dedent("""
         tracemalloc.stop()
         return count, peak
 
-    run(sys.argv[3])  # warm-up: allocator pools, lazily built kernels
+    run(sys.argv[2])  # warm-up: allocator pools, lazily built kernels
     out = {"rss_before": rss()}
-    out["rows_short"], out["traced_peak_short"] = run(sys.argv[3])
+    out["rows_short"], out["traced_peak_short"] = run(sys.argv[2])
     out["rss_after_short"] = rss()
-    out["rows_long"], out["traced_peak_long"] = run(sys.argv[4])
+    out["rows_long"], out["traced_peak_long"] = run(sys.argv[3])
     out["rss_after_long"] = rss()
     print(json.dumps(out))
 """)
@@ -383,7 +382,7 @@ def test_timeline_memory_stays_flat_for_an_hour_long_recording(recordings, saved
     recording against one of 60 minutes)."""
     hour = tmp_path / "60min.wav"
     write_recording(hour, 3600)
-    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(ROOT), str(saved["stock"][2]),
+    done = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(saved["stock"][2]),
                            str(recordings[2][0]), str(hour)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
