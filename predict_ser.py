@@ -13,6 +13,13 @@ of that person's speech (at least 10 s of it), as in training.
 Folders are searched recursively for audio files (wav flac ogg mp3 m4a opus ...). A file that cannot be classified
 is reported on stderr and written to the output with its `error`; the exit code is then 1. Without --output the
 table goes to stdout as CSV.
+
+Archives (ser/archive.py): clips are batched by duration, results are written as they come (to
+`<output>.parts/`) and merged in input order at the end; a killed run started again skips finished files. Under
+`accelerate launch --cpu --num_processes N` the files are shared out between N processes (or machines), with an
+output identical to one process's:
+
+    accelerate launch --cpu --num_processes 4 predict_ser.py archive/ --output predictions.csv
 """
 
 from __future__ import annotations
@@ -25,16 +32,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ser import archive, defaults
 from ser.audio import find_audio_files
-from ser import defaults
 from ser.defaults import DEFAULT_MODEL
+from ser.runtime import RUNTIMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="audio files and/or folders (searched recursively)")
     parser.add_argument("--model", help=f"saved model folder or Hub id (default: {DEFAULT_MODEL} beside this script)")
-    parser.add_argument("--runtime", default=defaults.RUNTIME, choices=["fp32", "int8"],
+    parser.add_argument("--runtime", default=defaults.RUNTIME, choices=RUNTIMES,
                         help=f"CPU runtime (default: {defaults.RUNTIME})")
     parser.add_argument("--output", help="out.csv or out.jsonl (default: CSV on stdout)")
     parser.add_argument("--batch-size", type=int, default=8, help="clips per forward pass (default: 8)")
@@ -77,31 +85,31 @@ def report(path: Path, err: Exception | str) -> str:
     return message
 
 
-def classify_files(predictor, files: list[Path], batch_size: int, same_speaker: bool = False):
-    """Rows in input order. Files are decoded and checked one by one, so a bad file fails alone, then classified
-    `batch_size` at a time. `same_speaker`: all files are decoded first (once) for that speaker's statistics."""
-    stats, decoded = None, None
-    if same_speaker:
-        decoded = [_load(predictor, path) for path in tqdm(files, desc="reading the speaker", unit="file",
-                                                            file=sys.stderr)]
-        stats = predictor.speaker_statistics([a for a in decoded if not isinstance(a, str)])
-    with tqdm(total=len(files), desc="classifying", unit="file", file=sys.stderr) as bar:
-        for first in range(0, len(files), batch_size):
-            chunk = files[first:first + batch_size]
-            rows, audio = [], {}
-            for i, path in enumerate(chunk):
-                result = decoded[first + i] if decoded else _load(predictor, path)
-                if isinstance(result, str):
-                    rows.append({"file": str(path), "error": report(path, result)})
-                else:
-                    audio[i] = result
-                    rows.append({"file": str(path)})
-            if audio:
-                for i, scores in zip(audio, predictor.classify_batch(list(audio.values()), stats)):
-                    rows[i].update(label=max(scores, key=scores.get), scores=scores,
-                                   uncertain=predictor.is_uncertain(scores))
-            bar.update(len(chunk))
-            yield from rows
+def clip_rows(predictor, paths: list[Path], decoded: list | None = None, stats=None) -> list[dict]:
+    """One row per path, in order: the clips that decode are classified together (one `classify_batch`), a file
+    that does not gets its error. `decoded`: the paths' audio (or messages), when already read."""
+    decoded = decoded or [_load(predictor, path) for path in paths]
+    rows, audio = [], {}
+    for i, (path, result) in enumerate(zip(paths, decoded)):
+        if isinstance(result, str):
+            rows.append({"file": str(path), "error": report(path, result)})
+        else:
+            audio[i] = result
+            rows.append({"file": str(path)})
+    if audio:
+        for i, scores in zip(audio, predictor.classify_batch(list(audio.values()), stats)):
+            rows[i].update(label=max(scores, key=scores.get), scores=scores, uncertain=predictor.is_uncertain(scores))
+    return rows
+
+
+def classify_same_speaker(predictor, files: list[Path], batch_size: int):
+    """Rows in input order, every clip normalised with the statistics of all of them: all files are decoded first
+    (once), then classified `batch_size` at a time."""
+    decoded = [_load(predictor, path) for path in tqdm(files, desc="reading the speaker", unit="file",
+                                                        file=sys.stderr)]
+    stats = predictor.speaker_statistics([a for a in decoded if not isinstance(a, str)])
+    for first in tqdm(range(0, len(files), batch_size), desc="classifying", unit="batch", file=sys.stderr):
+        yield from clip_rows(predictor, files[first:first + batch_size], decoded[first:first + batch_size], stats)
 
 
 def _load(predictor, path: Path):
@@ -147,33 +155,43 @@ def plot_path(plot: str, path: Path, several: bool) -> Path:
     return target.with_name(f"{target.stem}-{path.stem}{target.suffix or '.png'}") if several else target
 
 
-def run_timelines(predictor, files: list[Path], args) -> tuple[list[dict], int]:
-    """All speech segments of every file (a file's rows carry its name), with a summary per file on stderr; a
-    failing file adds an error row."""
+def timeline_rows(predictor, path: Path, args, several: bool) -> list[dict]:
+    """All speech segments of one recording (rows carry its name), with its summary on stderr and its plot; a
+    failing file gives one error row."""
+    from accelerate import PartialState
+
     from ser.audio import AudioError
     from ser.timeline import summary
 
-    rows, failed = [], 0
-    for path in files:
-        file_rows = []
-        try:
-            segments = predictor.timeline(path, args.segment, smooth_seconds=args.smooth)
-            for row in tqdm(segments, desc=path.name, unit="segment", file=sys.stderr):
-                file_rows.append({"file": str(path), **row})
-        except (AudioError, ValueError) as err:
-            failed += 1
-            file_rows.append({"file": str(path), "start": None, "end": None, "label": None, "scores": None,
-                              "uncertain": None, "error": report(path, err)})
-        rows += file_rows
-        segments_only = [row for row in file_rows if "error" not in row]
-        if segments_only:
-            shares = summary(segments_only)
-            tqdm.write(f"{path.name}: {shares['speech_seconds']:.0f} s of speech: " + ", ".join(
-                f"{label} {share:.0%}" for label, share in shares["share"].items()), file=sys.stderr)
-        if args.plot and segments_only:
-            predictor.plot_timeline(segments_only, predictor.labels, plot_path(args.plot, path, len(files) > 1),
-                                    title=path.name)
-    return rows, failed
+    try:
+        segments = predictor.timeline(path, args.segment, smooth_seconds=args.smooth)
+        rows = [{"file": str(path), **row} for row in tqdm(segments, desc=path.name, unit="segment", leave=False,
+                                                           file=sys.stderr,
+                                                           disable=not PartialState().is_main_process)]
+    except (AudioError, ValueError) as err:
+        return [{"file": str(path), "start": None, "end": None, "label": None, "scores": None, "uncertain": None,
+                 "error": report(path, err)}]
+    shares = summary(rows)
+    tqdm.write(f"{path.name}: {shares['speech_seconds']:.0f} s of speech: " + ", ".join(
+        f"{label} {share:.0%}" for label, share in shares["share"].items()), file=sys.stderr)
+    if args.plot:
+        predictor.plot_timeline(rows, predictor.labels, plot_path(args.plot, path, several), title=path.name)
+    return rows
+
+
+def run_archive(predictor, files: list[Path], args, model: str) -> int:
+    """Clips (batched by duration) or timelines (one recording at a time) through ser.archive: sharded over the
+    launched processes, resumable, merged in input order. Returns the number of failed files."""
+    if args.timeline:
+        key = archive.run_key(files, mode="timeline", model=model, runtime=args.runtime, segment=args.segment,
+                              smooth=args.smooth, batch_size=args.batch_size)
+        return archive.run(files, lambda paths: [timeline_rows(predictor, paths[0], args, len(files) > 1)],
+                           lambda rows, output: predictor.write_timeline(rows, output or "-"),
+                           args.output, key, batch_size=None)
+    key = archive.run_key(files, mode="clips", model=model, runtime=args.runtime, batch_size=args.batch_size)
+    return archive.run(files, lambda paths: [[row] for row in clip_rows(predictor, paths)],
+                       lambda rows, output: write_predictions(rows, predictor.labels, output),
+                       args.output, key, batch_size=args.batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     from ser.predictor import EmotionPredictor
 
     hf_logging.disable_progress_bar()  # one progress bar (ours) is enough
+    if args.same_speaker and archive.num_processes() > 1:
+        print("error: --same-speaker needs all of the speaker's files in one process; run it without "
+              "accelerate launch (or with --num_processes 1)", file=sys.stderr)
+        return 2
 
     model = args.model or str(Path(__file__).resolve().parent / DEFAULT_MODEL)
     try:
@@ -196,16 +218,19 @@ def main(argv: list[str] | None = None) -> int:
     if not files:
         print("error: no audio files found in the inputs", file=sys.stderr)
         return 1
-    if args.timeline:
-        rows, failed = run_timelines(predictor, files, args)
-        EmotionPredictor.write_timeline(rows, args.output or "-")
-    else:
+    if args.same_speaker:
         try:
-            rows = classify_files(predictor, files, args.batch_size, args.same_speaker)
+            rows = classify_same_speaker(predictor, files, args.batch_size)
             failed = write_predictions(rows, predictor.labels, args.output)
-        except ValueError as err:  # --same-speaker: too little speech, or a model that does not adapt
+        except ValueError as err:  # too little speech, or a model that does not adapt
             print(f"error: --same-speaker: {err}", file=sys.stderr)
             return 1
+    else:
+        try:
+            failed = run_archive(predictor, files, args, model)
+        except archive.ArchiveError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     if failed:
         print(f"{failed} of {len(files)} file(s) failed", file=sys.stderr)
     return 1 if failed else 0
