@@ -12,8 +12,11 @@ from ser.audio import SAMPLING_RATE
 
 
 def feature_extractor_for(family: str, **overrides):
-    """The family's standard front end: raw normalised samples, 80-bin log-mels stacked in pairs (w2v-BERT), or raw
-    samples at their own level (logmel-cnn computes and normalises its log-mels itself)."""
+    """The family's standard front end: raw normalised samples, 80-bin log-mels stacked in pairs (w2v-BERT), Whisper's
+    log-mels at the clip's own length (not padded to 30 s), or raw samples at their own level (logmel-cnn computes
+    and normalises its log-mels itself)."""
+    if family == "whisper":
+        return modeling_ser.WhisperEmotionFeatureExtractor(sampling_rate=SAMPLING_RATE, **overrides)
     if family == "wav2vec2-bert":
         return SeamlessM4TFeatureExtractor(sampling_rate=SAMPLING_RATE, return_attention_mask=True, **overrides)
     options = {"feature_size": 1, "sampling_rate": SAMPLING_RATE, "padding_value": 0.0,
@@ -32,12 +35,18 @@ def scratch_model(spec: dict, labels: list[str], **head_options):
     "feature_extractor": optional overrides} as in `configs/encoders/*.json`."""
     cls = emotion_class(spec["family"])
     config = cls.config_class(**{**spec["encoder"], **head_options}, **modeling_ser.label_maps(labels))  # head options win
-    return cls(config), feature_extractor_for(spec["family"], **spec.get("feature_extractor", {}))
+    overrides = spec.get("feature_extractor", {})
+    if spec["family"] == "whisper":
+        overrides = {"feature_size": config.num_mel_bins, **overrides}  # the extractor makes the encoder's mel bins
+    return cls(config), feature_extractor_for(spec["family"], **overrides)
 
 
 def pretrained_model(name_or_path: str, labels: list[str], **head_options):
     """An emotion model around a pretrained encoder; the same `from_pretrained` path for Hub ids and folders."""
     model = modeling_ser.from_backbone(name_or_path, labels, **head_options)
+    if model.family == "whisper":  # the checkpoint's own extractor pads every clip to 30 s; same settings, no padding
+        return model, modeling_ser.WhisperEmotionFeatureExtractor.from_pretrained(name_or_path,
+                                                                                   return_attention_mask=True)
     return model, AutoFeatureExtractor.from_pretrained(name_or_path)
 
 

@@ -52,6 +52,10 @@ class EmotionPredictor:
         self.feature_extractor = feature_extractor
         self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
+        positions = getattr(config, "max_source_positions", None)  # Whisper: positions for 30 s, two mel frames each
+        if positions:
+            hop = feature_extractor.hop_length / self.sampling_rate
+            self.max_seconds = min(self.max_seconds, 2 * positions * hop)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         self.trim_silence = bool(getattr(config, "trim_silence", False))
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us

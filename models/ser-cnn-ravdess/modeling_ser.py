@@ -1,6 +1,7 @@
 """Speech emotion recognition: a self-supervised speech encoder with one shared classification head.
 
-The same head sits on four encoder families (wav2vec 2.0, HuBERT, WavLM, w2v-BERT 2.0):
+The same head sits on five pretrained encoder families (wav2vec 2.0, HuBERT, WavLM, w2v-BERT 2.0, Whisper's
+encoder at each clip's own length) and on a compact log-mel CNN trained from scratch:
 
     frames of the chosen encoder layer(s)  (B, T, H)
       -> projector (linear, per frame)       (B, T, P)
@@ -25,6 +26,7 @@ from huggingface_hub.dataclasses import strict
 from torch import nn
 from transformers import (
     AutoConfig,
+    AutoFeatureExtractor,
     AutoModelForAudioClassification,
     HubertConfig,
     PreTrainedConfig,
@@ -40,14 +42,19 @@ from transformers import (
     WavLMConfig,
     WavLMForSequenceClassification,
     WavLMModel,
+    WhisperConfig,
+    WhisperFeatureExtractor,
 )
 from transformers import initialization as init
 from transformers.audio_utils import mel_filter_bank
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 from transformers.models.hubert.modeling_hubert import HubertPreTrainedModel
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2PreTrainedModel
 from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertPreTrainedModel
 from transformers.models.wavlm.modeling_wavlm import WavLMPreTrainedModel
+from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperPreTrainedModel
 
 POOLINGS = ("mean", "stats", "attentive")
 HEAD_FIELDS = ("pooling", "feature_layer", "head_hidden_sizes", "head_dropout", "freeze_feature_encoder", "freeze_backbone")
@@ -83,6 +90,15 @@ class WavLMEmotionConfig(WavLMConfig, EmotionHeadFields):
 @strict
 class Wav2Vec2BertEmotionConfig(Wav2Vec2BertConfig, EmotionHeadFields):
     model_type = "wav2vec2-bert-emotion"
+
+
+@strict
+class WhisperEmotionConfig(WhisperConfig, EmotionHeadFields):
+    """A Whisper encoder (the decoder's fields are kept but unused) with the shared head."""
+
+    model_type = "whisper-emotion"
+    # The shared head checks `layerdrop`; Whisper names the encoder's `encoder_layerdrop`.
+    attribute_map = {**WhisperConfig.attribute_map, "layerdrop": "encoder_layerdrop"}
 
 
 @strict
@@ -440,6 +456,142 @@ class Wav2Vec2BertForEmotion(EmotionModelMixin, Wav2Vec2BertPreTrainedModel):
         self.apply_freezing()
 
 
+# --- Whisper: the encoder at the input's own length --------------------------------------------------------------
+
+
+class WhisperEmotionFeatureExtractor(WhisperFeatureExtractor):
+    """Whisper's log-mels without the 30 s padding, exact under padding.
+
+    The stock extractor pads every clip with zeros to 30 s (`padding="max_length"`) before its STFT, so a clip's
+    last frames see the zeros instead of the reflection of its own end, and its mask counts one frame too many when
+    a length is not a multiple of the hop. Here each clip's log-mels are computed alone, exactly as Whisper computes
+    them for that clip, and then padded (by default to the longest clip of the call) with a mask of its real frames.
+    """
+
+    def __init__(self, *args, return_attention_mask: bool = True, **kwargs):
+        super().__init__(*args, return_attention_mask=return_attention_mask, **kwargs)
+
+    def __call__(self, raw_speech, sampling_rate=None, return_tensors=None, padding="longest", max_length=None,
+                 return_attention_mask=None, truncation=False, **kwargs) -> BatchFeature:
+        """`padding`: True or "longest" (default), or "max_length" (`max_length` samples, 30 s if not given).
+        Nothing is truncated: the encoder refuses more frames than it has positions for, by name."""
+        batched = getattr(raw_speech, "ndim", 1) > 1 or (
+            isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and hasattr(raw_speech[0], "__len__"))
+        clips = list(raw_speech) if batched else [raw_speech]
+        features = [super(WhisperEmotionFeatureExtractor, self).__call__(
+            clip, sampling_rate=sampling_rate, padding="longest", truncation=False, return_attention_mask=False,
+            return_tensors="pt", **kwargs)["input_features"][0] for clip in clips]  # each (F, T_i)
+        lengths = torch.tensor([f.shape[-1] for f in features])
+        if padding == "max_length":
+            frames = (max_length or self.n_samples) // self.hop_length
+        elif padding in (True, "longest") or len(set(lengths.tolist())) == 1:
+            frames = int(lengths.max())
+        else:
+            raise ValueError(f"padding={padding!r}: clips of different lengths need padding=True or 'max_length'")
+        batch = {"input_features": torch.stack([nn.functional.pad(f, (0, frames - f.shape[-1]), value=self.padding_value)
+                                                for f in features])}
+        if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
+            batch["attention_mask"] = (torch.arange(frames) < lengths.unsqueeze(1)).to(torch.int32)  # mel frames
+        if return_tensors != "pt":
+            batch = {name: value.numpy() for name, value in batch.items()}
+        return BatchFeature(batch, tensor_type=return_tensors)
+
+
+@dataclass
+class WhisperEmotionEncoderOutput(BaseModelOutput):
+    """`frame_mask` (B, T): encoder frames that hold the clip (not padding)."""
+
+    frame_mask: torch.BoolTensor | None = None
+
+
+class WhisperEmotionEncoder(WhisperEncoder):
+    """Whisper's encoder (the same parameters) at the input's own length, exact under padding.
+
+    The stock encoder takes exactly `2 * max_source_positions` mel frames (30 s) and attends to all of them. Here T
+    mel frames use the first ceil(T / 2) positions (the sinusoids are a fixed table, so a prefix of it is what a clip
+    of that length gets at the start of a 30 s window, without the padding after it). For a padded batch,
+    `attention_mask` marks the real mel frames: padded frames are zeroed before each convolution (where the clip
+    alone sees the convolution's zero padding) and left out of self-attention as keys, so every real frame equals
+    the clip's own. Without a mask, padding would change every frame through attention.
+    """
+
+    def frame_lengths(self, mel_lengths: torch.Tensor) -> torch.Tensor:
+        """Encoder frames for a number of mel frames: conv2 has kernel 3, stride 2, padding 1."""
+        return (mel_lengths - 1) // 2 + 1
+
+    def forward(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                output_hidden_states: bool | None = None, output_attentions: bool | None = None,
+                **kwargs) -> WhisperEmotionEncoderOutput:
+        """input_features (B, F, T) log-mels; attention_mask (B, T), 1 for real mel frames."""
+        mel_mask = None if attention_mask is None else attention_mask.bool()
+        frames = self.frame_lengths(input_features.shape[-1])
+        if frames > self.max_source_positions:
+            raise ValueError(f"{input_features.shape[-1]} mel frames need {frames} positions; this Whisper encoder has "
+                             f"{self.max_source_positions} (30 s of audio at Whisper's 10 ms hop)")
+        hidden_states = input_features
+        for conv in (self.conv1, self.conv2):
+            if mel_mask is not None:
+                hidden_states = hidden_states * mel_mask.unsqueeze(1).to(hidden_states.dtype)
+            hidden_states = nn.functional.gelu(conv(hidden_states))
+        frame_mask = torch.ones(hidden_states.shape[0], hidden_states.shape[-1], dtype=torch.bool,
+                                device=hidden_states.device)
+        if mel_mask is not None:
+            frame_mask = torch.arange(frame_mask.shape[1], device=frame_mask.device) < self.frame_lengths(
+                mel_mask.sum(-1)).unsqueeze(1)
+        hidden_states = hidden_states.transpose(1, 2) + self.embed_positions.weight[: hidden_states.shape[-1]]
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        attention = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
+                                              attention_mask=None if mel_mask is None else frame_mask)
+        all_states = [hidden_states]
+        for layer in self.layers:
+            if self.training and self.layerdrop > 0 and torch.rand([]) < self.layerdrop:
+                all_states.append(hidden_states)  # never with a layer-wise head: check_head_options refuses it
+                continue
+            hidden_states = layer(hidden_states, attention)
+            all_states.append(hidden_states)
+        hidden_states = self.layer_norm(hidden_states)
+        all_states[-1] = hidden_states  # as the stock encoder: the last entry is the normed output
+        return WhisperEmotionEncoderOutput(last_hidden_state=hidden_states,
+                                           hidden_states=tuple(all_states) if output_hidden_states else None,
+                                           frame_mask=frame_mask)
+
+
+class WhisperForEmotion(EmotionModelMixin, WhisperPreTrainedModel):
+    """The shared head on a Whisper encoder, at each clip's own length (`WhisperEmotionEncoder`), fed by
+    `WhisperEmotionFeatureExtractor` (no 30 s padding; a mask of real frames).
+
+    No stock class: `WhisperForAudioClassification` pads every clip to 30 s and averages the padding into its pooled
+    features, so it computes this head (mean pooling, linear classifier) only for clips of exactly 30 s. Every head
+    is therefore saved with this file (`trust_remote_code=True` in the stock pipeline). Parameter names are the
+    stock class's (`encoder.*`, `projector`, `classifier`), so its weights load either way.
+    """
+
+    config_class = WhisperEmotionConfig
+    stock_class = None
+    family = "whisper"
+    main_input_name = "input_features"
+    # A WhisperModel / WhisperForConditionalGeneration checkpoint also holds the decoder: only encoder.* is used.
+    _keys_to_ignore_on_load_unexpected = [r"decoder\.", r"proj_out\."]
+
+    def __init__(self, config: WhisperEmotionConfig):
+        super().__init__(config)
+        self.encoder = WhisperEmotionEncoder(config)
+        self._build_head(config)
+        self.post_init()
+        self.apply_freezing()
+
+    @property
+    def base_model(self) -> WhisperEmotionEncoder:
+        # `base_model_prefix` stays Whisper's "model", which lets the loader strip the "model." of a
+        # WhisperForConditionalGeneration checkpoint, as for the stock class; the backbone itself is `encoder`.
+        return self.encoder
+
+    def freeze_feature_encoder(self) -> None:
+        """Stops gradients into the two convolutions before the transformer layers."""
+        for param in (*self.encoder.conv1.parameters(), *self.encoder.conv2.parameters()):
+            param.requires_grad = False
+
+
 @dataclass
 class LogMelCnnOutput(BaseModelOutput):
     """`frame_mask` (B, T): output frames that hold real speech (not padding, not silence)."""
@@ -625,12 +777,14 @@ class LogMelCnnForEmotion(EmotionModelMixin, LogMelCnnPreTrainedModel):
 
 EMOTION_CLASSES = {
     cls.family: cls
-    for cls in (Wav2Vec2ForEmotion, HubertForEmotion, WavLMForEmotion, Wav2Vec2BertForEmotion, LogMelCnnForEmotion)
+    for cls in (Wav2Vec2ForEmotion, HubertForEmotion, WavLMForEmotion, Wav2Vec2BertForEmotion, WhisperForEmotion,
+                LogMelCnnForEmotion)
 }
 
 
 def from_backbone(name_or_path: str, labels: list[str], **head_options):
-    """Picks the emotion class from the encoder's `model_type` ("wav2vec2", "hubert", "wavlm", "wav2vec2-bert")."""
+    """Picks the emotion class from the encoder's `model_type` ("wav2vec2", "hubert", "wavlm", "wav2vec2-bert",
+    "whisper": any Whisper checkpoint, of which only the encoder is used)."""
     model_type = AutoConfig.from_pretrained(name_or_path).model_type
     if model_type not in EMOTION_CLASSES:
         raise ValueError(f"{name_or_path} is a {model_type!r} model; supported encoders: {sorted(EMOTION_CLASSES)}")
@@ -638,13 +792,16 @@ def from_backbone(name_or_path: str, labels: list[str], **head_options):
 
 
 def register_auto_classes() -> None:
-    """Lets `AutoConfig` / `AutoModelForAudioClassification` load our saved models inside this process."""
+    """Lets `AutoConfig` / `AutoModelForAudioClassification` (and `AutoFeatureExtractor`, for Whisper) load our
+    saved models inside this process."""
     for cls in EMOTION_CLASSES.values():
         AutoConfig.register(cls.config_class.model_type, cls.config_class, exist_ok=True)
         AutoModelForAudioClassification.register(cls.config_class, cls, exist_ok=True)
+    AutoFeatureExtractor.register(WhisperEmotionConfig, WhisperEmotionFeatureExtractor, exist_ok=True)
 
 
 # Saving writes `auto_map` and copies this file beside the weights, for `trust_remote_code=True` loading.
 for _cls in EMOTION_CLASSES.values():
     _cls.config_class.register_for_auto_class()
     _cls.register_for_auto_class("AutoModelForAudioClassification")
+WhisperEmotionFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
