@@ -10,7 +10,7 @@ from transformers import (AutoFeatureExtractor, AutoModelForAudioClassification,
 
 import modeling_ser
 from conftest import EMODB
-from ser.encoders import feature_extractor_for, scratch_model
+from ser.encoders import feature_extractor_for, pretrained_model, scratch_model
 from ser.predictor import EmotionPredictor
 from test_modeling import run_fresh_pipeline
 
@@ -89,6 +89,26 @@ def test_at_exactly_30_s_the_head_is_the_stock_class(clips):
             assert torch.allclose(ours, theirs, atol=1e-5) == (len(audio) == 480000)
 
 
+def test_loss_falls_on_real_clips_and_a_frozen_encoder_stays_unchanged(emodb_clips):
+    torch.manual_seed(0)
+    audio, labels = emodb_clips
+    model, fe = scratch_model(SPEC, ["angry", "sad"], pooling="stats", feature_layer="weighted",
+                              head_hidden_sizes=[16], head_dropout=0.0, freeze_backbone=True)
+    inputs = fe([a[:16000] for a in audio], sampling_rate=16000, return_tensors="pt")
+    before = {n: p.detach().clone() for n, p in model.encoder.named_parameters()}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    losses = []
+    for _ in range(25):
+        loss = model(**inputs, labels=torch.tensor(labels)).loss
+        losses.append(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert min(losses[-5:]) < losses[0] * 0.8, losses
+    for name, param in model.encoder.named_parameters():
+        assert not param.requires_grad and torch.equal(param, before[name]), name
+
+
 @pytest.mark.parametrize("checkpoint", [WhisperModel, WhisperForConditionalGeneration])
 def test_from_backbone_takes_the_encoder_of_a_whisper_checkpoint(checkpoint, tmp_path):
     torch.manual_seed(0)
@@ -108,6 +128,9 @@ def test_from_backbone_takes_the_encoder_of_a_whisper_checkpoint(checkpoint, tmp
     assert all(p.requires_grad for p in model.encoder.layers.parameters())
     with pytest.raises(ValueError, match="whisper"):
         modeling_ser.HubertForEmotion.from_backbone(str(folder), ["a", "b"])
+    _, fe = pretrained_model(str(folder), ["neutral", "angry"])  # the checkpoint's extractor settings, no padding
+    assert type(fe) is modeling_ser.WhisperEmotionFeatureExtractor and fe.return_attention_mask
+    assert fe(np.zeros(8000, dtype=np.float32), sampling_rate=16000)["input_features"].shape == (1, 80, 50)
 
 
 def test_saved_model_round_trip_predictor_and_stock_pipeline(clips, tmp_path):
