@@ -1,12 +1,15 @@
-"""Speech emotion recognition demo: record or upload speech, get the probability of every emotion.
+"""Speech emotion recognition demo: upload a recording or speak into the microphone, and see the emotion.
 
-Ready to run as a Hugging Face Space (`python app.py`) or locally:
+Ready to run as a Hugging Face Space (`python app.py`; README "The demo as a Space") or locally:
 
     python app.py --model models/ser-cnn-emodb            # a saved model folder
     python app.py --model org/emotion-model --runtime int8   # a Hub id, int8 CPU runtime
 
-The model is loaded once, in `main()`; importing this file loads nothing. Recordings longer than one speech segment
-also get a timeline: the emotion of every speech segment, smoothed, so a change of emotion within a recording shows.
+An upload gets the probability of every emotion; one longer than a speech segment also gets a timeline of its speech
+segments (smoothed), a summary of the time per emotion and the segments as CSV. The live microphone updates a meter
+and a rolling timeline while the person speaks, and analyses the whole recording when they stop. The API has
+`/predict` (scores) and `/timeline` (segments). What the page does with audio lives in ser/demo.py; the model is
+loaded once, in `main()`, so importing this file loads nothing.
 """
 
 import os
@@ -18,73 +21,19 @@ import argparse
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
+import pandas as pd
+from gradio.data_classes import FileData
 
-from ser.audio import AudioError, audio_duration, load_audio
 from ser.corpora import corpus_info
-from ser import card, defaults
+from ser import card, defaults, demo
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
+from ser.runtime import RUNTIMES
 from ser import results as results_file
 
 HERE = Path(__file__).resolve().parent
-MAX_SECONDS = 600.0  # longer uploads are refused before decoding: ten minutes take a few seconds to classify
-NO_INPUT = "Please record or upload a speech recording first."
-UNREADABLE = "This file could not be read as audio. Please upload a WAV, FLAC, OGG or MP3 recording of speech."
-
-
-def refuse(message: str) -> gr.Error:
-    """The error a user sees as a toast: an expected bad input, so no traceback in the server log."""
-    return gr.Error(message, print_exception=False)
-
-
-def check_recording(path: str | None) -> tuple[float, np.ndarray | None]:
-    """(duration in seconds, samples or None) of a usable input, or a gr.Error saying what is wrong.
-
-    The duration comes from the file header when it states one, so a long upload is refused undecoded. A browser
-    that cannot encode WAV sends its recording as webm/ogg (named .wav) whose header has no duration; that file is
-    decoded here (ffmpeg) and its samples are handed back.
-    """
-    if not path:
-        raise refuse(NO_INPUT)
-    audio = None
-    try:
-        duration = audio_duration(path)
-    except AudioError:
-        try:
-            audio = load_audio(path, EmotionPredictor.sampling_rate)
-        except AudioError:
-            raise refuse(UNREADABLE) from None
-        duration = audio.size / EmotionPredictor.sampling_rate
-    if duration <= 0:
-        raise refuse("The audio file is empty: it holds no samples.")
-    if duration > MAX_SECONDS:
-        raise refuse(f"The recording is {duration / 60:.1f} minutes long; this demo takes at most "
-                     f"{MAX_SECONDS / 60:.0f} minutes. Please upload a shorter excerpt.")
-    return duration, audio
-
-
-def user_message(error: Exception, path: str) -> str:
-    """The predictor's message without the server's temporary file path, which means nothing to the user."""
-    message = str(error).strip()
-    for prefix in (f"{path}: ", "audio: "):  # classify_file names the path, classify_array says "audio"
-        message = message.removeprefix(prefix)
-    if "readable" in message or "decod" in message:
-        return UNREADABLE
-    message = message.replace(str(path), "the file")
-    return message[:1].upper() + message[1:]
-
-
-def long_recording_scores(predictor: EmotionPredictor, path: str) -> dict[str, float]:
-    """Scores of a recording longer than the model takes at once: the mean over its speech segments, each weighted
-    by its duration."""
-    totals, weight = dict.fromkeys(predictor.labels, 0.0), 0.0
-    for row in predictor.timeline(path):
-        duration = row["end"] - row["start"]
-        for label, score in row["scores"].items():
-            totals[label] += score * duration
-        weight += duration
-    return {label: total / weight for label, total in totals.items()}
+LIVE_LISTENERS = 8  # live microphone sessions served at once
+ANALYSES_AT_ONCE = 2  # uploads and API calls; two keep a small CPU responsive, the rest wait in line
 
 
 def describe_model(name_or_path: str, labels: list[str]) -> str:
@@ -137,71 +86,157 @@ def read_results(name_or_path: str, filename: str = results_file.FILENAME) -> di
         return None
 
 
+# Fixed colours per emotion (matplotlib's tab10), so an emotion looks the same in every plot and session.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+           "#17becf"]
+CSS = """
+#status.error { border-left: 4px solid #d62728; padding-left: 0.75em; }
+#status.note { border-left: 4px solid #1f77b4; padding-left: 0.75em; }
+"""
+
+
+def refuse(message: str) -> gr.Error:
+    """An expected bad input, for an API caller: no traceback in the server log."""
+    return gr.Error(message, print_exception=False)
+
+
+def label_payload(analysis: demo.Analysis) -> dict:
+    """The API's answer: gr.Label's format (most likely first), whether the model is unsure, and the notes a person
+    sees on the page (damaged samples, a very quiet recording)."""
+    ranked = sorted(analysis.scores.items(), key=lambda item: -item[1])
+    return {"label": ranked[0][0], "confidences": [{"label": k, "confidence": v} for k, v in ranked],
+            "uncertain": analysis.uncertain, "notes": analysis.notes}
+
+
 def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SEGMENT_SECONDS,
                smooth_seconds: float = defaults.SMOOTH_SECONDS, model_info: str | None = None) -> gr.Blocks:
     labels = list(predictor.labels)
+    colors = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
 
-    def predict(audio_path: str | None) -> dict[str, float]:
-        """The probability of every emotion for the whole recording."""
-        duration, audio = check_recording(audio_path)
+    def analyse(path: str | None) -> tuple[demo.Analysis, demo.Recording]:
+        recording = demo.check_recording(path)
+        return demo.analyse(predictor, recording, segment_seconds, smooth_seconds), recording
+
+    # --- the API: plain data, errors raised (gradio_client turns them into exceptions) -------------------------------
+    def predict(audio: FileData) -> dict:
+        """The probability of every emotion in a recording of up to ten minutes (a long one: the duration-weighted
+        mean over its speech segments)."""
         try:
-            if duration > predictor.max_seconds:
-                return long_recording_scores(predictor, audio_path)
-            if audio is not None:  # already decoded: a header without a duration
-                return predictor.classify_array(audio, predictor.sampling_rate)
-            return predictor.classify_file(audio_path)
-        except ValueError as err:  # AudioError is a ValueError: silent, too short, unreadable, NaN
-            raise refuse(user_message(err, audio_path)) from None
+            analysis, _ = analyse(audio and audio["path"])
+        except demo.DemoError as err:
+            raise refuse(str(err)) from None
+        return label_payload(analysis)
 
-    def timeline(audio_path: str | None):
-        """The emotion of each speech segment, for recordings longer than one segment; hidden otherwise."""
-        duration, _ = check_recording(audio_path)
-        if duration <= segment_seconds:
-            return gr.Plot(value=None, visible=False)
+    def timeline(audio: FileData) -> list[dict]:
+        """The speech segments of a recording longer than one segment, smoothed: start, end, label, scores,
+        uncertain. A shorter recording gives no rows."""
         try:
-            rows = list(predictor.timeline(audio_path, segment_seconds, smooth_seconds=smooth_seconds))
-        except ValueError as err:
-            raise refuse(user_message(err, audio_path)) from None
-        title = f"Emotion of each speech segment (smoothed over {smooth_seconds:g} s)"
-        return gr.Plot(value=EmotionPredictor.plot_timeline(rows, labels, title=title), visible=True)
+            analysis, _ = analyse(audio and audio["path"])
+        except demo.DemoError as err:
+            raise refuse(str(err)) from None
+        return analysis.rows or []
 
-    def clear_outputs():
-        return None, gr.Plot(value=None, visible=False)
+    # --- the page: errors and notes stay in the output area until the next action --------------------------------
+    def show(path: str | None):
+        try:
+            analysis, recording = analyse(path)
+        except demo.DemoError as err:
+            return show_error(str(err))
+        notes = " ".join(analysis.notes)
+        status = gr.Markdown(notes, visible=bool(notes), elem_classes=["note"])
+        if not analysis.rows:
+            return status, analysis.scores, *hide_timeline()
+        plot = timeline_plot(analysis.rows, f"Emotion over time (smoothed over {smooth_seconds:g} s)")
+        csv = demo.write_segments(analysis.rows, Path(recording.path).name)
+        return (status, analysis.scores, gr.Markdown(demo.summary_text(analysis, recording.seconds), visible=True),
+                plot, gr.File(value=str(csv), visible=True))
 
-    # delete_cache: a public Space keeps every upload otherwise; drop files older than an hour, checked hourly.
-    with gr.Blocks(title="Speech emotion recognition", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown("# Speech emotion recognition\nRecord or upload speech; the model gives the probability of "
-                    "each emotion. Recordings longer than "
-                    f"{segment_seconds:g} s also get a timeline of the emotion over time.")
-        gr.Markdown(model_info or f"**Emotions:** {', '.join(labels)}")
-        with gr.Row():
-            with gr.Column():
-                audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Speech",
-                                 elem_id="speech-input")
-                with gr.Row():
-                    clear = gr.Button("Clear", elem_id="clear-button")
-                    submit = gr.Button("Recognise emotion", variant="primary", elem_id="submit-button")
-            with gr.Column():
-                label = gr.Label(num_top_classes=len(labels), label="Emotion", elem_id="emotion-label")
-        plot = gr.Plot(label="Timeline", visible=False, elem_id="emotion-timeline")
+    def show_error(message: str):
+        return (gr.Markdown(f"**Could not analyse the recording.** {message}", visible=True, elem_classes=["error"]),
+                None, *hide_timeline())
 
-        # The API endpoint returns only the label dict; the timeline follows for the page, only after a success.
-        submit.click(predict, inputs=audio, outputs=label, api_name="predict").success(
-            timeline, inputs=audio, outputs=plot, api_name="timeline")
-        # A new recording makes the old result stale, so it disappears rather than mislead.
-        audio.change(clear_outputs, inputs=None, outputs=[label, plot], api_visibility="private", queue=False)
-        clear.click(lambda: (None, *clear_outputs()), inputs=None, outputs=[audio, label, plot],
-                    api_visibility="private", queue=False)
-    # Two requests at a time keep a small CPU responsive; the rest wait in line rather than being refused.
-    demo.queue(default_concurrency_limit=2, max_size=64)
-    return demo
+    def hide_timeline():
+        return gr.Markdown(visible=False), gr.LinePlot(value=None, visible=False), gr.File(value=None, visible=False)
 
+    def clear():
+        return gr.Markdown(visible=False), None, *hide_timeline()
+
+    def timeline_plot(rows: list[dict], title: str) -> gr.LinePlot:
+        table = pd.DataFrame(demo.timeline_table(rows))
+        return gr.LinePlot(value=table, x="time", y="probability", color="emotion", title=title,
+                           x_title=demo.time_axis_title(rows), y_title="probability", y_lim=[0, 1],
+                           color_map={label: colors[label] for label in table["emotion"].unique()}, visible=True)
+
+    # --- live microphone: the meter and a rolling timeline after every chunk, the full analysis when it stops -------
+    def listen(chunk, session: demo.LiveSession | None):
+        if chunk is None:
+            return gr.skip(), gr.skip(), gr.skip(), session
+        rate, samples = chunk
+        session = session or demo.LiveSession(rate)
+        try:
+            session.add(rate, samples)
+        except demo.DemoError as err:
+            return gr.skip(), gr.skip(), str(err), session
+        row = session.listen(predictor)
+        heard = f"Listening: {session.seconds:.1f} s heard"
+        if row is None:
+            return gr.skip(), gr.skip(), f"{heard} · waiting for speech", session
+        plot = timeline_plot(session.recent_rows(), f"Last {demo.LIVE_HISTORY_SECONDS:g} s")
+        return row["scores"], plot, f"{heard} · emotion of the last {demo.LIVE_WINDOW_SECONDS:g} s", session
+
+    def stop_listening(session: demo.LiveSession | None):
+        if session is None or session.samples == 0:
+            return *show_error("Nothing was heard. Please allow the microphone and speak."), "Stopped.", None
+        recording = session.save()
+        return *show(recording.path), f"Stopped after {demo.clock(recording.seconds)}. The summary is below.", None
+
+    with gr.Blocks(title="Speech emotion recognition", delete_cache=(3600, 3600)) as page:
+        gr.Markdown("# Speech emotion recognition\nUpload a recording or speak into your microphone: the model "
+                    "tells which emotion the voice expresses. Recordings of up to "
+                    f"{demo.MAX_MINUTES} minutes; longer than {segment_seconds:g} s, they also get a timeline of "
+                    "the emotion over time.")
+        gr.Markdown(model_info or f"**Emotions:** {', '.join(labels)}", elem_id="model-info")
+        with gr.Tabs():
+            with gr.Tab("Upload a recording", elem_id="upload-tab"):
+                upload = gr.Audio(sources=["upload"], type="filepath", elem_id="speech-input",
+                                  label=f"WAV, FLAC, OGG or MP3, up to {demo.MAX_MINUTES} minutes")
+            with gr.Tab("Microphone (live)", elem_id="live-tab"):
+                gr.Markdown("Press record and speak: the emotion of the last few seconds updates while you talk. "
+                            f"Press stop for the summary (at most {demo.MAX_MINUTES} minutes).")
+                live = gr.Audio(sources=["microphone"], streaming=True, elem_id="live-input", label="Microphone")
+                live_status = gr.Markdown(elem_id="live-status")
+                live_meter = gr.Label(num_top_classes=3, label="Emotion now", elem_id="live-meter")
+                live_plot = gr.LinePlot(label="Emotion over the last minute", visible=False, elem_id="live-timeline")
+        status = gr.Markdown(visible=False, elem_id="status")
+        label = gr.Label(num_top_classes=len(labels), label="Emotion", elem_id="emotion-label")
+        summary = gr.Markdown(visible=False, elem_id="summary")
+        plot = gr.LinePlot(label="Timeline", visible=False, elem_id="emotion-timeline")
+        segments = gr.File(label="Segments (CSV)", visible=False, elem_id="segments-csv")
+        session = gr.State(None)
+
+        results = [status, label, summary, plot, segments]
+        # One queue for the heavy work (uploads, the end of a live session, API calls). Live chunks are light (a few
+        # ms each) and have their own, so a listener's meter never waits behind an upload.
+        heavy = dict(concurrency_id="analysis", concurrency_limit=ANALYSES_AT_ONCE)
+        upload.upload(show, inputs=upload, outputs=results, api_visibility="private", **heavy)
+        upload.clear(clear, outputs=results, api_visibility="private", queue=False)
+        live.start_recording(lambda: (*clear(), "Listening…", None), outputs=[*results, live_status, session],
+                             api_visibility="private", queue=False)
+        live.stream(listen, inputs=[live, session], outputs=[live_meter, live_plot, live_status, session],
+                    stream_every=0.5, time_limit=demo.MAX_SECONDS, concurrency_id="live",
+                    concurrency_limit=LIVE_LISTENERS, api_visibility="private", show_progress="hidden")
+        live.stop_recording(stop_listening, inputs=session, outputs=[*results, live_status, session],
+                            api_visibility="private", **heavy)
+        gr.api(predict, api_name="predict", **heavy)
+        gr.api(timeline, api_name="timeline", **heavy)
+    page.queue(max_size=64)
+    return page
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=os.environ.get("SER_MODEL", DEFAULT_MODEL),
                         help="model folder or Hub id (default: $SER_MODEL or %(default)s)")
-    parser.add_argument("--runtime", choices=("fp32", "int8"), default=defaults.RUNTIME, help="CPU inference runtime")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=defaults.RUNTIME, help="CPU inference runtime")
     # A Space sets GRADIO_SERVER_NAME/PORT; locally the demo stays on this machine unless asked.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1)")
@@ -233,10 +268,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)  # several processes on few cores: more threads each only spin
     model = resolve_model(args.model)
     predictor = EmotionPredictor.from_pretrained(model, runtime=args.runtime)
-    demo = build_demo(predictor, args.segment_seconds, args.smooth_seconds,
+    page = build_demo(predictor, args.segment_seconds, args.smooth_seconds,
                       model_info=describe_model(model, list(predictor.labels)))
-    # 200 MB holds 10 minutes of 48 kHz stereo 16-bit WAV; bigger uploads are refused before reaching us.
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="200mb")
+    # The limit people meet is in minutes (demo.check_recording); the byte limit only keeps absurd uploads off the
+    # disk: 1 GB holds 10 minutes of 96 kHz stereo 32-bit float WAV.
+    page.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="1gb", css=CSS)
 
 
 if __name__ == "__main__":

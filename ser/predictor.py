@@ -56,6 +56,10 @@ class EmotionPredictor:
         if positions:
             hop = feature_extractor.hop_length / self.sampling_rate
             self.max_seconds = min(self.max_seconds, 2 * positions * hop)
+        blocks = getattr(config, "conv_channels", None)  # the log-mel CNN: each block halves the frames
+        if blocks and hasattr(config, "hop_length") and hasattr(config, "n_fft"):
+            shortest = (config.hop_length * (2 ** len(blocks) - 1) + config.n_fft) / self.sampling_rate
+            self.min_seconds = max(self.min_seconds, shortest)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         self.trim_silence = bool(getattr(config, "trim_silence", False))
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
@@ -222,7 +226,7 @@ class EmotionPredictor:
             raise ValueError("this model was not trained with speaker normalisation: it normalises each clip by "
                              "itself, and one speaker's other recordings would change nothing")
         if self.trim_silence:
-            clips = [speech.trim(clip) for clip in clips]
+            clips = [self._trim(clip) for clip in clips]
         stats = RunningStatistics(self.frontend)
         for clip in clips:
             stats.add(clip)
@@ -235,7 +239,7 @@ class EmotionPredictor:
         """Calibrated softmax rows (len(clips), num_labels) in input order; clips cut to their speech first when the
         model was trained that way. `stats` (2, F): a speaker-normalised model's statistics for every clip."""
         if self.trim_silence:
-            clips = [speech.trim(clip) for clip in clips]
+            clips = [self._trim(clip) for clip in clips]
         probs = np.empty((len(clips), len(self.labels)), dtype=np.float32)
         for batch in self._batches([clip.size for clip in clips]):
             inputs = self.feature_extractor([clips[i] for i in batch], sampling_rate=self.sampling_rate,
@@ -246,6 +250,12 @@ class EmotionPredictor:
                 logits = self.model(**inputs).logits
             probs[batch] = torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
         return probs
+
+    def _trim(self, clip: np.ndarray) -> np.ndarray:
+        """The clip cut to its speech, unless that leaves less than the model can take (a short word in a short
+        clip): then the clip as it is."""
+        trimmed = speech.trim(clip, self.sampling_rate)
+        return trimmed if trimmed.size >= self.min_seconds * self.sampling_rate else clip
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped for one forward each, by length. Padding is only used where the model ignores it exactly

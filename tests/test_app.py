@@ -19,10 +19,10 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from playwright.sync_api import expect, sync_playwright
 
-from app import MAX_SECONDS, NO_INPUT, UNREADABLE
 from conftest import EMODB, ROOT, require
 
 from ser.defaults import DEFAULT_MODEL
+from ser.demo import MAX_MINUTES, MAX_SECONDS, NO_INPUT, NO_SPEECH, UNREADABLE
 
 EMODB_EMOTIONS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]  # models/ser-cnn-emodb
 _DEFAULT_CONFIG = json.loads((ROOT / DEFAULT_MODEL / "config.json").read_text())
@@ -102,9 +102,20 @@ def confidences(result: dict) -> dict[str, float]:
     return scores
 
 
-def write_clip(path: Path, audio: np.ndarray, rate: int = 16000) -> Path:
-    sf.write(path, audio, rate, subtype="PCM_16")
+def write_clip(path: Path, audio: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    sf.write(path, audio, rate, subtype=subtype)
     return path
+
+
+def speech_of(seconds: float, files: list[Path]) -> np.ndarray:
+    """Real Emo-DB speech, the files in turn with 0.6 s pauses, cut to `seconds` at 16 kHz."""
+    parts, total, i = [], 0, 0
+    while total < seconds * 16000:
+        audio = sf.read(files[i % len(files)], dtype="float32")[0]
+        parts += [audio, np.zeros(9600, dtype=np.float32)]
+        total += audio.size + 9600
+        i += 1
+    return np.concatenate(parts)[: int(seconds * 16000)]
 
 
 @pytest.fixture(scope="module")
@@ -118,24 +129,28 @@ def bad_files(clips, tmp_path_factory):
     text = tmp / "notes.txt"
     text.write_text("These are meeting notes, not a recording.\n" * 20)
     too_long = MAX_SECONDS + 5
+    all_nan = np.full(16000, np.nan, dtype=np.float32)
     return {
-        "empty": (write_clip(tmp / "empty.wav", np.zeros(0, dtype=np.float32)), "empty"),
-        "silent": (write_clip(tmp / "silent.wav", np.zeros(32000, dtype=np.float32)), "silen"),
-        "too short": (write_clip(tmp / "short.wav", real[:1600]), "short"),
+        "empty": (write_clip(tmp / "empty.wav", np.zeros(0, dtype=np.float32)), "holds no sound"),
+        "silent": (write_clip(tmp / "silent.wav", np.zeros(32000, dtype=np.float32)), NO_SPEECH),
+        "too short": (write_clip(tmp / "short.wav", real[:1600]), "too short"),
         # 8 kHz keeps the file at ~10 MB; the demo refuses it from the header, before decoding.
         "too long": (write_clip(tmp / "long.wav", np.zeros(int(too_long * 8000), dtype=np.float32), 8000),
-                     "minutes long"),
+                     f"up to {MAX_MINUTES} minutes"),
         "corrupt": (corrupt, UNREADABLE),
         "not audio": (text, UNREADABLE),
+        "all NaN": (write_clip(tmp / "nan.wav", all_nan, subtype="FLOAT"), "every sample is damaged"),
     }
 
 
 def test_predict_returns_every_emotion(client, clips):
-    scores = confidences(client.predict(handle_file(str(clips[0])), api_name="/predict"))
+    payload = client.predict(handle_file(str(clips[0])), api_name="/predict")
+    scores = confidences(payload)
     assert all(0.0 <= p <= 1.0 for p in scores.values())
+    assert payload["uncertain"] == (max(scores.values()) < 0.5) and payload["notes"] == []
 
 
-def test_bad_inputs_raise_clear_errors_and_the_server_keeps_serving(client, clips, bad_files):
+def test_bad_inputs_get_plain_words_and_the_server_keeps_serving(client, clips, bad_files):
     with pytest.raises(AppError) as caught:
         client.predict(None, api_name="/predict")
     assert NO_INPUT in str(caught.value)
@@ -144,9 +159,36 @@ def test_bad_inputs_raise_clear_errors_and_the_server_keeps_serving(client, clip
             client.predict(handle_file(str(path)), api_name="/predict")
         text = str(caught.value)
         assert message.lower() in text.lower(), f"{kind}: {text!r}"
-        # The server keeps the upload's name in its temporary path, so the name would show a leaked path.
-        assert path.name not in text, f"{kind}: the message leaks a server path: {text!r}"
+        # No server path (the upload's name is in it), no developer's units.
+        assert path.name not in text and "dBFS" not in text and "NaN" not in text, f"{kind}: {text!r}"
     confidences(client.predict(handle_file(str(clips[1])), api_name="/predict"))
+
+
+def test_partly_damaged_and_quiet_speech_are_classified_with_a_note(client, clips, tmp_path):
+    speech = sf.read(clips[0], dtype="float32")[0]
+    damaged = speech.copy()
+    damaged[:1600] = np.nan  # the first 0.1 s
+    payload = client.predict(handle_file(str(write_clip(tmp_path / "damaged.wav", damaged, subtype="FLOAT"))),
+                             api_name="/predict")
+    confidences(payload)
+    share = 1600 / speech.size
+    assert payload["notes"][0].startswith(f"{share:.1%} of the samples were damaged")
+    quiet = speech / np.abs(speech).max() * 10 ** (-48 / 20)  # speech peaking at -48 dBFS
+    payload = client.predict(handle_file(str(write_clip(tmp_path / "quiet.wav", quiet, subtype="FLOAT"))),
+                             api_name="/predict")
+    confidences(payload)
+    assert any("very quiet" in note for note in payload["notes"])
+
+
+def test_ten_minutes_of_48_khz_stereo_float_are_accepted(client, clips, tmp_path):
+    """The limit is ten minutes, not a number of bytes: this file is 230 MB."""
+    import soxr
+
+    mono = soxr.resample(speech_of(MAX_SECONDS, clips), 16000, 48000).astype(np.float32)
+    path = write_clip(tmp_path / "ten-minutes-48k.wav", np.stack([mono, mono], axis=1), 48000, subtype="FLOAT")
+    assert path.stat().st_size > 200e6
+    rows = client.predict(handle_file(str(path)), api_name="/timeline")
+    assert rows[-1]["end"] > MAX_SECONDS - 10 and {row["label"] for row in rows} <= set(EMOTIONS)
 
 
 def test_webm_recording_without_a_duration_is_classified(client, clips, tmp_path):
@@ -162,88 +204,159 @@ def test_webm_recording_without_a_duration_is_classified(client, clips, tmp_path
     confidences(client.predict(handle_file(str(recording)), api_name="/predict"))
 
 
-def test_eight_concurrent_requests_are_all_answered(client, clips):
-    expected = [confidences(client.predict(handle_file(str(c)), api_name="/predict")) for c in clips]
-    jobs = [client.submit(handle_file(str(clips[i % 2])), api_name="/predict") for i in range(8)]
-    for i, job in enumerate(jobs):
-        scores = confidences(job.result(timeout=60))
-        assert scores == pytest.approx(expected[i % 2], abs=1e-5)
+@pytest.fixture(scope="module")
+def long_recording(clips, tmp_path_factory):
+    """12 s of real speech with pauses: more than one 6 s segment."""
+    return write_clip(tmp_path_factory.mktemp("long-audio") / "twelve-seconds.wav", speech_of(12, clips))
+
+
+def test_long_recording_gets_a_label_from_its_segments(client, clips, long_recording):
+    payload = client.predict(handle_file(str(long_recording)), api_name="/predict")
+    rows = client.predict(handle_file(str(long_recording)), api_name="/timeline")
+    assert len(rows) >= 2 and all(row["end"] - row["start"] <= 6.0 + 1e-6 for row in rows)
+    assert all(abs(sum(row["scores"].values()) - 1) < 1e-4 and row["label"] in EMOTIONS for row in rows)
+    assert confidences(payload)  # the duration-weighted mean of the unsmoothed segments (tests/test_demo.py)
+    assert client.predict(handle_file(str(clips[0])), api_name="/timeline") == []  # 1.9 s: one segment
+
+
+# --- in the browser -------------------------------------------------------------------------------------------------
+
+
+def screenshot(page, name: str, tmp_path: Path) -> None:
+    """Screenshots for a person to check: $SER_SCREENSHOTS (docs/screenshots holds the committed ones) or tmp."""
+    folder = Path(os.environ.get("SER_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
-def long_recording(clips, tmp_path_factory):
-    """12 s of real speech: clips back to back, longer than one 2 s timeline window."""
-    parts = [sf.read(c, dtype="float32")[0] for c in clips]
-    audio = np.concatenate(parts * 8)[: 12 * 16000]
-    assert audio.size == 12 * 16000
-    return write_clip(tmp_path_factory.mktemp("long-audio") / "twelve-seconds.wav", audio)
+def ten_minutes(clips, tmp_path_factory):
+    """Ten minutes of real speech, blocks of angry then sad clips, so the emotion changes along the timeline."""
+    wav = require(EMODB / "wav")
+    angry, sad = sorted(wav.glob("??a??W?.wav"))[:12], sorted(wav.glob("??a??T?.wav"))[:12]
+    blocks = [speech_of(60, angry if i % 2 == 0 else sad) for i in range(10)]
+    return write_clip(tmp_path_factory.mktemp("ten-minutes") / "meeting.wav", np.concatenate(blocks))
 
 
-def test_long_recording_gets_labels_and_a_timeline(client, clips, long_recording):
-    confidences(client.predict(handle_file(str(long_recording)), api_name="/predict"))
-    plot = client.predict(handle_file(str(long_recording)), api_name="/timeline")
-    assert plot["visible"] is True
-    assert plot["value"]["type"] == "matplotlib"
-    assert plot["value"]["plot"].startswith("data:image/")
-    short = client.predict(handle_file(str(clips[0])), api_name="/timeline")  # 1.9 s: one window, no timeline
-    assert short["visible"] is False and short["value"] is None
-
-
-def test_recording_longer_than_the_model_takes_is_scored_by_windows(client, clips, tmp_path):
-    """Over the predictor's 60 s the demo averages 60 s windows rather than refusing."""
-    parts = [sf.read(c, dtype="float32")[0] for c in clips]
-    audio = np.concatenate(parts * 20)[: 65 * 16000]
-    assert audio.size == 65 * 16000
-    path = write_clip(tmp_path / "sixty-five-seconds.wav", audio)
-    confidences(client.predict(handle_file(str(path)), api_name="/predict"))
-
-
-def test_browser_upload_predict_error_and_recover(server, clips, bad_files, long_recording, tmp_path):
-    """A user's path in headless chromium: upload a clip, submit, read the label; a corrupt file shows the error
-    toast; the next good file, a long one, gets a label again and a timeline."""
+def browser(playwright, *extra_args: str):
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian chromium (apt-get install chromium; scripts/setup.sh does)")
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
 
+
+def upload(page, path: Path) -> None:
+    """Puts `path` into the upload input (clearing a previous one); the demo analyses it at once."""
+    audio = page.locator("#speech-input")
+    if audio.locator("button[aria-label='Clear']").count():
+        audio.locator("button[aria-label='Clear']").click()  # a loaded recording hides the file input
+    audio.locator("input[type=file]").set_input_files(str(path))
+
+
+def test_browser_error_stays_readable_and_a_good_upload_then_works(server, clips, bad_files, tmp_path):
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = browser(playwright)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = chromium.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(30_000)
             page.goto(server)
-            expect(page.get_by_text("Emo-DB (Berlin Database of Emotional Speech)")).to_be_visible()
-            shown = page.locator("#emotion-label [data-testid=label-output-value]")
+            expect(page.get_by_text("Emo-DB (Berlin Database of Emotional Speech)").first).to_be_visible()
+            expect(page.get_by_role("tab", name="Upload a recording")).to_be_visible()
+            expect(page.get_by_role("tab", name="Microphone (live)")).to_be_visible()
 
-            upload_and_submit(page, clips[0])
-            expect(shown).to_have_text(EMOTION_PATTERN)
-            expect(page.locator("#emotion-timeline")).to_be_hidden()  # a clip shorter than one window
-            page.screenshot(path=str(tmp_path / "app-label.png"), full_page=True)
+            upload(page, bad_files["corrupt"][0])
+            status = page.locator("#status")
+            expect(status).to_contain_text(UNREADABLE)
+            page.wait_for_timeout(15_000)  # a toast would be gone by now
+            expect(status).to_be_visible()
+            expect(status).to_contain_text(UNREADABLE)
+            screenshot(page, "error-after-15-seconds", tmp_path)
 
-            upload_and_submit(page, bad_files["corrupt"][0])
-            expect(page.get_by_text(UNREADABLE).first).to_be_visible()
-            page.screenshot(path=str(tmp_path / "app-error.png"), full_page=True)
-
-            upload_and_submit(page, long_recording)
-            expect(shown).to_have_text(EMOTION_PATTERN)
-            expect(page.locator("#emotion-timeline img")).to_be_visible()
-            page.screenshot(path=str(tmp_path / "app-timeline.png"), full_page=True)
+            upload(page, clips[0])
+            expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+            expect(status).to_be_hidden()
         finally:
-            browser.close()
+            chromium.close()
 
 
-def upload_and_submit(page, path: Path) -> None:
-    """Replace the audio input with `path` through its file input, wait for the upload, then submit."""
-    audio = page.locator("#speech-input")
-    clear = audio.locator("button[aria-label='Clear']")
-    if audio.locator("[data-testid=download-link]").count():
-        clear.click()  # a loaded recording hides the file input; clearing brings it back
-    if not audio.locator("input[type=file]").count():
-        audio.locator("button[aria-label='Upload file']").click()  # microphone is the first source
-    audio.locator("input[type=file]").set_input_files(str(path))
-    # The file is on the server once the component offers it for download under its name.
-    page.wait_for_selector(f"#speech-input [data-testid=download-link][href$='/{path.name}']")
-    # A new recording clears the previous result, so a label seen after submitting is the new one.
-    expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_count(0)
-    page.locator("#submit-button").click()
+def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_path):
+    """A 390 px wide page: the label, the summary, the segment timeline (its text at least 10 px high, nothing
+    wider than the screen) and the CSV of the segments."""
+    with sync_playwright() as playwright:
+        chromium = browser(playwright)
+        try:
+            page = chromium.new_page(viewport={"width": 390, "height": 844})
+            page.set_default_timeout(120_000)
+            page.goto(server)
+            upload(page, ten_minutes)
+            expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+            summary = page.locator("#summary")
+            expect(summary).to_contain_text("of 10 min 0 s")
+            expect(summary).to_contain_text("Time per emotion:")
+            texts = page.locator("#emotion-timeline svg text")
+            expect(texts.first).to_be_visible()
+            heights = [box["height"] for box in (t.bounding_box() for t in texts.all()) if box and box["height"]]
+            assert heights and min(heights) >= 10, heights
+            legend = texts.all_inner_texts()
+            shown = summary.inner_text().split("Time per emotion:")[1]
+            assert all((emotion in legend) == (emotion in shown) for emotion in EMOTIONS), (legend, shown)
+            assert page.evaluate("document.documentElement.scrollWidth") <= 390
+            link = page.locator("#segments-csv a[download]")
+            expect(link).to_have_attribute("href", re.compile(r"meeting-segments\.csv$"))
+            with page.expect_download() as download:
+                link.click()
+            csv_path = tmp_path / "segments.csv"
+            download.value.save_as(csv_path)
+            header, *rows = csv_path.read_text().splitlines()
+            assert header.startswith("start,end,label,uncertain,") and len(rows) > 50
+            screenshot(page, "ten-minutes-390px", tmp_path)
+        finally:
+            chromium.close()
+
+
+def test_browser_live_microphone_updates_while_api_requests_run(server, client, clips, tmp_path):
+    """Chromium's fake microphone plays a real Emo-DB file in a loop. The live status and meter update at least
+    once a second, also while 8 API requests are answered; stopping gives a label and a summary."""
+    with sync_playwright() as playwright:
+        chromium = browser(playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                           f"--use-file-for-fake-audio-capture={clips[0]}")
+        try:
+            page = chromium.new_page(viewport={"width": 390, "height": 844})
+            page.set_default_timeout(30_000)
+            page.goto(server)
+            page.get_by_role("tab", name="Microphone (live)").click()
+            page.locator("#live-input button", has_text="Record").first.click()
+            status = page.locator("#live-status")
+            expect(status).to_contain_text("emotion of the last")
+            expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+            quiet = watch_updates(status, seconds=4)  # the meter's updates: each says how much it has heard
+            jobs = [client.submit(handle_file(str(clips[i % 2])), api_name="/predict") for i in range(8)]
+            busy = watch_updates(status, seconds=4)
+            expected = [confidences(client.predict(handle_file(str(c)), api_name="/predict")) for c in clips]
+            for i, job in enumerate(jobs):
+                assert confidences(job.result(timeout=60)) == pytest.approx(expected[i % 2], abs=1e-5)
+            assert max(quiet) <= 1.0 and max(busy) <= 1.0, (quiet, busy)
+            screenshot(page, "live-microphone-390px", tmp_path)
+            page.locator("#live-input button", has_text="Stop").first.click()
+            expect(status).to_contain_text("Stopped after")
+            expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+            expect(page.locator("#summary")).to_contain_text("Time per emotion:")
+            screenshot(page, "live-microphone-stopped-390px", tmp_path)
+        finally:
+            chromium.close()
+
+
+def watch_updates(status, seconds: float) -> list[float]:
+    """The gaps in seconds between meter updates (the live status changes to a new "N s heard · emotion of the
+    last ..."), polled every 0.1 s for `seconds`."""
+    changes, last = [time.monotonic()], status.inner_text()
+    while time.monotonic() - changes[0] < seconds:
+        time.sleep(0.1)
+        text = status.inner_text()
+        if text != last and "emotion of the last" in text:
+            changes.append(time.monotonic())
+            last = text
+    changes.append(time.monotonic())
+    return [b - a for a, b in zip(changes, changes[1:])]
 
 
 # --- the model description (describe_model): plain words, from the model folder's results files -------------------
