@@ -482,8 +482,8 @@ class WhisperEmotionFeatureExtractor(WhisperFeatureExtractor):
             clip, sampling_rate=sampling_rate, padding="longest", truncation=False, return_attention_mask=False,
             return_tensors="pt", **kwargs)["input_features"][0] for clip in clips]  # each (F, T_i)
         lengths = torch.tensor([f.shape[-1] for f in features])
-        if padding == "max_length":
-            frames = (max_length or self.n_samples) // self.hop_length
+        if padding == "max_length":  # at least that many frames; a longer clip is kept whole
+            frames = max((max_length or self.n_samples) // self.hop_length, int(lengths.max()))
         elif padding in (True, "longest") or len(set(lengths.tolist())) == 1:
             frames = int(lengths.max())
         else:
@@ -533,11 +533,10 @@ class WhisperEmotionEncoder(WhisperEncoder):
             if mel_mask is not None:
                 hidden_states = hidden_states * mel_mask.unsqueeze(1).to(hidden_states.dtype)
             hidden_states = nn.functional.gelu(conv(hidden_states))
-        frame_mask = torch.ones(hidden_states.shape[0], hidden_states.shape[-1], dtype=torch.bool,
-                                device=hidden_states.device)
-        if mel_mask is not None:
-            frame_mask = torch.arange(frame_mask.shape[1], device=frame_mask.device) < self.frame_lengths(
-                mel_mask.sum(-1)).unsqueeze(1)
+        positions = torch.arange(hidden_states.shape[-1], device=hidden_states.device)
+        lengths = self.frame_lengths(mel_mask.sum(-1)) if mel_mask is not None else positions.new_full(
+            hidden_states.shape[:1], hidden_states.shape[-1])
+        frame_mask = positions < lengths.unsqueeze(1)  # (B, T') real encoder frames
         hidden_states = hidden_states.transpose(1, 2) + self.embed_positions.weight[: hidden_states.shape[-1]]
         hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
         attention = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states,
