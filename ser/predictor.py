@@ -52,10 +52,9 @@ class EmotionPredictor:
         self.feature_extractor = feature_extractor
         self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
-        positions = getattr(config, "max_source_positions", None)  # Whisper: positions for 30 s, two mel frames each
-        if positions:
+        if getattr(model, "family", None) == "whisper":  # its encoder has positions for 30 s, two mel frames each
             hop = feature_extractor.hop_length / self.sampling_rate
-            self.max_seconds = min(self.max_seconds, 2 * positions * hop)
+            self.max_seconds = min(self.max_seconds, 2 * config.max_source_positions * hop)
         blocks = getattr(config, "conv_channels", None)  # the log-mel CNN: each block halves the frames
         if blocks and hasattr(config, "hop_length") and hasattr(config, "n_fft"):
             shortest = (config.hop_length * (2 ** len(blocks) - 1) + config.n_fft) / self.sampling_rate
