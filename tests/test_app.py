@@ -274,6 +274,7 @@ def test_browser_error_stays_readable_and_a_good_upload_then_works(server, clips
             upload(page, clips[0])
             expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
             expect(status).to_be_hidden()
+            screenshot(page, "upload-1280px", tmp_path)
         finally:
             chromium.close()
 
@@ -296,7 +297,7 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
             expect(texts.first).to_be_visible()
             heights = [box["height"] for box in (t.bounding_box() for t in texts.all()) if box and box["height"]]
             assert heights and min(heights) >= 10, heights
-            legend = texts.all_inner_texts()
+            legend = texts.all_text_contents()  # axis titles, tick labels and the legend's entries
             shown = summary.inner_text().split("Time per emotion:")[1]
             assert all((emotion in legend) == (emotion in shown) for emotion in EMOTIONS), (legend, shown)
             assert page.evaluate("document.documentElement.scrollWidth") <= 390
