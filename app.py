@@ -1,6 +1,6 @@
 """Speech emotion recognition demo: upload a recording or speak into the microphone, and see the emotion.
 
-Ready to run as a Hugging Face Space (`python app.py`; README "The demo as a Space") or locally:
+Ready to run as a Hugging Face Space (`python app.py`; README "Deploying as a Space") or locally:
 
     python app.py --model models/ser-cnn-emodb            # a saved model folder
     python app.py --model org/emotion-model --runtime int8   # a Hub id, int8 CPU runtime

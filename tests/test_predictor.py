@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 import modeling_ser
 from conftest import EMODB, ROOT, TINY_SPECS, require
 from ser.audio import AudioError, load_audio
+from ser.defaults import DEFAULT_MODEL
 from ser.encoders import scratch_model
 from ser.predictor import EmotionPredictor
 from ser.timeline import summary
@@ -444,3 +445,20 @@ def test_speaker_statistics_for_a_speaker_normalised_model(tmp_path):
         logits = model(**fe(audio[:1], sampling_rate=SR, return_tensors="pt"), normalisation_stats=stats[None]).logits
     np.testing.assert_allclose([adapted[0][label] for label in LABELS], logits.softmax(-1)[0].numpy(), atol=1e-5)
     assert any(abs(own[i][label] - adapted[i][label]) > 1e-4 for i in range(3) for label in LABELS)
+
+
+def test_shortest_clip_follows_the_cnn_and_trimming_never_goes_below_it():
+    """A log-mel CNN halves its frames in every block, so it needs hop * (2**blocks - 1) + n_fft samples: the
+    predictor takes that as its shortest clip (a clear "too short" below it, never a crash inside the model), and a
+    short word in a short clip is classified whole rather than trimmed below it."""
+    predictor = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL)
+    config = predictor.model.config
+    shortest = config.hop_length * (2 ** len(config.conv_channels) - 1) + config.n_fft
+    assert predictor.min_seconds == shortest / SR
+    speech = load_audio(clip_path(CLIPS[0]))
+    assert_distribution(predictor.classify_array(speech[8000:8000 + shortest], SR))
+    with pytest.raises(ValueError, match="too short"):
+        predictor.classify_array(speech[8000:8000 + shortest - 1], SR)
+    word = np.zeros(SR // 2, np.float32)
+    word[2000:6000] = speech[8000:12000]  # 0.25 s of speech in 0.5 s: trimmed, it would be too short
+    assert_distribution(predictor.classify_array(word, SR))
