@@ -456,9 +456,9 @@ def test_shortest_clip_follows_the_cnn_and_trimming_never_goes_below_it():
     shortest = config.hop_length * (2 ** len(config.conv_channels) - 1) + config.n_fft
     assert predictor.min_seconds == shortest / SR
     speech = load_audio(clip_path(CLIPS[0]))
-    assert_distribution(predictor.classify_array(speech[8000:8000 + shortest], SR))
+    assert sum(predictor.classify_array(speech[8000:8000 + shortest], SR).values()) == pytest.approx(1)
     with pytest.raises(ValueError, match="too short"):
         predictor.classify_array(speech[8000:8000 + shortest - 1], SR)
     word = np.zeros(SR // 2, np.float32)
     word[2000:6000] = speech[8000:12000]  # 0.25 s of speech in 0.5 s: trimmed, it would be too short
-    assert_distribution(predictor.classify_array(word, SR))
+    assert sum(predictor.classify_array(word, SR).values()) == pytest.approx(1)
