@@ -16,10 +16,11 @@ table goes to stdout as CSV.
 
 Archives (ser/archive.py): clips are batched by duration, results are written as they come (to
 `<output>.parts/`) and merged in input order at the end; a killed run started again skips finished files. Under
-`accelerate launch --cpu --num_processes N` the files are shared out between N processes (or machines), with an
-output identical to one process's:
+`accelerate launch --multi_gpu --num_processes N` (on a CPU-only machine this starts N CPU processes joined over
+gloo) the files are shared out between the processes, or machines (`--num_machines`; the output's folder must be on
+storage they share), with an output identical to one process's. `--same-speaker` needs one process.
 
-    accelerate launch --cpu --num_processes 4 predict_ser.py archive/ --output predictions.csv
+    accelerate launch --multi_gpu --num_processes 4 predict_ser.py archive/ --output predictions.csv
 """
 
 from __future__ import annotations

@@ -1,7 +1,12 @@
 """Inference at archive scale: files sharded over processes with Accelerate, every result written as soon as it is
 known, a killed run resumed where it stopped, and one output merged in input order.
 
-    accelerate launch --cpu --num_processes 4 predict_ser.py archive/ --output predictions.csv
+    accelerate launch --multi_gpu --num_processes 4 predict_ser.py archive/ --output predictions.csv
+
+(`--multi_gpu` is Accelerate's multi-process launcher, torchrun; without GPUs it starts CPU processes, and the
+processes here talk over gloo whatever the machine. Several machines: `--num_machines`, `--machine_rank`,
+`--main_process_ip`, with the output on storage they all share: every process writes its part there and the main
+process reads them all.)
 
 Work is cut into units before anything is classified: clips sorted by the duration their headers give and taken
 `batch_size` at a time (a batch then holds similar lengths: little padding), or one recording per unit for timelines.
@@ -24,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,6 +130,7 @@ def run(files: list[Path], work: Callable[[list[Path]], list[list[dict]]], write
     if state.is_main_process:
         folder.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
+    start = time.perf_counter()
 
     seconds = durations(files, state)
     units = batches_by_duration(seconds, batch_size) if batch_size else [[i] for i in range(len(files))]
@@ -137,6 +144,10 @@ def run(files: list[Path], work: Callable[[list[Path]], list[list[dict]]], write
         _classify(files, mine, seconds, done, work, part, state)
     state.wait_for_everyone()
     failed = _merge(files, folder, key, write, output) if state.is_main_process else 0
+    if state.is_main_process:
+        elapsed = time.perf_counter() - start
+        log(f"{len(files) - len(done)} files ({sum(seconds) / 3600:.3f} h of audio in all) classified in "
+            f"{elapsed:.1f} s by {state.num_processes} process(es): {(len(files) - len(done)) / elapsed:.1f} files/s")
     if scratch:
         scratch.cleanup()
     return failed
