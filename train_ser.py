@@ -302,7 +302,8 @@ class Experiment:
 
 
 def replace_mixup(collator: data.PadCollator, alpha: float, num_labels: int) -> data.PadCollator:
-    return data.PadCollator(collator.input_name, collator.padding_value, mixup_alpha=alpha, num_labels=num_labels)
+    return data.PadCollator(collator.input_name, collator.padding_value, mixup_alpha=alpha, num_labels=num_labels,
+                            time_last=collator.time_last)
 
 
 def code_version() -> str:
@@ -414,7 +415,8 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     experiment = Experiment(
         model=model, features=features, labels=[names.index(clip.label) for clip in clips],
         durations=[len(a) / data.SAMPLING_RATE for a in audio],
-        collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0))),
+        collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0)),
+                                  time_last=input_name != "features" and data.time_last(feature_extractor)),
         names=names, training_args=args, class_balanced=model_args.class_balanced_loss,
         crop_seconds=data_args.crop_seconds, augment=augment_args, corpora=[clip.corpus for clip in clips],
         stats=stats, fold_model_extractor=feature_extractor if model_args.save_fold_models else None,

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+from transformers import WhisperFeatureExtractor
 
 from ser.audio import SAMPLING_RATE, AudioError, load_audio
 from ser.augment import mixup
@@ -35,15 +36,22 @@ def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Cl
 
 
 def extract_features(feature_extractor, audio: list[np.ndarray], per_utterance_norm: bool = True) -> list[np.ndarray]:
-    """The model's input for each whole clip, unpadded: samples (N,) or filterbank frames (T, D). Without
-    `per_utterance_norm`, filterbanks keep their level, for speaker normalisation to use instead."""
+    """The model's input for each whole clip, unpadded, time first: samples (N,) or filterbank frames (T, D), also
+    for Whisper, whose log-mels (D, T) are transposed here and back by the collator (`time_last`), so cropping,
+    padding and speaker statistics handle every family alike. Without `per_utterance_norm`, filterbanks keep their
+    level, for speaker normalisation to use instead."""
     name = feature_extractor.model_input_names[0]
     options = {} if per_utterance_norm else {"do_normalize_per_mel_bins": False}  # only filterbank extractors have it
     out = []
     for samples in tqdm(audio, desc="computing input features", unit="clip"):
-        batch = feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="np", **options)
-        out.append(batch[name][0].astype(np.float32))
+        features = feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="np", **options)[name][0]
+        out.append((features.T if time_last(feature_extractor) else features).astype(np.float32))
     return out
+
+
+def time_last(feature_extractor) -> bool:
+    """Whisper's extractors give (mel bins, frames); the others frames (or samples) first."""
+    return isinstance(feature_extractor, WhisperFeatureExtractor)
 
 
 def speaker_normalise(features: list[np.ndarray], speakers: list[str]) -> list[np.ndarray]:
@@ -94,9 +102,10 @@ class PadCollator:
     """Pads a batch on the time axis and builds the attention mask the model turns into a frame mask. With
     `mixup_alpha` (training), blends the padded batch with itself (ser.augment.mixup)."""
 
-    def __init__(self, input_name: str, padding_value: float = 0.0, mixup_alpha: float = 0.0, num_labels: int = 0):
+    def __init__(self, input_name: str, padding_value: float = 0.0, mixup_alpha: float = 0.0, num_labels: int = 0,
+                 time_last: bool = False):
         self.input_name, self.padding_value = input_name, padding_value
-        self.mixup_alpha, self.num_labels = mixup_alpha, num_labels
+        self.mixup_alpha, self.num_labels, self.time_last = mixup_alpha, num_labels, time_last
 
     def __call__(self, batch: list[dict]) -> dict:
         longest = max(len(item["features"]) for item in batch)
@@ -106,8 +115,9 @@ class PadCollator:
         for row, item in enumerate(batch):
             padded[row, : len(item["features"])] = item["features"]
             mask[row, : len(item["features"])] = 1
+        inputs = torch.from_numpy(padded)
         out = {
-            self.input_name: torch.from_numpy(padded),
+            self.input_name: inputs.transpose(1, 2) if self.time_last else inputs,  # (B, D, T) for Whisper
             "attention_mask": torch.from_numpy(mask),
             "labels": torch.tensor([item["labels"] for item in batch]),
         }

@@ -254,3 +254,24 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["calibration_temperature"] == pytest.approx(calibration["temperature"])
     assert config["trim_silence"] is True and config["normalisation"] == "speaker"
+
+
+def test_whisper_trains_from_a_spec(tmp_path):
+    """Whisper's log-mels are (mel bins, frames): train_ser.py crops and pads them along time like every other
+    family (ser.data time-first features, transposed back by the collator), and the saved model predicts."""
+    from test_modeling_whisper import SPEC
+
+    spec = tmp_path / "tiny-whisper.json"
+    spec.write_text(json.dumps(SPEC))
+    out = tmp_path / "run"
+    train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", spec,
+          "--only_folds", "speaker-03", "--num_train_epochs", 1, "--crop_seconds", 2, "--output_dir", out)
+    results = json.loads((out / "results.json").read_text())
+    assert results["encoder"]["family"] == "whisper" and results["runs"][0]["folds"][0]["n_test"] == 12
+
+    from ser.predictor import EmotionPredictor
+
+    predictor = EmotionPredictor.from_pretrained(out / "final")
+    clips = load_emodb(require(EMODB))[:3]
+    scores = predictor.classify_batch([predictor.load_file(clip.path) for clip in clips])
+    assert all(abs(sum(row.values()) - 1) < 1e-4 for row in scores)
