@@ -118,23 +118,21 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         return demo.analyse(predictor, recording, segment_seconds, smooth_seconds), recording
 
     # --- the API: plain data, errors raised (gradio_client turns them into exceptions) -------------------------------
+    def analyse_upload(audio: FileData | None) -> demo.Analysis:
+        try:
+            return analyse(audio and audio["path"])[0]
+        except demo.DemoError as err:
+            raise refuse(str(err)) from None
+
     def predict(audio: FileData) -> dict:
         """The probability of every emotion in a recording of up to ten minutes (a long one: the duration-weighted
         mean over its speech segments)."""
-        try:
-            analysis, _ = analyse(audio and audio["path"])
-        except demo.DemoError as err:
-            raise refuse(str(err)) from None
-        return label_payload(analysis)
+        return label_payload(analyse_upload(audio))
 
     def timeline(audio: FileData) -> list[dict]:
         """The speech segments of a recording longer than one segment, smoothed: start, end, label, scores,
         uncertain. A shorter recording gives no rows."""
-        try:
-            analysis, _ = analyse(audio and audio["path"])
-        except demo.DemoError as err:
-            raise refuse(str(err)) from None
-        return analysis.rows or []
+        return analyse_upload(audio).rows or []
 
     # --- the page: errors and notes stay in the output area until the next action --------------------------------
     def show(path: str | None):
