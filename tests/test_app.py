@@ -1,6 +1,7 @@
 """The Gradio demo (app.py) served for real: a subprocess on a free local port with the embedded model, called through
 gradio_client and driven in headless Debian chromium. No mocks: the model, the audio and the server are real."""
 
+import contextlib
 import json
 import os
 import re
@@ -46,14 +47,19 @@ def server(tmp_path_factory):
     """`python app.py` as a Space runs it (no --model: the embedded default model, as on a fresh clone), on a
     free port; stopped when the module's tests are done."""
     tmp = tmp_path_factory.mktemp("app-server")
-    port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1",
            "GRADIO_TEMP_DIR": str(tmp / "gradio")}  # uploads land in tmp, not in the shared /tmp/gradio
-    log_path = tmp / "server.log"
+    port = free_port()
+    with serving([sys.executable, str(ROOT / "app.py"), "--port", str(port), "--threads", "1"], ROOT, env,
+                 port, tmp / "server.log") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(command: list[str], cwd: Path, env: dict, port: int, log_path: Path):
+    """Runs a demo server (its output to `log_path`), yields its URL once it answers, and stops it."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--threads", "1"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_until_serving(process, url, log_path)

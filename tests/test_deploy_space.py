@@ -5,24 +5,23 @@ import ast
 import importlib.metadata
 import os
 import re
-import socket
+import runpy
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from gradio_client import Client, handle_file
 
 from conftest import EMODB, ROOT, require
+from test_app import free_port, serving
 from ser.defaults import DEFAULT_MODEL
 
 SPACE_FILES = {"README.md", "app.py", "modeling_ser.py", "packages.txt", "requirements.txt", "ser/__init__.py",
                "ser/demo.py", "ser/predictor.py", "ser/defaults.py", f"{DEFAULT_MODEL}/model.safetensors",
                f"{DEFAULT_MODEL}/config.json", f"{DEFAULT_MODEL}/preprocessor_config.json",
                f"{DEFAULT_MODEL}/modeling_ser.py", f"{DEFAULT_MODEL}/results.json"}
-START_TIMEOUT = 60  # seconds for the staged app to import gradio and torch, load the model and serve
 
 
 def without_pythonpath() -> dict[str, str]:
@@ -116,57 +115,20 @@ def test_staged_space_serves_a_prediction(dry_run, tmp_path):
            "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1",
            "GRADIO_TEMP_DIR": str(tmp_path / "gradio")}  # uploads land in tmp, not in the shared /tmp/gradio
     env.pop("PYTHONDONTWRITEBYTECODE", None)  # the bytecode written below is the proof of which `ser` ran
-    log_path = tmp_path / "space.log"
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=staged, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_until_serving(process, url, log_path)
+    with serving([sys.executable, "app.py"], staged, env, port, tmp_path / "space.log") as url:
         client = Client(url, verbose=False, download_files=str(tmp_path / "downloads"), analytics_enabled=False)
         result = client.predict(handle_file(str(clip)), api_name="/predict")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
     scores = {item["label"]: item["confidence"] for item in result["confidences"]}
     assert result["label"] in scores and abs(sum(scores.values()) - 1) < 1e-4, result
     # The staged app imported its own ser: Python wrote the staged modules' bytecode beside them.
     assert list((staged / "ser" / "__pycache__").glob("demo.*.pyc")), "the staged app did not import its own ser"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_serving(process: subprocess.Popen, url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"staged app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"staged app.py did not serve {url} within {START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
-
-
 def test_upload_creates_the_space_and_uploads_the_staged_folder(monkeypatch, tmp_path):
     """The network side with a stand-in HfApi: the calls and their arguments, and the plain error without a token."""
     import huggingface_hub
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import deploy_space
-    finally:
-        sys.path.remove(str(ROOT / "scripts"))
+    deploy_space = SimpleNamespace(**runpy.run_path(str(ROOT / "scripts" / "deploy_space.py")))  # a script, not a module
     calls = []
 
     class RecordingApi:
