@@ -21,7 +21,7 @@ import modeling_ser
 from ser import defaults, speech
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
 from ser.audio import SAMPLING_RATE, audio_duration, load_audio, to_mono
-from ser.runtime import RUNTIMES, fast_inference_model
+from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics
 
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
@@ -39,9 +39,12 @@ class EmotionPredictor:
     batch_size = 8  # clips or timeline windows per forward pass
     max_padding = 0.1  # a padded batch may hold at most this fraction of padding (padding is wasted compute)
 
-    def __init__(self, model: nn.Module, feature_extractor, runtime: str = "fp32", owns_model: bool = False):
+    def __init__(self, model: nn.Module, feature_extractor, runtime: str = "fp32", owns_model: bool = False,
+                 source: str | Path | None = None):
         """`owns_model`: the model may be rewritten in place (no copy: the int8 peak memory drops by the model's
-        size); else the caller's model is left as it was."""
+        size); else the caller's model is left as it was. `source`: the folder or Hub id it was loaded from, whose
+        files key the ONNX runtimes' cache of exported graphs (ser/onnx_runtime.py)."""
+        check_runtime(runtime)
         rate = getattr(feature_extractor, "sampling_rate", None)
         if rate != self.sampling_rate:
             raise ValueError(f"the feature extractor expects {rate} Hz audio; "
@@ -50,7 +53,11 @@ class EmotionPredictor:
         self.labels: list[str] = [_label(config.id2label, i) for i in range(config.num_labels)]
         self.runtime = runtime
         self.feature_extractor = feature_extractor
-        self.model = fast_inference_model(model, runtime, inplace=owns_model)
+        if runtime in ONNX_RUNTIMES:
+            from ser.onnx_runtime import OnnxModel  # imports onnxruntime only when used
+            self.model = OnnxModel(model, feature_extractor, runtime, folder=source)
+        else:
+            self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
         if getattr(model, "family", None) == "whisper":  # its encoder has positions for 30 s, two mel frames each
             hop = feature_extractor.hop_length / self.sampling_rate
@@ -72,8 +79,7 @@ class EmotionPredictor:
         """A Hub id or a local folder, through the same `from_pretrained` path for both."""
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-        if runtime not in RUNTIMES:
-            raise ValueError(f"runtime={runtime!r} is not one of {RUNTIMES}")
+        check_runtime(runtime)
         name = str(name_or_path)
         _check_local_model(name)
         modeling_ser.register_auto_classes()
@@ -88,7 +94,8 @@ class EmotionPredictor:
                 f"model {name!r} not found: there is no such local folder, and it could not be loaded from the "
                 f"Hugging Face Hub ({reason})"
             ) from err
-        return cls(model, feature_extractor, runtime=runtime, owns_model=True)  # nobody else holds this model
+        return cls(model, feature_extractor, runtime=runtime, owns_model=True,  # nobody else holds this model
+                   source=name)
 
     # --- clips ------------------------------------------------------------------------------------------------------
 
