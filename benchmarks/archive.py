@@ -9,8 +9,8 @@ under `accelerate launch`; and whether the two-process output is identical to th
 Every path runs the embedded default model (models/ser-cnn-mixture) with one thread per process
 (OMP_NUM_THREADS=1), over the corpus folders read in place (../shared/data).
 
-- stock, files (once: it is slow): `pipeline(..., trust_remote_code=True, top_k=None)` called with each file's path (it decodes the
-  file itself, through ffmpeg), in a loop, after one warm-up call; the loop is timed.
+- stock, files (once: it is slow): `pipeline(..., trust_remote_code=True, top_k=None)` called with each file's path
+  (it decodes the file itself, through ffmpeg), in a loop, after one warm-up call; the loop is timed.
 - stock, arrays: the same pipeline called with each clip decoded by ser.audio.load_audio inside the timed loop
   (soundfile, as our predictor decodes): what the stock pipeline costs when decoding is not its bottleneck.
 - ours, 1 process (in-process): `predict_ser.main([folder, "--output", ..., "--batch-size", B])` timed whole: model
@@ -47,8 +47,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--corpora", nargs="+", default=["emodb"], help="folders under ../shared/data (default: emodb)")
     parser.add_argument("--limit", type=int, help="first N clips only (a smoke run)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32],
-                        help="predict_ser.py --batch-size values, in-process; the first also end to end (default: 8 32)")
+                        help="predict_ser.py --batch-size values in-process; the first also end to end (default: 8 32)")
     parser.add_argument("--repeats", type=int, default=2, help="repetitions of the in-process paths (default: 2)")
+    parser.add_argument("--runtime", default="fp32", help="predict_ser.py --runtime for our paths (default: fp32)")
     parser.add_argument("--quick", action="store_true", help="write the result as archive-quick.json")
     return parser.parse_args()
 
@@ -67,7 +68,7 @@ def stock_loop(files: list[Path], decode: bool) -> float:
     return time.perf_counter() - start
 
 
-def ours_in_process(inputs: list[str], output: Path, batch_size: int) -> float:
+def ours_in_process(inputs: list[str], output: Path, batch_size: int, runtime: str) -> float:
     import importlib.util
 
     # predict_ser.py is a script, not an installed module: loaded from its file
@@ -77,20 +78,22 @@ def ours_in_process(inputs: list[str], output: Path, batch_size: int) -> float:
     import ser.predictor  # noqa: F401  (imports are not timed, as for the stock pipeline)
 
     start = time.perf_counter()
-    code = predict_ser.main([*inputs, "--output", str(output), "--batch-size", str(batch_size)])
+    code = predict_ser.main([*inputs, "--output", str(output), "--batch-size", str(batch_size), "--runtime", runtime])
     seconds = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"predict_ser.py failed with exit code {code}")
     return seconds
 
 
-def ours_subprocess(launcher: list[str], inputs: list[str], output: Path, batch_size: int) -> tuple[float, float]:
+def ours_subprocess(launcher: list[str], inputs: list[str], output: Path, batch_size: int, runtime: str
+                    ) -> tuple[float, float]:
     """(seconds from start to exit, seconds of the classification itself as predict_ser.py logs it: from the
     processes' first barrier to the merged output, without interpreter start, imports and model load)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHONWARNINGS": "ignore"}
     start = time.perf_counter()
     done = subprocess.run([*launcher, str(ROOT / "predict_ser.py"), *inputs, "--output", str(output),
-                           "--batch-size", str(batch_size)], cwd=ROOT, env=env, capture_output=True, text=True)
+                           "--batch-size", str(batch_size), "--runtime", runtime],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(launcher)} predict_ser.py failed:\n{done.stderr[-3000:]}")
@@ -127,10 +130,10 @@ def main() -> None:
             best("stock pipeline, arrays decoded by soundfile", seconds, stock_loop(files, decode=True))
             for size in args.batch_sizes:
                 best(f"ours, 1 process, batch {size} (in-process)", seconds,
-                     ours_in_process(inputs, out / f"inproc-{size}.csv", size))
+                     ours_in_process(inputs, out / f"inproc-{size}.csv", size, args.runtime))
         size = args.batch_sizes[0]
         for processes, launcher, name in ((1, [sys.executable], "one.csv"), (2, LAUNCH, "two.csv")):
-            total, work = ours_subprocess(launcher, inputs, out / name, size)
+            total, work = ours_subprocess(launcher, inputs, out / name, size, args.runtime)
             label = f"ours, {processes} process{'es' if processes > 1 else ''}, batch {size}"
             seconds[f"{label} (end to end)"] = total
             seconds[f"{label} (classifying, as logged)"] = work
@@ -147,7 +150,8 @@ def main() -> None:
                 {"seconds": ".1f", "files/s": ".1f", "vs stock (files)": ".2f", "vs stock (arrays)": ".2f"}))
     print(f"outputs: {identical}")
     write_result("archive", {"corpora": args.corpora, "clips": len(files), "audio_hours": hours,
-                             "batch_sizes": args.batch_sizes, "repeats": args.repeats, "threads_per_process": 1, "model": str(MODEL.name),
+                             "batch_sizes": args.batch_sizes, "repeats": args.repeats, "runtime": args.runtime,
+                             "threads_per_process": 1, "model": str(MODEL.name),
                              "rows": rows, "identical": identical}, quick=args.quick)
     if not identical["2 processes == 1 process"]:
         raise SystemExit("2-process output differs from 1-process output")

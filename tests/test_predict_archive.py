@@ -102,6 +102,16 @@ def test_killed_run_resumes_without_redoing_finished_files(clips, tmp_path):
     assert merged[removed + 1] == reference[removed + 1]
 
 
+def test_timelines_shard_by_recording(clips, tmp_path):
+    """--timeline: one recording per unit, each recording's segments kept together and in order."""
+    recordings = [*clips[:4], clips[-1]]
+    options = ["--timeline", "--segment", "1"]
+    reference = one_process(recordings, tmp_path / "one.csv", *options)
+    launch([*recordings, "--output", tmp_path / "two.csv", *options])
+    assert (tmp_path / "two.csv").read_bytes() == reference
+    assert reference.count(b"\n") > len(recordings) + 1  # several segments per recording
+
+
 def test_parts_of_another_run_are_refused(clips, tmp_path, capsys):
     out = tmp_path / "out.csv"
     parts = tmp_path / "out.csv.parts"
