@@ -147,7 +147,7 @@ def run(files: list[Path], work: Callable[[list[Path]], list[list[dict]]], write
     if state.is_main_process:
         elapsed = time.perf_counter() - start
         log(f"{len(files) - len(done)} files ({sum(seconds) / 3600:.3f} h of audio in all) classified in "
-            f"{elapsed:.1f} s by {state.num_processes} process(es): {(len(files) - len(done)) / elapsed:.1f} files/s")
+            f"{elapsed:.2f} s by {state.num_processes} process(es): {(len(files) - len(done)) / elapsed:.1f} files/s")
     if scratch:
         scratch.cleanup()
     return failed
