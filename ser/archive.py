@@ -114,8 +114,9 @@ def open_part(folder: Path, rank: int, key: dict):
     return handle
 
 
-def run(files: list[Path], work: Callable[[list[Path]], list[list[dict]]], write: Callable[[list[dict], str], None],
-        output: str | None, key: dict, batch_size: int | None) -> int:
+def run(files: list[Path], work: Callable[[list[Path]], list[list[dict]]],
+        write: Callable[[list[dict], str | None], object], output: str | None, key: dict,
+        batch_size: int | None) -> int:
     """Classifies `files` across the launched processes and writes the merged rows with `write(rows, path)`
     (`output` None: stdout, one process only, no resuming). `work(paths)` returns each path's rows (one row per
     clip; a timeline's segments) and is called with a batch of clips, or one recording when `batch_size` is None.
