@@ -14,6 +14,8 @@ from ser.onnx_runtime import cache_folder
 from ser.predictor import EmotionPredictor
 from test_modeling_whisper import SPEC as WHISPER_SPEC
 
+pytestmark = pytest.mark.slow  # six exports with torch.export: about 2 minutes on 2 shared cores
+
 LABELS = ["angry", "happy", "neutral", "sad"]
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav", "03a04Fd.wav", "03a05Aa.wav", "03a02Wb.wav", "03a01Nc.wav"]
 MODELS = {  # one per family; heads as in test_predictor
