@@ -121,7 +121,7 @@ def fit_head(model, fe, clips, steps: int = 400) -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    print(f"  head fitted on {len(clips)} clips, training loss {float(loss):.3f}", flush=True)
+    print(f"  head fitted on {len(clips)} clips, training loss {loss.item():.3f}", flush=True)
 
 
 def speech(seconds: float, offset: int = 0) -> np.ndarray:
