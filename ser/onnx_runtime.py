@@ -43,14 +43,16 @@ class OnnxModel:
         memory and caches under the user cache."""
         if runtime not in ONNX_RUNTIMES:
             raise ValueError(f"runtime={runtime!r} is not one of {ONNX_RUNTIMES}")
-        self.model = model.eval()  # kept for a later export of the speaker-statistics graph; never run here
+        # The torch model is kept only where a second graph (with speaker statistics) may still be exported; else
+        # the session alone holds the weights, and the torch copy's memory is freed.
+        self.model = model.eval() if getattr(model.config, "normalisation", None) == "speaker" else None
         self.feature_extractor = feature_extractor
         self.quantise = runtime == "onnx-int8"
         self.input_name = model.main_input_name
         key = model_key(model, folder)
         self.cache = cache_folder(folder, key)
         self.sessions = {}
-        self._session(with_stats=False)  # export (or find) now, so that a model that cannot be exported fails at load
+        self._session(with_stats=False, model=model)  # export (or find) now: a model that cannot be exported fails at load
 
     def __call__(self, attention_mask: torch.Tensor | None = None, normalisation_stats: torch.Tensor | None = None,
                  **inputs) -> SequenceClassifierOutput:
@@ -63,11 +65,11 @@ class OnnxModel:
         logits = self._session(with_stats=normalisation_stats is not None).run(["logits"], feeds)[0]
         return SequenceClassifierOutput(logits=torch.from_numpy(logits))
 
-    def _session(self, with_stats: bool):
+    def _session(self, with_stats: bool, model: nn.Module | None = None):
         import onnxruntime as ort
 
         if with_stats not in self.sessions:
-            path = self._graph(with_stats)
+            path = self._graph(with_stats, model or self.model)
             options = ort.SessionOptions()
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             options.intra_op_num_threads = torch.get_num_threads()  # the same CPU budget as the torch runtimes
@@ -75,12 +77,12 @@ class OnnxModel:
             self.sessions[with_stats] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         return self.sessions[with_stats]
 
-    def _graph(self, with_stats: bool) -> Path:
+    def _graph(self, with_stats: bool, model: nn.Module) -> Path:
         """The cached graph file, exported (and quantised) first if it is not there yet."""
         name = "model-stats" if with_stats else "model"
         exported = self.cache / f"{name}.onnx"
         if not exported.exists():
-            export(self.model, self.feature_extractor, exported, with_stats)
+            export(model, self.feature_extractor, exported, with_stats)
         if not self.quantise:
             return exported
         quantised = self.cache / f"{name}.int8.onnx"
