@@ -26,12 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from ser.runtime import (ONNX_RUNTIMES, TimeMajorFeatureEncoder, copy_sharing_tensors, freeze_weight_norm,
-                         time_major_supported)
+from ser.runtime import ONNX_RUNTIMES, copy_sharing_tensors, freeze_weight_norm
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 EXPORT_TOLERANCE = 1e-3  # max |logit difference| between the graph and the torch model, relative to the largest logit
@@ -154,39 +152,13 @@ def export(model: nn.Module, feature_extractor, path: Path, with_stats: bool = F
 
 
 def _exportable_copy(model: nn.Module) -> nn.Module:
-    """A copy sharing the weights, with weight norm computed once (a quantiser needs constant weights), eager
-    attention (the exporter decomposes SDPA into a layout where w2v-BERT's reshape of the heads is an invalid view),
-    and a layer-norm convolutional front end computed time-major (`TimeMajorGraphEncoder`)."""
+    """A copy sharing the weights, with weight norm computed once (a quantiser needs constant weights) and eager
+    attention (the exporter decomposes SDPA into a layout where w2v-BERT's reshape of the heads is an invalid view)."""
     copy = copy_sharing_tensors(model).eval()  # its config is a copy too: the caller's keeps its attention
     freeze_weight_norm(copy)
-    base = getattr(copy, "base_model", None)
-    encoder = getattr(base, "feature_extractor", None)
-    if encoder is not None and time_major_supported(encoder):
-        base.feature_extractor = TimeMajorGraphEncoder(encoder)
     if getattr(copy.config, "_attn_implementation", None) not in (None, "eager"):
         copy.set_attn_implementation("eager")
     return copy
-
-
-class TimeMajorGraphEncoder(TimeMajorFeatureEncoder):
-    """The time-major front end (ser.runtime) in operations a graph can hold at any batch size: each convolution a
-    sum of strided slices times one tap's weights. In the graph these are matrix products with constant weights, so
-    "onnx-int8" quantises the front end too, where ONNX Runtime's Conv (half the time of a 2 s clip on base, with
-    the transposes around each layer norm) stays float: measured 1.4x faster at 2 s, 1.2x at 4 s on base."""
-
-    def forward(self, input_values: torch.Tensor) -> torch.Tensor:
-        hidden = input_values[:, :, None]  # (B, T, 1)
-        for i, (stride, norm, activation) in enumerate(zip(self.strides, self.norms, self.activations)):
-            taps, bias = getattr(self, f"taps{i}"), getattr(self, f"bias{i}")
-            kernel = taps.shape[0]
-            span = ((hidden.shape[1] - kernel) // stride) * stride + 1  # the first tap's frames, strided
-            if taps.shape[1] == 1:  # one input channel: one product over unfolded windows
-                out = hidden[:, :, 0].unfold(1, kernel, stride) @ taps[:, 0, :]
-            else:
-                out = sum(hidden[:, tap:tap + span:stride] @ taps[tap] for tap in range(kernel))
-            out = out if bias is None else out + bias
-            hidden = activation(F.layer_norm(out, norm.normalized_shape, norm.weight, norm.bias, norm.eps))
-        return hidden.transpose(1, 2)
 
 
 def _example_inputs(model: nn.Module, feature_extractor, lengths: list[int], with_stats: bool) -> dict:

@@ -72,7 +72,7 @@ def fast_inference_model(model: nn.Module, runtime: str = "fp32", inplace: bool 
     if runtime != "bf16":
         base = getattr(model, "base_model", None)
         encoder = getattr(base, "feature_extractor", None)
-        if encoder is not None and time_major_supported(encoder):
+        if encoder is not None and _time_major_supported(encoder):
             base.feature_extractor = TimeMajorFeatureEncoder(encoder)
     freeze_weight_norm(model)
     return prepare_model(model, runtime, inplace=True).eval()
@@ -98,7 +98,7 @@ def copy_sharing_tensors(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def time_major_supported(encoder: nn.Module) -> bool:
+def _time_major_supported(encoder: nn.Module) -> bool:
     if type(encoder).__name__ not in _LAYER_NORM_FEATURE_ENCODERS:
         return False
     for layer in getattr(encoder, "conv_layers", ()):
