@@ -20,7 +20,6 @@ If the embedded default model (`ser.defaults.DEFAULT_MODEL`, a trained model) ex
 from __future__ import annotations
 
 import argparse
-import random
 import tempfile
 import time
 from pathlib import Path
@@ -28,27 +27,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import EMODB, ROOT, table, write_result  # noqa: I001
-from inference import LABELS, MODELS, build_model
+from _common import ROOT, table, write_result  # noqa: I001
+from inference import MODELS, TEST_SPEAKERS, build_model, emodb_split, fit_head
 from ser.audio import load_audio
-from ser.corpora import load_emodb
 from ser.defaults import DEFAULT_MODEL
 
-TEST_SPEAKERS = {"15", "16"}
 
 
 def classifier_for(folder: Path, runtime: str):
     from ser.predictor import EmotionPredictor
     predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
     return (lambda audio: predictor.classify_batch([audio])[0]), "EmotionPredictor"
-
-
-@torch.inference_mode()
-def pooled_layers(model, fe, audio) -> torch.Tensor:
-    """Mean over frames of every layer's output: (L, H). Masked mean of one unpadded clip = plain mean."""
-    inputs = fe(audio, sampling_rate=16000, return_tensors="pt")
-    out = model.base_model(inputs["input_values"], output_hidden_states=True)
-    return torch.stack([h[0].mean(0) for h in out.hidden_states])
 
 
 def main() -> None:
@@ -67,31 +56,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from ser.runtime import RUNTIMES
 
-    clips = load_emodb(EMODB)
-    rng = random.Random(0)
-    train = [] if args.trained_only else rng.sample([c for c in clips if c.speaker not in TEST_SPEAKERS], args.train_clips)
-    test = rng.sample([c for c in clips if c.speaker in TEST_SPEAKERS], args.test_clips)
-    audio = {c.path: load_audio(c.path, 16000) for c in train + test}
+    train, test = emodb_split(0 if args.trained_only else args.train_clips, args.test_clips)
+    audio = {c.path: load_audio(c.path, 16000) for c in test}
     results, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         targets = {}
         if not args.trained_only:
             model, fe = build_model(args.model)  # our class, weighted layer sum + mean pooling, random weights
-            start = time.perf_counter()
-            pooled = torch.stack([pooled_layers(model, fe, audio[c.path]) for c in train])
-            y = torch.tensor([LABELS.index(c.label) for c in train])
-            # Fit on raw pooled features (standardising is done by the fit's own scale: the encoder ends in layer norm).
-            params = [model.layer_weights, *model.projector.parameters(), *model.classifier.parameters()]
-            optimizer = torch.optim.AdamW(params, lr=3e-3)
-            with torch.enable_grad():
-                for _ in range(args.steps):
-                    mixed = (pooled * torch.softmax(model.layer_weights, -1)[None, :, None]).sum(1)
-                    loss = torch.nn.functional.cross_entropy(model.classifier(model.projector(mixed)), y)
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-            print(f"head fitted on {len(train)} clips in {time.perf_counter() - start:.0f} s, final training loss "
-                  f"{float(loss):.3f}", flush=True)
+            fit_head(model, fe, train, steps=args.steps)
             trained = Path(tmp) / "trained"
             model.save_pretrained(trained)
             fe.save_pretrained(trained)

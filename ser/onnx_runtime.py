@@ -192,8 +192,8 @@ def _basic_optimisation(source: Path, target: Path) -> None:
 def quantise(source: Path, target: Path) -> None:
     """int8 dynamic quantisation of the matrix products with constant weights (MatMulConstBOnly: the attention score
     products of two activations stay float32, for accuracy), one scale per output channel: per-tensor scales agreed
-    with fp32 on 94 of 100 Emo-DB clips on base, per-channel on 99. Convolutions stay float32: quantising the
-    front end as well was 1.3x faster at 4 s but agreed on only 74 of 100."""
+    with fp32 on 94 of 100 Emo-DB clips on base, per-channel on 98. Convolutions stay float32: quantising the
+    front end as well was 1.2x faster at 4 s but agreed on only 74 of 100 (benchmarks/README.md, section 3)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantise-") as tmp:
