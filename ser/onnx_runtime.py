@@ -117,7 +117,9 @@ def export(model: nn.Module, feature_extractor, path: Path, with_stats: bool = F
     example = _example_inputs(model, feature_extractor, [16000, 11200], with_stats)
     probe = _example_inputs(model, feature_extractor, [7200, 20800, 12000], with_stats)
     input_names = list(example)
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    # AUTO: the exporter infers each axis's range and relations itself; a named Dim could not express the
+    # minimum length of a 4-block log-mel CNN (the embedded default), and SEW-D's shapes were fixed with it
+    batch, length = torch.export.Dim.AUTO, torch.export.Dim.AUTO
     values, mask = example[model.main_input_name], example["attention_mask"]
     # the length axis of the inputs is the mask's: samples, or frames of (B, T, F) or Whisper's (B, F, T) features
     time_axis = next(axis for axis in range(1, values.dim()) if values.shape[axis] == mask.shape[1])

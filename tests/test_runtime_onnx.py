@@ -5,7 +5,7 @@ reused, a model that cannot be exported is refused, and bf16 / int8 give the sam
 import numpy as np
 import pytest
 import torch
-from transformers import SEWDConfig, SEWDForSequenceClassification, Wav2Vec2FeatureExtractor
+from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
 from conftest import EMODB, TINY_SPECS, require
 from ser.audio import load_audio
@@ -110,18 +110,26 @@ def test_a_model_folder_we_cannot_write_to_falls_back_to_the_user_cache(folders,
     assert cache_folder("org/hub-model", "abc") == tmp_path / "user-cache" / "onnx" / "abc"  # a Hub id
 
 
-def test_a_model_that_cannot_be_exported_is_refused(tmp_path):
-    """SEW-D's relative-position attention traces to fixed shapes: the graph fails on a batch of another shape, so
-    it is refused at load with the class named, and nothing is left in the cache."""
+class SignDependentWav2Vec2(Wav2Vec2ForSequenceClassification):
+    """A stock model with Python control flow on a tensor's value, which no traced graph can hold."""
+
+    def forward(self, *args, **kwargs):
+        out = super().forward(*args, **kwargs)
+        if out.logits.sum() > 0:
+            out.logits = -out.logits
+        return out
+
+
+def test_a_model_that_cannot_be_exported_is_refused(tmp_path, monkeypatch):
+    """Refused at load with the class named and the exporter's reason, and nothing is left in the cache."""
+    monkeypatch.setenv("SER_CACHE", str(tmp_path))  # a model without a folder caches in the user cache
     torch.manual_seed(0)
-    config = SEWDConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                        conv_dim=(32, 32, 32), conv_kernel=(10, 4, 4), conv_stride=(5, 4, 4), squeeze_factor=2,
-                        position_buckets=16, max_relative_positions=32, num_labels=len(LABELS))
-    SEWDForSequenceClassification(config).save_pretrained(tmp_path)
-    Wav2Vec2FeatureExtractor(return_attention_mask=True).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="SEWDForSequenceClassification cannot be exported to ONNX"):
-        EmotionPredictor.from_pretrained(tmp_path, runtime="onnx")
-    assert not [p for p in (tmp_path / "onnx").rglob("*") if p.is_file()]
+    config = Wav2Vec2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                            conv_dim=(32, 32, 32), conv_kernel=(10, 4, 4), conv_stride=(5, 4, 4), num_labels=len(LABELS))
+    model = SignDependentWav2Vec2(config).eval()
+    with pytest.raises(ValueError, match="SignDependentWav2Vec2 cannot be exported to ONNX: "):
+        EmotionPredictor(model, Wav2Vec2FeatureExtractor(return_attention_mask=True), runtime="onnx")
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
 # largest probability difference from fp32 allowed on these tiny random models (16-wide projections, so one
@@ -135,3 +143,18 @@ def test_bf16_and_onnx_int8_agree_with_fp32_in_top_1(runtime, max_difference, fo
         assert top(fast) == top(fp32), kind
         assert max(abs(a[k] - b[k]) for a, b in zip(fast, fp32) for k in LABELS) < max_difference, kind
 
+
+
+def test_the_embedded_default_model_runs_in_onnx_runtime(audio, tmp_path):
+    """The trained log-mel CNN (4 blocks: a minimum length the exporter must not fix) exports and gives fp32's
+    probabilities on real clips, the shortest one it takes included."""
+    import shutil
+
+    from conftest import ROOT
+    from ser.defaults import DEFAULT_MODEL
+
+    folder = shutil.copytree(ROOT / DEFAULT_MODEL, tmp_path / "default")  # the graph is cached in the copy
+    onnx, fp32 = (EmotionPredictor.from_pretrained(folder, runtime=r) for r in ("onnx", "fp32"))
+    shortest = audio[0][8000:8000 + int(round(fp32.min_seconds * 16000))]
+    for got, want in zip(onnx.classify_batch([*audio, shortest]), fp32.classify_batch([*audio, shortest])):
+        assert max(abs(got[k] - want[k]) for k in want) < 1e-3
