@@ -87,7 +87,8 @@ def stage(folder: Path, requirements: str) -> list[str]:
         shutil.copy2(ROOT / name, folder / name)
     for name in FOLDERS:
         # Bytecode caches are this machine's, and would hide which copy of `ser` a staged run imports.
-        shutil.copytree(ROOT / name, folder / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(ROOT / name, folder / name,  # onnx/: graphs cached by ser/onnx_runtime.py, rebuilt where used
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "onnx"))
     (folder / "requirements.txt").write_text(requirements)
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 

@@ -244,10 +244,20 @@ def ten_minutes(clips, tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("ten-minutes") / "meeting.wav", np.concatenate(blocks))
 
 
-def browser(playwright, *extra_args: str):
+@contextlib.contextmanager
+def page_at(server: str, width: int, timeout_ms: int, *extra_args: str):
+    """The demo in headless Debian chromium, in a window `width` px wide; `extra_args` go to chromium."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian chromium (apt-get install chromium; scripts/setup.sh does)")
-    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            page = chromium.new_page(viewport={"width": width, "height": 900 if width > 600 else 844})
+            page.set_default_timeout(timeout_ms)
+            page.goto(server)
+            yield page
+        finally:
+            chromium.close()
 
 
 def upload(page, path: Path) -> None:
@@ -259,97 +269,76 @@ def upload(page, path: Path) -> None:
 
 
 def test_browser_error_stays_readable_and_a_good_upload_then_works(server, clips, bad_files, tmp_path):
-    with sync_playwright() as playwright:
-        chromium = browser(playwright)
-        try:
-            page = chromium.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(30_000)
-            page.goto(server)
-            expect(page.get_by_text("Emo-DB (Berlin Database of Emotional Speech)").first).to_be_visible()
-            expect(page.get_by_role("tab", name="Upload a recording")).to_be_visible()
-            expect(page.get_by_role("tab", name="Microphone (live)")).to_be_visible()
+    with page_at(server, 1280, 30_000) as page:
+        expect(page.get_by_text("Emo-DB (Berlin Database of Emotional Speech)").first).to_be_visible()
+        expect(page.get_by_role("tab", name="Upload a recording")).to_be_visible()
+        expect(page.get_by_role("tab", name="Microphone (live)")).to_be_visible()
 
-            upload(page, bad_files["corrupt"][0])
-            status = page.locator("#status")
-            expect(status).to_contain_text(UNREADABLE)
-            page.wait_for_timeout(15_000)  # a toast would be gone by now
-            expect(status).to_be_visible()
-            expect(status).to_contain_text(UNREADABLE)
-            screenshot(page, "error-after-15-seconds", tmp_path)
+        upload(page, bad_files["corrupt"][0])
+        status = page.locator("#status")
+        expect(status).to_contain_text(UNREADABLE)
+        page.wait_for_timeout(15_000)  # a toast would be gone by now
+        expect(status).to_be_visible()
+        expect(status).to_contain_text(UNREADABLE)
+        screenshot(page, "error-after-15-seconds", tmp_path)
 
-            upload(page, clips[0])
-            expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
-            expect(status).to_be_hidden()
-            screenshot(page, "upload-1280px", tmp_path)
-        finally:
-            chromium.close()
+        upload(page, clips[0])
+        expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+        expect(status).to_be_hidden()
+        screenshot(page, "upload-1280px", tmp_path)
 
 
 def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_path):
     """A 390 px wide page: the label, the summary, the segment timeline (its text at least 10 px high, nothing
     wider than the screen) and the CSV of the segments."""
-    with sync_playwright() as playwright:
-        chromium = browser(playwright)
-        try:
-            page = chromium.new_page(viewport={"width": 390, "height": 844})
-            page.set_default_timeout(120_000)
-            page.goto(server)
-            upload(page, ten_minutes)
-            expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
-            summary = page.locator("#summary")
-            expect(summary).to_contain_text("of 10 min 0 s")
-            expect(summary).to_contain_text("Time per emotion:")
-            texts = page.locator("#emotion-timeline svg text")
-            expect(texts.first).to_be_visible()
-            heights = [box["height"] for box in (t.bounding_box() for t in texts.all()) if box and box["height"]]
-            assert heights and min(heights) >= 10, heights
-            legend = texts.all_text_contents()  # axis titles, tick labels and the legend's entries
-            shown = summary.inner_text().split("Time per emotion:")[1]
-            assert all((emotion in legend) == (emotion in shown) for emotion in EMOTIONS), (legend, shown)
-            assert page.evaluate("document.documentElement.scrollWidth") <= 390
-            link = page.locator("#segments-csv a[download]")
-            expect(link).to_have_attribute("href", re.compile(r"meeting-segments\.csv$"))
-            with page.expect_download() as download:
-                link.click()
-            csv_path = tmp_path / "segments.csv"
-            download.value.save_as(csv_path)
-            header, *rows = csv_path.read_text().splitlines()
-            assert header.startswith("start,end,label,uncertain,") and len(rows) > 50
-            screenshot(page, "ten-minutes-390px", tmp_path)
-        finally:
-            chromium.close()
+    with page_at(server, 390, 120_000) as page:
+        upload(page, ten_minutes)
+        expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+        summary = page.locator("#summary")
+        expect(summary).to_contain_text("of 10 min 0 s")
+        expect(summary).to_contain_text("Time per emotion:")
+        texts = page.locator("#emotion-timeline svg text")
+        expect(texts.first).to_be_visible()
+        heights = [box["height"] for box in (t.bounding_box() for t in texts.all()) if box and box["height"]]
+        assert heights and min(heights) >= 10, heights
+        legend = texts.all_text_contents()  # axis titles, tick labels and the legend's entries
+        shown = summary.inner_text().split("Time per emotion:")[1]
+        assert all((emotion in legend) == (emotion in shown) for emotion in EMOTIONS), (legend, shown)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        link = page.locator("#segments-csv a[download]")
+        expect(link).to_have_attribute("href", re.compile(r"meeting-segments\.csv$"))
+        with page.expect_download() as download:
+            link.click()
+        csv_path = tmp_path / "segments.csv"
+        download.value.save_as(csv_path)
+        header, *rows = csv_path.read_text().splitlines()
+        assert header.startswith("start,end,label,uncertain,") and len(rows) > 50
+        screenshot(page, "ten-minutes-390px", tmp_path)
 
 
 def test_browser_live_microphone_updates_while_api_requests_run(server, client, clips, tmp_path):
     """Chromium's fake microphone plays a real Emo-DB file in a loop. The live status and meter update at least
     once a second, also while 8 API requests are answered; stopping gives a label and a summary."""
-    with sync_playwright() as playwright:
-        chromium = browser(playwright, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                           f"--use-file-for-fake-audio-capture={clips[0]}")
-        try:
-            page = chromium.new_page(viewport={"width": 390, "height": 844})
-            page.set_default_timeout(30_000)
-            page.goto(server)
-            page.get_by_role("tab", name="Microphone (live)").click()
-            page.locator("#live-input button", has_text="Record").first.click()
-            status = page.locator("#live-status")
-            expect(status).to_contain_text("emotion of the last")
-            expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
-            quiet = watch_updates(status, seconds=4)  # the meter's updates: each says how much it has heard
-            jobs = [client.submit(handle_file(str(clips[i % 2])), api_name="/predict") for i in range(8)]
-            busy = watch_updates(status, seconds=4)
-            expected = [confidences(client.predict(handle_file(str(c)), api_name="/predict")) for c in clips]
-            for i, job in enumerate(jobs):
-                assert confidences(job.result(timeout=60)) == pytest.approx(expected[i % 2], abs=1e-5)
-            assert max(quiet) <= 1.0 and max(busy) <= 1.0, (quiet, busy)
-            screenshot(page, "live-microphone-390px", tmp_path)
-            page.locator("#live-input button", has_text="Stop").first.click()
-            expect(status).to_contain_text("Stopped after")
-            expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
-            expect(page.locator("#summary")).to_contain_text("Time per emotion:")
-            screenshot(page, "live-microphone-stopped-390px", tmp_path)
-        finally:
-            chromium.close()
+    with page_at(server, 390, 30_000, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 f"--use-file-for-fake-audio-capture={clips[0]}") as page:
+        page.get_by_role("tab", name="Microphone (live)").click()
+        page.locator("#live-input button", has_text="Record").first.click()
+        status = page.locator("#live-status")
+        expect(status).to_contain_text("emotion of the last")
+        expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+        quiet = watch_updates(status, seconds=4)  # the meter's updates: each says how much it has heard
+        jobs = [client.submit(handle_file(str(clips[i % 2])), api_name="/predict") for i in range(8)]
+        busy = watch_updates(status, seconds=4)
+        expected = [confidences(client.predict(handle_file(str(c)), api_name="/predict")) for c in clips]
+        for i, job in enumerate(jobs):
+            assert confidences(job.result(timeout=60)) == pytest.approx(expected[i % 2], abs=1e-5)
+        assert max(quiet) <= 1.0 and max(busy) <= 1.0, (quiet, busy)
+        screenshot(page, "live-microphone-390px", tmp_path)
+        page.locator("#live-input button", has_text="Stop").first.click()
+        expect(status).to_contain_text("Stopped after")
+        expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+        expect(page.locator("#summary")).to_contain_text("Time per emotion:")
+        screenshot(page, "live-microphone-stopped-390px", tmp_path)
 
 
 def watch_updates(status, seconds: float) -> list[float]:
