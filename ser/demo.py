@@ -38,7 +38,7 @@ class DemoError(ValueError):
 class Recording:
     path: str
     seconds: float
-    audio: np.ndarray | None = None  # decoded already (a header without a duration), else None
+    audio: np.ndarray | None = None  # the decoded samples, once read (at once for a header without a duration)
     notes: list[str] = field(default_factory=list)  # what a person should know about the input
 
 
@@ -116,8 +116,9 @@ def analyse(predictor: EmotionPredictor, recording: Recording, segment_seconds: 
     the mean of its segments' scores weighted by their duration (so the label sums up what the timeline shows)."""
     try:
         if recording.seconds <= segment_seconds:
-            scores = (predictor.classify_array(recording.audio, predictor.sampling_rate)
-                      if recording.audio is not None else predictor.classify_file(recording.path))
+            if recording.audio is None:  # decoded once: the quiet-speech note below reads the same samples
+                recording.audio = predictor.load_file(recording.path)
+            scores = predictor.classify_array(recording.audio, predictor.sampling_rate)
             rows = None
         else:
             raw = list(predictor.timeline(recording.path, segment_seconds))

@@ -62,10 +62,9 @@ class EmotionPredictor:
         if getattr(model, "family", None) == "whisper":  # its encoder has positions for 30 s, two mel frames each
             hop = feature_extractor.hop_length / self.sampling_rate
             self.max_seconds = min(self.max_seconds, 2 * config.max_source_positions * hop)
-        blocks = getattr(config, "conv_channels", None)  # the log-mel CNN: each block halves the frames
-        if blocks and hasattr(config, "hop_length") and hasattr(config, "n_fft"):
-            shortest = (config.hop_length * (2 ** len(blocks) - 1) + config.n_fft) / self.sampling_rate
-            self.min_seconds = max(self.min_seconds, shortest)
+        shortest = getattr(config, "shortest_input_samples", None)  # the log-mel CNN's blocks each halve the frames
+        if shortest:
+            self.min_seconds = max(self.min_seconds, shortest / self.sampling_rate)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         self.trim_silence = bool(getattr(config, "trim_silence", False))
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us

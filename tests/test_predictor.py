@@ -454,6 +454,7 @@ def test_shortest_clip_follows_the_cnn_and_trimming_never_goes_below_it():
     predictor = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL)
     config = predictor.model.config
     shortest = config.hop_length * (2 ** len(config.conv_channels) - 1) + config.n_fft
+    assert config.shortest_input_samples == shortest
     assert predictor.min_seconds == shortest / SR
     speech = load_audio(clip_path(CLIPS[0]))
     assert sum(predictor.classify_array(speech[8000:8000 + shortest], SR).values()) == pytest.approx(1)

@@ -153,6 +153,11 @@ class LogMelCnnConfig(PreTrainedConfig):
         """Log-mel frames per encoder output frame (each block halves time)."""
         return 2 ** len(self.conv_channels)
 
+    @property
+    def shortest_input_samples(self) -> int:
+        """The fewest samples that leave one frame after the last block: shorter clips are too short to classify."""
+        return self.hop_length * (self.frames_per_output - 1) + self.n_fft
+
     def validate_architecture(self):
         if self.normalisation not in NORMALISATIONS:
             raise ValueError(f"normalisation={self.normalisation!r} is not one of {NORMALISATIONS}")
