@@ -45,7 +45,7 @@ class DataArguments:
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
     only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
     speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
-    normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation (logmel-cnn): whose audio the statistics come from: speaker | corpus"})
+    normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation: whose audio the statistics come from: speaker | corpus"})
     trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
     crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
     skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
@@ -61,6 +61,7 @@ class ModelArguments:
     classifier_proj_size: int | None = field(default=None, metadata={"help": "Projector size (default: the config's)"})
     head_hidden_sizes: list[int] = field(default_factory=list, metadata={"help": "Hidden layers of the head"})
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
+    pooled_norm: bool = field(default=False, metadata={"help": "Standardise the pooled vector (batch norm without learned scale) before the classifier"})
     freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
     class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
     corpus_balanced: bool = field(default=False, metadata={"help": "A mixture: every corpus contributes as many training draws per epoch as the largest (smaller corpora repeated)"})
@@ -73,7 +74,7 @@ class ModelArguments:
         layer = int(self.feature_layer) if self.feature_layer.isdigit() else self.feature_layer
         options = dict(pooling=self.pooling, feature_layer=layer, head_hidden_sizes=self.head_hidden_sizes,
                        head_dropout=self.head_dropout, freeze_feature_encoder=self.freeze_feature_encoder,
-                       freeze_backbone=self.mode == "frozen")
+                       freeze_backbone=self.mode == "frozen", pooled_norm=self.pooled_norm)
         if self.classifier_proj_size:
             options["classifier_proj_size"] = self.classifier_proj_size
         return options
@@ -139,22 +140,22 @@ def read_corpus(args: DataArguments):
 
 
 def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: bool):
+    """The model and its feature extractor. Speaker normalisation is part of the saved model: the log-mel CNN
+    normalises its log-mels, a frozen pretrained encoder's head its encoder frames, both with statistics passed in."""
+    head = args.head_options()
+    if speaker_normalisation and args.mode == "frozen":
+        head["frame_normalisation"] = "speaker"
     if args.encoder_config:
         spec = load_spec(args.encoder_config)
-        # logmel-cnn normalises inside the model; the saved config records how (with a speaker's statistics, ...)
         normalisation = args.normalisation
         if normalisation and spec["family"] != "logmel-cnn":
             raise ValueError("--normalisation is a logmel-cnn option; other encoders normalise their own way")
         if speaker_normalisation and spec["family"] == "logmel-cnn":
             normalisation = "speaker"
+            head.pop("frame_normalisation", None)
         extra = {"normalisation": normalisation} if normalisation else {}
-        return scratch_model(spec, labels, **args.head_options(), **extra)
-    return pretrained_model(args.encoder_name_or_path, labels, **args.head_options())
-
-
-def normalises_itself(model) -> bool:
-    """logmel-cnn computes and normalises its log-mels itself, from raw samples."""
-    return hasattr(model.config, "normalisation")
+        return scratch_model(spec, labels, **head, **extra)
+    return pretrained_model(args.encoder_name_or_path, labels, **head)
 
 
 def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, training_args, cache_dir):
@@ -167,7 +168,7 @@ def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, tr
     else:
         features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
         input_name, stats = feature_extractor.model_input_names[0], None
-    if args.speaker_normalisation and not normalises_itself(model):
+    if args.speaker_normalisation and not model.speaker_normalised:  # fine-tuned filterbank encoders (w2v-BERT)
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])
     return features, input_name, stats
 
@@ -409,9 +410,10 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     features, input_name, cache_stats = model_inputs(model, feature_extractor, audio, clips, data_args,
                                                       args, output_dir / "feature-cache")
     stats = None
-    if data_args.speaker_normalisation and normalises_itself(model):
+    if model.speaker_normalised:
         groups = [clip.corpus if data_args.normalisation_group == "corpus" else clip.speaker for clip in clips]
-        stats = data.speaker_statistics(model, audio, groups)
+        cached = features if model.config.freeze_backbone else None
+        stats = data.speaker_statistics(model, feature_extractor, audio, groups, cached)
     experiment = Experiment(
         model=model, features=features, labels=[names.index(clip.label) for clip in clips],
         durations=[len(a) / data.SAMPLING_RATE for a in audio],

@@ -32,7 +32,7 @@ DRAWS = 5
 
 def statistics(predictor, clips: list[np.ndarray], seconds: float | None, rng) -> object:
     """Statistics of the speech of clips taken in random order until `seconds` of speech (None: all clips)."""
-    stats = RunningStatistics(predictor.frontend)
+    stats = RunningStatistics(predictor.frame_source)
     for i in rng.permutation(len(clips)) if seconds else range(len(clips)):
         stats.add(speech.trim(clips[i]) if predictor.trim_silence else clips[i])
         if seconds and stats.seconds >= seconds:

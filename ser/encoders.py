@@ -2,11 +2,14 @@
 where no pretrained weights are available, around an encoder of the same family trained from scratch."""
 
 import json
+import os
+import shutil
 from pathlib import Path
 
 from transformers import AutoFeatureExtractor, SeamlessM4TFeatureExtractor, Wav2Vec2FeatureExtractor
 
 import modeling_ser
+from ser import convert_whisper
 from ser.audio import SAMPLING_RATE
 
 
@@ -42,12 +45,29 @@ def scratch_model(spec: dict, labels: list[str], **head_options):
 
 
 def pretrained_model(name_or_path: str, labels: list[str], **head_options):
-    """An emotion model around a pretrained encoder; the same `from_pretrained` path for Hub ids and folders."""
+    """An emotion model around a pretrained encoder; the same `from_pretrained` path for Hub ids and folders. A
+    CTranslate2 Whisper folder (faster-whisper's format) is converted once into a cached transformers copy."""
+    name_or_path = checkpoint_folder(name_or_path)
     model = modeling_ser.from_backbone(name_or_path, labels, **head_options)
     if model.family == "whisper":  # the checkpoint's own extractor pads every clip to 30 s; same settings, no padding
         return model, modeling_ser.WhisperEmotionFeatureExtractor.from_pretrained(name_or_path,
                                                                                    return_attention_mask=True)
     return model, AutoFeatureExtractor.from_pretrained(name_or_path)
+
+
+def checkpoint_folder(name_or_path: str) -> str:
+    """A transformers checkpoint for `name_or_path`: itself, or the converted copy of a CTranslate2 Whisper folder,
+    cached under SER_CACHE (default ~/.cache/ser) by the SHA-256 of its model.bin."""
+    if not convert_whisper.is_ctranslate2_model(name_or_path):
+        return name_or_path
+    digest = convert_whisper.file_sha256(Path(name_or_path) / "model.bin")
+    cached = Path(os.environ.get("SER_CACHE", Path.home() / ".cache" / "ser")) / f"whisper-ct2-{digest[:16]}"
+    if not (cached / "model.safetensors").is_file():
+        partial = cached.with_name(cached.name + f".partial-{os.getpid()}")  # a killed conversion never looks done
+        convert_whisper.convert(name_or_path, partial)
+        shutil.rmtree(cached, ignore_errors=True)
+        partial.replace(cached)
+    return str(cached)
 
 
 def load_spec(path: str | Path) -> dict:

@@ -60,14 +60,9 @@ class FeatureCache:
     def encode(self, audio: np.ndarray) -> np.ndarray:
         inputs = self.feature_extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt")
         self.model.eval()
-        layer = self.model.config.feature_layer
         outputs = self.model.base_model(inputs[self.feature_extractor.model_input_names[0]],
-                                        output_hidden_states=layer != "last")
-        if layer == "weighted":
-            frames = torch.stack(outputs.hidden_states, dim=2)[0]  # (T, L, H)
-        else:
-            frames = self.model.select_frames(outputs)[0]  # (T, H)
-        return frames.float().numpy()
+                                        output_hidden_states=self.model.config.feature_layer != "last")
+        return self.model.encoder_frames(outputs)[0].float().numpy()  # (T, H), or (T, L, H) for a weighted sum
 
 
 class FrozenEncoderHead(nn.Module):
@@ -77,10 +72,9 @@ class FrozenEncoderHead(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, features, attention_mask, labels=None):
-        """features: (B, T, H), or (B, T, L, H) for a weighted layer sum; attention_mask: (B, T) real frames."""
-        if features.dim() == 4:
-            features = self.model.mix_layers(features.transpose(1, 2))  # (B, L, T, H) -> (B, T, H)
-        logits = self.model.classify(features, attention_mask.bool())
+    def forward(self, features, attention_mask, labels=None, normalisation_stats=None):
+        """features: (B, T, H), or (B, T, L, H) for a weighted layer sum; attention_mask: (B, T) real frames;
+        normalisation_stats (B, 2, [L,] H): each clip's speaker's, for a speaker-normalised model."""
+        logits = self.model.classify(features, attention_mask.bool(), normalisation_stats)
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)

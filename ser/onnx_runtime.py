@@ -47,7 +47,7 @@ class OnnxModel:
             raise ValueError(f"runtime={runtime!r} is not one of {ONNX_RUNTIMES}")
         # The torch model is kept only where a second graph (with speaker statistics) may still be exported; else
         # the session alone holds the weights, and the torch copy's memory is freed.
-        self.model = model.eval() if getattr(model.config, "normalisation", None) == "speaker" else None
+        self.model = model.eval() if getattr(model, "speaker_normalised", False) else None
         self.feature_extractor = feature_extractor
         self.quantise = runtime == "onnx-int8"
         self.input_name = model.main_input_name
@@ -114,7 +114,7 @@ def export(model: nn.Module, feature_extractor, path: Path, with_stats: bool = F
     import onnxruntime as ort
 
     name = type(model).__name__
-    if with_stats and getattr(model.config, "normalisation", None) != "speaker":
+    if with_stats and not getattr(model, "speaker_normalised", False):
         raise ValueError(f"{name} is not speaker-normalised: it takes no speaker statistics")
     example = _example_inputs(model, feature_extractor, [16000, 11200], with_stats)
     probe = _example_inputs(model, feature_extractor, [7200, 20800, 12000], with_stats)
@@ -173,9 +173,8 @@ def _example_inputs(model: nn.Module, feature_extractor, lengths: list[int], wit
                                return_tensors="pt")
     example = {model.main_input_name: inputs[model.main_input_name], "attention_mask": inputs["attention_mask"].long()}
     if with_stats:
-        bins = model.config.num_mel_bins
-        example["normalisation_stats"] = torch.stack([torch.full((len(lengths), bins), -5.0),
-                                                      torch.full((len(lengths), bins), 2.0)], dim=1)
+        shape = (len(lengths), *model.statistics_shape)
+        example["normalisation_stats"] = torch.stack([torch.full(shape, -5.0), torch.full(shape, 2.0)], dim=1)
     return example
 
 

@@ -22,7 +22,7 @@ from ser import defaults, speech
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
 from ser.audio import SAMPLING_RATE, audio_duration, load_audio, to_mono
 from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
-from ser.statistics import RunningStatistics
+from ser.statistics import RunningStatistics, frame_source
 
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
 
@@ -70,8 +70,9 @@ class EmotionPredictor:
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
         calibrated_inside = getattr(model, "applies_calibration", False)
         self.temperature = 1.0 if calibrated_inside else float(getattr(config, "calibration_temperature", None) or 1.0)
-        self.normalisation = getattr(config, "normalisation", None)
-        self.frontend = model.base_model.frontend if self.normalisation == "speaker" else None
+        # speaker-normalised models: what their speaker statistics are taken over (ser.statistics)
+        self.frame_source = frame_source(model, feature_extractor) if getattr(model, "speaker_normalised", False) \
+            else None
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, runtime: str = "fp32") -> EmotionPredictor:
@@ -166,7 +167,7 @@ class EmotionPredictor:
         return iter(timelines.smooth(list(rows), smooth_seconds)) if smooth_seconds else rows
 
     def _timeline_rows(self, path: Path, longest: int) -> Iterator[dict]:
-        stats = RunningStatistics(self.frontend) if self.frontend is not None else None
+        stats = RunningStatistics(self.frame_source) if self.frame_source is not None else None
         segments = timelines.find_segments(path, self.sampling_rate, also=stats.add if stats else None)
         shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
         segments = [s for s in timelines.pieces(segments, longest) if s.end - s.start >= shortest]
@@ -225,14 +226,14 @@ class EmotionPredictor:
         return max(scores.values()) < self.uncertain_below
 
     def speaker_statistics(self, clips: list[np.ndarray]) -> torch.Tensor | None:
-        """For a speaker-normalised model: log-mel statistics (2, F) of the speech in `clips` (one speaker's), refused
-        under `min_speaker_seconds` of speech. Other models normalise without them: a clear error."""
-        if self.frontend is None:
+        """For a speaker-normalised model: statistics (2, ...) of the speech in `clips` (one speaker's), refused under
+        `min_speaker_seconds` of speech. Other models normalise without them: a clear error."""
+        if self.frame_source is None:
             raise ValueError("this model was not trained with speaker normalisation: it normalises each clip by "
                              "itself, and one speaker's other recordings would change nothing")
         if self.trim_silence:
             clips = [self._trim(clip) for clip in clips]
-        stats = RunningStatistics(self.frontend)
+        stats = RunningStatistics(self.frame_source)
         for clip in clips:
             stats.add(clip)
         if stats.seconds < self.min_speaker_seconds:

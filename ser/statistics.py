@@ -1,9 +1,10 @@
-"""Speech statistics for speaker (or corpus) normalisation: one definition for training and prediction.
+"""Speaker statistics for speaker (or corpus) normalisation: one definition for training and prediction.
 
-A logmel-cnn model with "speaker" normalisation z-normalises its log-mels with the mean and std per mel bin of one
-speaker's speech frames (the model's own front end decides which frames are speech). train_ser.py computes them for
-every training and test speaker, the predictor for the clips or the recording it is given; both go through
-`RunningStatistics`, which needs constant memory however much audio it is fed.
+A speaker-normalised model z-normalises with the mean and std per dimension over all of one speaker's speech: the
+log-mel CNN its log-mels (speech frames only, as its front end decides), the other families the frames of their
+chosen encoder layer(s) (`frame_normalisation="speaker"`). train_ser.py computes them for every training and test
+speaker, the predictor for the clips or the recording it is given; both go through `RunningStatistics`, which needs
+constant memory however much audio it is fed.
 """
 
 import numpy as np
@@ -12,28 +13,71 @@ import torch
 from ser.audio import SAMPLING_RATE
 
 
-class RunningStatistics:
-    """Mean and std per mel bin over the speech frames of many clips or blocks, in constant memory: what
-    `masked_statistics` gives on all those frames at once (a population std)."""
+class LogMelFrames:
+    """The log-mel CNN's speech frames (N, F) of one clip."""
+
+    eps = 1e-4
 
     def __init__(self, frontend):
         self.frontend = frontend
-        self.count, self.total, self.squares = 0, 0.0, 0.0
         self.hop_seconds = frontend.hop_length / SAMPLING_RATE
+
+    def __call__(self, samples: np.ndarray) -> torch.Tensor:
+        log_mel, _, is_speech = self.frontend(torch.from_numpy(samples).reshape(1, -1))
+        return log_mel[is_speech]
+
+
+class EncoderFrames:
+    """The frames (N, H) or (N, L, H) of a model's chosen encoder layer(s) for one clip: what its head normalises."""
+
+    eps = 1e-5  # modeling_ser.frame_statistics's
+
+    def __init__(self, model, feature_extractor):
+        self.model, self.feature_extractor = model, feature_extractor
+        self.hop_seconds = None  # set by the first clip: encoder frames per second differ by family
+
+    def __call__(self, samples: np.ndarray) -> torch.Tensor:
+        inputs = self.feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        outputs = self.model.base_model(inputs[self.feature_extractor.model_input_names[0]],
+                                        output_hidden_states=self.model.config.feature_layer != "last")
+        frames = self.model.encoder_frames(outputs)[0]
+        self.hop_seconds = len(samples) / SAMPLING_RATE / max(len(frames), 1)
+        return frames
+
+
+def frame_source(model, feature_extractor):
+    """What a speaker-normalised model's statistics are taken over."""
+    if not getattr(model, "speaker_normalised", False):
+        raise ValueError("this model was not trained with speaker normalisation")
+    if model.normalises_inputs:
+        return LogMelFrames(model.base_model.frontend)
+    return EncoderFrames(model, feature_extractor)
+
+
+class RunningStatistics:
+    """Mean and std per dimension over the frames of many clips or blocks, in constant memory: what
+    modeling_ser's `frame_statistics` gives on all those frames at once (a population std)."""
+
+    def __init__(self, source):
+        self.source = source
+        self.count, self.total, self.squares = 0, 0.0, 0.0
 
     def add(self, samples: np.ndarray) -> None:
         with torch.no_grad():  # not inference_mode: training feeds these statistics through autograd
-            log_mel, _, is_speech = self.frontend(torch.from_numpy(samples).reshape(1, -1))
-        frames = log_mel[is_speech].double()
+            self.add_frames(self.source(samples))
+
+    def add_frames(self, frames: torch.Tensor) -> None:
+        """Frames (N, ...) already computed, e.g. from a frozen encoder's feature cache."""
+        frames = torch.as_tensor(frames).double()
         self.count += len(frames)
         self.total = self.total + frames.sum(dim=0)
         self.squares = self.squares + (frames ** 2).sum(dim=0)
 
     @property
     def seconds(self) -> float:
-        return self.count * self.hop_seconds
+        return self.count * (self.source.hop_seconds or 0.0)
 
     def result(self) -> torch.Tensor:
         mean = self.total / self.count
         variance = (self.squares / self.count - mean ** 2).clamp(min=0)
-        return torch.stack([mean, (variance + 1e-4).sqrt()]).float()
+        return torch.stack([mean, (variance + self.source.eps).sqrt()]).float()

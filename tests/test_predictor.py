@@ -421,7 +421,7 @@ def test_calibration_temperature_is_applied_once(kind, saved, tmp_path):
 def test_speaker_statistics_for_a_speaker_normalised_model(tmp_path):
     """--same-speaker end to end on a tiny speaker-normalised model: the statistics equal the model's own
     speech_statistics over the same clips, are refused under min_speaker_seconds of speech, and are used."""
-    from ser.statistics import RunningStatistics
+    from ser.statistics import LogMelFrames, RunningStatistics
 
     torch.manual_seed(0)
     model, fe = scratch_model(TINY_SPECS["logmel-cnn"], LABELS, pooling="stats", normalisation="speaker")
@@ -434,7 +434,7 @@ def test_speaker_statistics_for_a_speaker_normalised_model(tmp_path):
     stats = predictor.speaker_statistics(audio)
     want = model.cnn.speech_statistics([torch.from_numpy(a) for a in audio])
     np.testing.assert_allclose(stats.numpy(), want.numpy(), atol=1e-4)
-    running = RunningStatistics(model.cnn.frontend)
+    running = RunningStatistics(LogMelFrames(model.cnn.frontend))
     running.add(audio[0])
     assert 0 < running.seconds < predictor.min_speaker_seconds
     with pytest.raises(ValueError, match="too little speech"):
