@@ -57,7 +57,7 @@ from transformers.models.wavlm.modeling_wavlm import WavLMPreTrainedModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperPreTrainedModel
 
 POOLINGS = ("mean", "stats", "attentive")
-FRAME_NORMALISATIONS = ("none", "speaker")
+FRAME_NORMALISATIONS = ("none", "global", "utterance", "speaker")
 HEAD_FIELDS = ("pooling", "feature_layer", "head_hidden_sizes", "head_dropout", "freeze_feature_encoder", "freeze_backbone",
                "pooled_norm", "frame_normalisation")
 
@@ -76,9 +76,11 @@ class EmotionHeadFields:
     # scale, as after a logistic-regression probe's standard scaler (Whisper's residual stream has a few huge
     # dimensions). Measured on Emo-DB LOSO, frozen tiny.en layer 2: UA 0.903 without, 0.925 with.
     pooled_norm: bool = False
-    # "speaker": z-normalise the encoder frames of the chosen layer(s), per dimension, with one speaker's statistics
-    # passed to forward as `normalisation_stats` (B, 2, [L,] H) (ser.statistics computes them from that speaker's
-    # speech); without them, with the clip's own. The log-mel CNN normalises its log-mels instead (`normalisation`).
+    # Z-normalise the encoder frames of the chosen layer(s) per dimension before the head, with statistics of:
+    # "global", the training clips (saved in the model as `frame_stats`); "utterance", each clip's own; "speaker", one
+    # speaker's, passed to forward as `normalisation_stats` (B, 2, [L,] H) (ser.statistics computes them from that
+    # speaker's speech; without them, the clip's own). "none" leaves them as they are. The log-mel CNN normalises
+    # its log-mels instead (`normalisation`).
     frame_normalisation: str = "none"
 
 
@@ -272,6 +274,9 @@ class EmotionModelMixin:
         self.pooling = MaskedPooling(config.pooling, config.classifier_proj_size)
         size = config.classifier_proj_size * self.pooling.output_multiplier
         self.pooled_norm = nn.BatchNorm1d(size, affine=False) if config.pooled_norm else nn.Identity()
+        if config.frame_normalisation == "global":  # (2, [L,] H): set from the training clips, saved with the model
+            self.register_buffer("frame_stats", torch.stack([torch.zeros(self.statistics_shape),
+                                                             torch.ones(self.statistics_shape)]))
         layers = [nn.Dropout(config.head_dropout)]
         for hidden in config.head_hidden_sizes:
             layers += [HeadLinear(size, hidden), nn.ReLU(), nn.Dropout(config.head_dropout)]
@@ -284,6 +289,9 @@ class EmotionModelMixin:
         if isinstance(module, HeadLinear):
             init.xavier_uniform_(module.weight)
             init.zeros_(module.bias)
+        if module is self and hasattr(self, "frame_stats"):
+            init.copy_(self.frame_stats, torch.stack([torch.zeros(self.statistics_shape),
+                                                      torch.ones(self.statistics_shape)]))
         if module is self and hasattr(self, "layer_weights"):
             init.constant_(self.layer_weights, 1.0 / self.layer_weights.numel())
 
@@ -322,11 +330,14 @@ class EmotionModelMixin:
 
     def normalise_frames(self, frames: torch.Tensor, frame_mask: torch.Tensor,
                          normalisation_stats: torch.Tensor | None) -> torch.Tensor:
-        """With frame_normalisation "speaker": (frames - mean) / std per dimension, with the statistics passed
-        (B, 2, [L,] H), else each clip's own over its real frames."""
-        if self.config.frame_normalisation != "speaker":
+        """(frames - mean) / std per dimension, as `frame_normalisation` says: with the saved training statistics,
+        the statistics passed (B, 2, [L,] H), or each clip's own over its real frames."""
+        mode = self.config.frame_normalisation
+        if mode == "none":
             return frames
-        if normalisation_stats is None:
+        if mode == "global":
+            normalisation_stats = self.frame_stats.unsqueeze(0)
+        elif mode == "utterance" or normalisation_stats is None:
             normalisation_stats = frame_statistics(frames, frame_mask)
         mean, std = normalisation_stats.to(frames.dtype).unbind(dim=1)
         return (frames - mean.unsqueeze(1)) / std.unsqueeze(1)

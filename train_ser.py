@@ -1,6 +1,7 @@
 """Trains and evaluates a speech-emotion model per corpus, fold by fold, with the Hugging Face Trainer.
 
     python train_ser.py --config configs/emodb.yaml [--any_option value ...]
+    python train_ser.py --config configs/emodb.yaml --recipe configs/recipes/logmel-cnn.yaml   # from scratch
     accelerate launch --num_processes 2 train_ser.py --config configs/emodb.yaml
 
 Options come from the YAML file, then the command line (which wins). Evaluation is speaker-independent by default
@@ -30,6 +31,7 @@ from ser.encoders import load_spec, pretrained_model, scratch_model
 from ser.export import export_run, push_folder
 from ser.frozen import FeatureCache, FrozenEncoderHead
 from ser.metrics import classification_metrics, plot_confusion
+from ser.statistics import cached_frame_statistics
 
 
 @dataclass
@@ -61,11 +63,13 @@ class ModelArguments:
     classifier_proj_size: int | None = field(default=None, metadata={"help": "Projector size (default: the config's)"})
     head_hidden_sizes: list[int] = field(default_factory=list, metadata={"help": "Hidden layers of the head"})
     head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
+    frame_normalisation: str = field(default="none", metadata={"help": f"--mode frozen: z-normalise the encoder frames before the head: {' | '.join(modeling_ser.FRAME_NORMALISATIONS)} (--speaker_normalisation true means speaker)"})
     pooled_norm: bool = field(default=False, metadata={"help": "Standardise the pooled vector (batch norm without learned scale) before the classifier"})
     freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
     class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
     corpus_balanced: bool = field(default=False, metadata={"help": "A mixture: every corpus contributes as many training draws per epoch as the largest (smaller corpora repeated)"})
     normalisation: str | None = field(default=None, metadata={"help": "logmel-cnn: global (training-set statistics) | utterance (each clip's own); --speaker_normalisation true means speaker"})
+    feature_cache_dir: str | None = field(default=None, metadata={"help": "--mode frozen: where encoder features are cached (default <output_dir>/feature-cache); runs sharing it extract each clip's features once"})
     save_fold_models: bool = field(default=False, metadata={"help": "Keep each fold's trained model in <fold>/model (for benchmarks on held-out speakers)"})
     train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
     seeds: list[int] | None = field(default=None, metadata={"help": "Run the whole protocol once per seed (initial weights, crops, augmentation), e.g. 0 1 2; results report the mean ± std over seeds. Default: --seed alone. The final model uses the first."})
@@ -74,7 +78,8 @@ class ModelArguments:
         layer = int(self.feature_layer) if self.feature_layer.isdigit() else self.feature_layer
         options = dict(pooling=self.pooling, feature_layer=layer, head_hidden_sizes=self.head_hidden_sizes,
                        head_dropout=self.head_dropout, freeze_feature_encoder=self.freeze_feature_encoder,
-                       freeze_backbone=self.mode == "frozen", pooled_norm=self.pooled_norm)
+                       freeze_backbone=self.mode == "frozen", pooled_norm=self.pooled_norm,
+                       frame_normalisation=self.frame_normalisation)
         if self.classifier_proj_size:
             options["classifier_proj_size"] = self.classifier_proj_size
         return options
@@ -86,11 +91,18 @@ class ExportArguments:
 
 
 def parse_arguments(argv: list[str]):
-    """YAML values first, then the command line, so any option can be overridden there."""
+    """YAML values first, then the command line, so any option can be overridden there. `--recipe FILE` replaces
+    the recipe a corpus config includes (e.g. configs/recipes/logmel-cnn.yaml, the from-scratch CNN)."""
     parser = HfArgumentParser((DataArguments, ModelArguments, AugmentationArguments, TrainingArguments, ExportArguments))
+    recipe = None
+    if "--recipe" in argv:
+        at = argv.index("--recipe")
+        recipe, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
     if "--config" in argv:
         at = argv.index("--config")
-        argv = yaml_to_argv(argv[at + 1]) + argv[:at] + argv[at + 2 :]
+        argv = yaml_to_argv(argv[at + 1], recipe) + argv[:at] + argv[at + 2 :]
+    elif recipe:
+        argv = yaml_to_argv(recipe) + argv
     if not torch.cuda.is_available() and "--use_cpu" not in argv:
         argv = argv + ["--use_cpu", "true"]  # without it, the Trainer ignores a 2-process CPU launch's process group
     data_args, model_args, augment_args, training_args, export_args = parser.parse_args_into_dataclasses(args=argv)
@@ -102,16 +114,21 @@ def parse_arguments(argv: list[str]):
         parser.error(f"--normalisation_group must be speaker or corpus, not {data_args.normalisation_group!r}")
     if model_args.mode not in ("full", "frozen"):
         parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
+    if model_args.frame_normalisation not in modeling_ser.FRAME_NORMALISATIONS:
+        parser.error(f"--frame_normalisation must be one of {modeling_ser.FRAME_NORMALISATIONS}")
+    if model_args.frame_normalisation != "none" and model_args.mode != "frozen":
+        parser.error("--frame_normalisation normalises a frozen encoder's frames: it needs --mode frozen")
     return data_args, model_args, augment_args, training_args, export_args
 
 
-def yaml_to_argv(path: str) -> list[str]:
-    """A YAML config as command-line options. `include: other.yaml` (relative to the including file) comes first,
-    so the including file's own keys win, as the command line wins over both."""
+def yaml_to_argv(path: str, recipe: str | None = None) -> list[str]:
+    """A YAML config as command-line options. `include: other.yaml` (relative to the including file), or `recipe`
+    in its place, comes first, so the including file's own keys win, as the command line wins over both."""
     config = yaml.safe_load(Path(path).read_text()) or {}
     argv = []
-    if "include" in config:
-        argv += yaml_to_argv(str(Path(path).parent / config.pop("include")))
+    included = config.pop("include", None)
+    if recipe or included:
+        argv += yaml_to_argv(recipe or str(Path(path).parent / included))
     for key, value in config.items():
         values = value if isinstance(value, list) else [value]
         argv += [f"--{key}", *(str(v) for v in values)]
@@ -223,6 +240,8 @@ class Experiment:
         """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached. The loss takes
         class indices or, after mixup, class probabilities."""
         args = replace(self.training_args, output_dir=str(self.output_dir / name))
+        if self.model.config.pooled_norm:  # batch statistics of a last batch of one clip are undefined
+            args.dataloader_drop_last = True
         if self.corpus_balanced:  # before the class weights, which then count the repeated clips too
             train_idx = data.balance_groups(train_idx, self.corpora, seed=args.seed)
         weights = None
@@ -247,6 +266,8 @@ class Experiment:
         if getattr(self.model.config, "normalisation", None) == "global":  # statistics of the training clips only
             clips = [torch.from_numpy(self.features[i]) for i in train_idx]
             self.model.base_model.global_stats.copy_(self.model.base_model.speech_statistics(clips))
+        if self.model.config.frame_normalisation == "global":  # of the training clips' cached frames only
+            self.model.frame_stats.copy_(cached_frame_statistics([self.features[i] for i in train_idx]))
         trainer = self.trainer(name, train_idx)
         checkpoint = self.last_complete_checkpoint(trainer.args.output_dir)
         if checkpoint:
@@ -255,6 +276,7 @@ class Experiment:
         if not test_idx:
             return None
         trainer.data_collator = self.collator  # whole clips, no mixup
+        trainer.args.dataloader_drop_last = False  # every test clip
         prediction = trainer.predict(self.subset(test_idx))
         logits = prediction.predictions
         return {"y_true": prediction.label_ids.tolist(), "y_pred": logits.argmax(-1).tolist(),
@@ -318,6 +340,15 @@ def code_version() -> str:
         return "unknown"
 
 
+def weights_origin(config) -> dict:
+    """Where a converted encoder's weights came from (ser/convert_whisper.py records it in the config)."""
+    source = getattr(config, "ctranslate2_source", None) or {}
+    if "model" not in source:
+        return {}
+    return {"weights": {"model": source["model"], "licence": source["licence"],
+                        "via": f"{source['package']} (CTranslate2 float16, converted to float32 by ser/convert_whisper.py)"}}
+
+
 def write_results(experiment: Experiment, runs, protocol, data_args, model_args, augment_args, cache_stats,
                   calibration) -> dict:
     """results.json (through ser.results, from the model's actual config) and the pooled confusion matrix."""
@@ -329,7 +360,7 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
         normalisation_group=data_args.normalisation_group if data_args.speaker_normalisation else None,
         encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
                  "family": model.family, "pretrained": model_args.encoder_name_or_path is not None,
-                 "parameters": sum(p.numel() for p in model.parameters())},
+                 "parameters": sum(p.numel() for p in model.parameters()), **weights_origin(config)},
         head={key: getattr(config, key) for key in (*modeling_ser.HEAD_FIELDS, "classifier_proj_size")},
         training={"mode": model_args.mode, "epochs": training_args.num_train_epochs,
                   "learning_rate": training_args.learning_rate, "weight_decay": training_args.weight_decay,
@@ -408,7 +439,7 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     model, feature_extractor = build_model(model_args, names, data_args.speaker_normalisation)
     model.config.trim_silence = data_args.trim_silence  # the predictor cuts to speech exactly when training did
     features, input_name, cache_stats = model_inputs(model, feature_extractor, audio, clips, data_args,
-                                                      args, output_dir / "feature-cache")
+                                                      args, model_args.feature_cache_dir or output_dir / "feature-cache")
     stats = None
     if model.speaker_normalised:
         groups = [clip.corpus if data_args.normalisation_group == "corpus" else clip.speaker for clip in clips]

@@ -206,7 +206,7 @@ def front_matter(results):
         pipeline_tag="audio-classification",
         tags=["audio", "speech-emotion-recognition", "audio-classification", encoder["family"]],
         datasets=dataset_ids(results),
-        base_model=encoder["name_or_path"] if encoder.get("pretrained") else None,
+        base_model=encoder.get("weights", {}).get("model", encoder["name_or_path"]) if encoder.get("pretrained") else None,
         model_name=model_name(results),
         eval_results=eval_results(results),
     )
@@ -235,6 +235,10 @@ def summary_section(results):
             f" The encoder was trained from scratch on {these} only (no self-supervised pretraining), "
             f"so these numbers are far below what pretrained-encoder models reach on {same}."
         )
+    elif "weights" in encoder:
+        weights = encoder["weights"]
+        text += (f" The encoder is the pretrained `{weights['model']}` ({weights['licence']} licence), whose weights "
+                 f"came from {weights['via']}.")
     else:
         text += f" The encoder was initialised from the pretrained `{encoder['name_or_path']}`."
     return f"# {model_name(results)}\n\n{text}\n"

@@ -81,3 +81,12 @@ class RunningStatistics:
         mean = self.total / self.count
         variance = (self.squares / self.count - mean ** 2).clamp(min=0)
         return torch.stack([mean, (variance + self.source.eps).sqrt()]).float()
+
+
+def cached_frame_statistics(features: list) -> torch.Tensor:
+    """Statistics (2, ...) over the cached encoder frames (T, ...) of many clips: a frozen encoder's training clips
+    for "global" frame normalisation."""
+    stats = RunningStatistics(EncoderFrames(None, None))
+    for frames in features:
+        stats.add_frames(torch.from_numpy(frames))
+    return stats.result()

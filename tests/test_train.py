@@ -275,3 +275,41 @@ def test_whisper_trains_from_a_spec(tmp_path):
     clips = load_emodb(require(EMODB))[:3]
     scores = predictor.classify_batch([predictor.load_file(clip.path) for clip in clips])
     assert all(abs(sum(row.values()) - 1) < 1e-4 for row in scores)
+
+
+@pytest.mark.parametrize("normalisation", ["speaker", "global"])
+def test_frozen_normalised_whisper_is_served_as_it_was_tested(tmp_path, normalisation):
+    """A frozen encoder's head with frame normalisation (a speaker's statistics, or the training clips' saved in the
+    model) gives, through the predictor, the held-out fold's own test probabilities: training and serving share one
+    definition of the statistics and of where they apply."""
+    from test_modeling_whisper import SPEC
+
+    from ser.predictor import EmotionPredictor
+
+    spec = tmp_path / "tiny-whisper.json"
+    spec.write_text(json.dumps(SPEC))
+    out = tmp_path / "run"
+    option = ["--speaker_normalisation", "true"] if normalisation == "speaker" else \
+        ["--frame_normalisation", "global"]
+    train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", spec,
+          "--mode", "frozen", "--feature_layer", 1, "--pooling", "stats", "--pooled_norm", "true", *option,
+          "--only_folds", "speaker-03", "--num_train_epochs", 2, "--save_fold_models", "true",
+          "--train_final_model", "false", "--output_dir", out)
+    fold = json.loads((out / "speaker-03" / "fold_result.json").read_text())
+    predictor = EmotionPredictor.from_pretrained(out / "speaker-03" / "model")
+    assert predictor.model.config.frame_normalisation == normalisation
+    clips = [c for c in load_emodb(require(EMODB)) if c.speaker == "03"][:12]
+    audio = [predictor.load_file(clip.path) for clip in clips]
+    stats = predictor.speaker_statistics(audio) if normalisation == "speaker" else None
+    scores = predictor.classify_batch(audio, stats)
+    got = np.array([[row[label] for label in predictor.labels] for row in scores])
+    logits = np.array(fold["logits"])
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    assert np.abs(got - expected).max() < 2e-3  # the fold's logits are stored to 4 decimals
+    assert got.argmax(1).tolist() == fold["y_pred"]
+    if normalisation == "speaker":  # someone else's statistics change the answer: they are really used
+        other = predictor.speaker_statistics([predictor.load_file(c.path) for c in load_emodb(require(EMODB))
+                                              if c.speaker == "16"][:12])
+        changed = predictor.classify_batch(audio, other)
+        assert max(abs(a[k] - b[k]) for a, b in zip(scores, changed) for k in a) > 1e-3
