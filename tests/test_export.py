@@ -2,6 +2,7 @@
 with the stock pipeline in a fresh process; the push path fails clearly without a token."""
 
 import json
+import shutil
 
 import pytest
 from huggingface_hub import ModelCard
@@ -83,3 +84,15 @@ def test_shipped_models_carry_the_current_modeling_file():
     for config in folders:
         copy = config.parent / "modeling_ser.py"
         assert copy.read_text() == top, f"{copy} differs from modeling_ser.py: re-export the model"
+
+
+@pytest.mark.slow
+def test_shipped_models_load_in_the_stock_pipeline_in_a_fresh_process(tmp_path):
+    """Every model folder in the repo, as a Hub user would load it: the stock pipeline, no project code (a copy, so
+    the remote-code module cache is not written into the repository)."""
+    clip = EMODB / "wav" / "03a01Wa.wav"
+    for config in sorted((ROOT / "models").glob("*/config.json")):
+        folder = shutil.copytree(config.parent, tmp_path / config.parent.name, ignore=shutil.ignore_patterns("onnx"))
+        labels = json.loads(config.read_text())["id2label"].values()
+        result = run_fresh_pipeline(folder, clip, remote="auto_map" in config.read_text())
+        assert {row["label"] for row in result["out"]} == set(labels), config.parent.name

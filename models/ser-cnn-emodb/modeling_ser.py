@@ -57,7 +57,9 @@ from transformers.models.wavlm.modeling_wavlm import WavLMPreTrainedModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperPreTrainedModel
 
 POOLINGS = ("mean", "stats", "attentive")
-HEAD_FIELDS = ("pooling", "feature_layer", "head_hidden_sizes", "head_dropout", "freeze_feature_encoder", "freeze_backbone")
+FRAME_NORMALISATIONS = ("none", "global", "utterance", "speaker")
+HEAD_FIELDS = ("pooling", "feature_layer", "head_hidden_sizes", "head_dropout", "freeze_feature_encoder", "freeze_backbone",
+               "pooled_norm", "frame_normalisation")
 
 
 @dataclass(repr=False)
@@ -70,6 +72,16 @@ class EmotionHeadFields:
     head_dropout: float | int = 0.1
     freeze_feature_encoder: bool = False
     freeze_backbone: bool = False
+    # Standardise the pooled vector (batch norm, no learned scale): every statistic reaches the classifier on one
+    # scale, as after a logistic-regression probe's standard scaler (Whisper's residual stream has a few huge
+    # dimensions). Measured on Emo-DB LOSO, frozen tiny.en layer 2: UA 0.903 without, 0.925 with.
+    pooled_norm: bool = False
+    # Z-normalise the encoder frames of the chosen layer(s) per dimension before the head, with statistics of:
+    # "global", the training clips (saved in the model as `frame_stats`); "utterance", each clip's own; "speaker", one
+    # speaker's, passed to forward as `normalisation_stats` (B, 2, [L,] H) (ser.statistics computes them from that
+    # speaker's speech; without them, the clip's own). "none" leaves them as they are. The log-mel CNN normalises
+    # its log-mels instead (`normalisation`).
+    frame_normalisation: str = "none"
 
 
 @strict
@@ -187,6 +199,10 @@ def check_head_options(config) -> None:
     if layer != "last" and config.layerdrop > 0:
         # A dropped layer is missing from hidden_states, which shifts every index and the layer weights.
         raise ValueError(f"feature_layer={layer!r} needs layerdrop=0 (got layerdrop={config.layerdrop})")
+    if config.frame_normalisation not in FRAME_NORMALISATIONS:
+        raise ValueError(f"frame_normalisation={config.frame_normalisation!r} is not one of {FRAME_NORMALISATIONS}")
+    if config.frame_normalisation != "none" and hasattr(config, "normalisation"):
+        raise ValueError("the log-mel CNN normalises its log-mels: use normalisation='speaker', not frame_normalisation")
     if getattr(config, "add_adapter", False):
         raise ValueError("add_adapter=True is not supported: the head pools the encoder's own frames")
 
@@ -201,6 +217,16 @@ def label_maps(labels: list[str]) -> dict:
 class HeadLinear(nn.Linear):
     """A linear layer of the head. Initialised with Glorot rather than the encoder's N(0, 0.02): two stacked
     layers that small start training on a long plateau."""
+
+
+def frame_statistics(frames: torch.Tensor, frame_mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mean and std (B, 2, ...) of each clip's real frames (B, T, ...), for frame normalisation: the population
+    std, with `eps` added to the variance (ser.statistics.RunningStatistics gives the same over many clips)."""
+    weights = frame_mask.to(frames.dtype).view(*frame_mask.shape, *[1] * (frames.dim() - 2))
+    count = weights.sum(dim=1).clamp(min=1)
+    mean = (frames * weights).sum(dim=1) / count
+    variance = ((frames - mean.unsqueeze(1)) ** 2 * weights).sum(dim=1) / count
+    return torch.stack([mean, (variance + eps).sqrt()], dim=1)
 
 
 class MaskedPooling(nn.Module):
@@ -237,6 +263,7 @@ class EmotionModelMixin:
     stock_class: type | None = None  # the stock *ForSequenceClassification of the family, if there is one
     applies_calibration = True  # divides its logits by config.calibration_temperature in eval mode (stock: not)
     family: str = None  # the encoder's model_type ("wav2vec2", ...; "logmel-cnn" for our own)
+    normalises_inputs = False  # speaker statistics normalise the encoder's input (log-mel CNN), else its frames
 
     def _build_head(self, config) -> None:
         check_head_options(config)
@@ -245,7 +272,12 @@ class EmotionModelMixin:
             self.layer_weights = nn.Parameter(torch.ones(num_layers) / num_layers)
         self.projector = HeadLinear(config.hidden_size, config.classifier_proj_size)
         self.pooling = MaskedPooling(config.pooling, config.classifier_proj_size)
-        layers, size = [nn.Dropout(config.head_dropout)], config.classifier_proj_size * self.pooling.output_multiplier
+        size = config.classifier_proj_size * self.pooling.output_multiplier
+        self.pooled_norm = nn.BatchNorm1d(size, affine=False) if config.pooled_norm else nn.Identity()
+        if config.frame_normalisation == "global":  # (2, [L,] H): set from the training clips, saved with the model
+            self.register_buffer("frame_stats", torch.stack([torch.zeros(self.statistics_shape),
+                                                             torch.ones(self.statistics_shape)]))
+        layers = [nn.Dropout(config.head_dropout)]
         for hidden in config.head_hidden_sizes:
             layers += [HeadLinear(size, hidden), nn.ReLU(), nn.Dropout(config.head_dropout)]
             size = hidden
@@ -257,6 +289,9 @@ class EmotionModelMixin:
         if isinstance(module, HeadLinear):
             init.xavier_uniform_(module.weight)
             init.zeros_(module.bias)
+        if module is self and hasattr(self, "frame_stats"):
+            init.copy_(self.frame_stats, torch.stack([torch.zeros(self.statistics_shape),
+                                                      torch.ones(self.statistics_shape)]))
         if module is self and hasattr(self, "layer_weights"):
             init.constant_(self.layer_weights, 1.0 / self.layer_weights.numel())
 
@@ -278,25 +313,44 @@ class EmotionModelMixin:
         for param in self.base_model.parameters():
             param.requires_grad = False
 
-    def select_frames(self, outputs) -> torch.Tensor:
-        """Frames (B, T, H) of the configured encoder layer(s)."""
+    def encoder_frames(self, outputs) -> torch.Tensor:
+        """Frames of the configured encoder layer: (B, T, H), or all layers (B, T, L, H) for a weighted sum. These
+        are what a frozen encoder's feature cache holds."""
         layer = self.config.feature_layer
         if layer == "last":
             return outputs.last_hidden_state
         if layer == "weighted":
-            return self.mix_layers(torch.stack(outputs.hidden_states, dim=1))
+            return torch.stack(outputs.hidden_states, dim=2)
         return outputs.hidden_states[layer]
 
-    def mix_layers(self, stacked: torch.Tensor) -> torch.Tensor:
-        """Learned softmax-weighted sum of all layers: (B, L, T, H) -> (B, T, H)."""
+    def mix_layers(self, frames: torch.Tensor) -> torch.Tensor:
+        """Learned softmax-weighted sum of all layers: (B, T, L, H) -> (B, T, H)."""
         weights = torch.softmax(self.layer_weights, dim=-1)
-        return (stacked * weights.view(-1, 1, 1)).sum(dim=1)
+        return (frames * weights.view(-1, 1)).sum(dim=2)
 
-    def classify(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        """The head alone: encoder frames (B, T, H) and their mask (B, T) -> logits (B, num_labels). Training on
-        cached encoder features calls this directly."""
+    def normalise_frames(self, frames: torch.Tensor, frame_mask: torch.Tensor,
+                         normalisation_stats: torch.Tensor | None) -> torch.Tensor:
+        """(frames - mean) / std per dimension, as `frame_normalisation` says: with the saved training statistics,
+        the statistics passed (B, 2, [L,] H), or each clip's own over its real frames."""
+        mode = self.config.frame_normalisation
+        if mode == "none":
+            return frames
+        if mode == "global":
+            normalisation_stats = self.frame_stats.unsqueeze(0)
+        elif mode == "utterance" or normalisation_stats is None:
+            normalisation_stats = frame_statistics(frames, frame_mask)
+        mean, std = normalisation_stats.to(frames.dtype).unbind(dim=1)
+        return (frames - mean.unsqueeze(1)) / std.unsqueeze(1)
+
+    def classify(self, frames: torch.Tensor, frame_mask: torch.Tensor,
+                 normalisation_stats: torch.Tensor | None = None) -> torch.Tensor:
+        """The head alone: `encoder_frames` (B, T, [L,] H) and their mask (B, T) -> logits (B, num_labels). Training
+        on cached encoder features calls this directly."""
+        frames = self.normalise_frames(frames, frame_mask, normalisation_stats)
+        if frames.dim() == 4:
+            frames = self.mix_layers(frames)
         frames = self.projector(frames)  # (B, T, P)
-        return self.classifier(self.head(self.pooling(frames, frame_mask)))
+        return self.classifier(self.head(self.pooled_norm(self.pooling(frames, frame_mask))))
 
     def frame_mask(self, frames: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Turns the input-level attention mask into a (B, T) mask of real encoder frames."""
@@ -322,7 +376,9 @@ class EmotionModelMixin:
         inputs = input_values if input_values is not None else input_features
         if inputs is None:
             raise ValueError("pass input_values (raw audio) or input_features (filterbanks)")
-        extra = {} if normalisation_stats is None else {"normalisation_stats": normalisation_stats}
+        # the log-mel CNN normalises its log-mels with the statistics; the other families their encoder frames
+        extra = {"normalisation_stats": normalisation_stats} if self.normalises_inputs and normalisation_stats is not None \
+            else {}
         outputs = self.base_model(
             inputs,
             attention_mask=attention_mask,
@@ -330,11 +386,11 @@ class EmotionModelMixin:
             output_attentions=output_attentions,
             **extra,
         )
-        frames = self.select_frames(outputs)  # (B, T, H)
+        frames = self.encoder_frames(outputs)  # (B, T, H) or (B, T, L, H)
         frame_mask = getattr(outputs, "frame_mask", None)  # logmel-cnn: speech frames only
         if frame_mask is None:
             frame_mask = self.frame_mask(frames, attention_mask)
-        logits = self.classify(frames, frame_mask)
+        logits = self.classify(frames, frame_mask, None if self.normalises_inputs else normalisation_stats)
         temperature = getattr(self.config, "calibration_temperature", None)  # fitted on out-of-fold predictions
         if temperature and not self.training:
             logits = logits / temperature  # calibrated probabilities for the pipeline too; the top label is unchanged
@@ -355,7 +411,22 @@ class EmotionModelMixin:
         """True when the stock *ForSequenceClassification computes exactly this head (the SUPERB recipe)."""
         config = self.config
         return (self.stock_class is not None and config.pooling == "mean" and not config.head_hidden_sizes
-                and config.feature_layer in ("last", "weighted"))
+                and config.feature_layer in ("last", "weighted") and not config.pooled_norm
+                and config.frame_normalisation == "none")
+
+    @property
+    def statistics_shape(self) -> tuple[int, ...]:
+        """The shape of one speaker's statistics, after their (mean, std) axis: per mel bin (log-mel CNN), or per
+        dimension of the chosen encoder layer, or of every layer (L, H) for a weighted sum."""
+        if self.normalises_inputs:
+            return (self.config.num_mel_bins,)
+        layers = (self.config.num_hidden_layers + 1,) if self.config.feature_layer == "weighted" else ()
+        return (*layers, self.config.hidden_size)
+
+    @property
+    def speaker_normalised(self) -> bool:
+        """Whether forward expects one speaker's `normalisation_stats` (ser.statistics computes them)."""
+        return self.config.frame_normalisation == "speaker" or getattr(self.config, "normalisation", None) == "speaker"
 
     def to_stock(self):
         """The same weights as the family's stock *ForSequenceClassification (shares tensors, copies nothing)."""
@@ -762,6 +833,7 @@ class LogMelCnnModel(LogMelCnnPreTrainedModel):
 class LogMelCnnForEmotion(EmotionModelMixin, LogMelCnnPreTrainedModel):
     config_class = LogMelCnnEmotionConfig
     family = "logmel-cnn"
+    normalises_inputs = True
 
     def __init__(self, config: LogMelCnnEmotionConfig):
         if config.feature_layer != "last":
