@@ -486,7 +486,10 @@ def main(argv: list[str]) -> None:
     if model_args.train_final_model:
         train_final_model(experiment, feature_extractor, len(clips))
     if export_args.export_dir and experiment.is_main:
-        export(experiment, export_args.export_dir, training_args, push)
+        if model_args.train_final_model:
+            export(experiment, export_args.export_dir, training_args, push)
+        else:  # e.g. a leave-one-corpus-out run of a config that exports its final model
+            experiment.log(f"--train_final_model false: no final model, so nothing exported to {export_args.export_dir}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Defaults shared by the command line (predict_ser.py), the demo (app.py) and the predictor: defined once here."""
 
-# The embedded default model, relative to the repository root: trained from scratch here on Emo-DB, RAVDESS and EMOVO.
-DEFAULT_MODEL = "models/ser-cnn-mixture"
+# The embedded default model, relative to the repository root: a head trained here on Emo-DB, RAVDESS and EMOVO over
+# the frozen Whisper tiny.en encoder (configs/mixture.yaml).
+DEFAULT_MODEL = "models/ser-whisper-mixture"
 
 # The pretrained encoder that scripts/setup.sh converts from the pinned wheel (ser/convert_whisper.py), relative to
 # the repository root and git-ignored: OpenAI Whisper tiny.en, MIT licence.

@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 import modeling_ser
 from conftest import EMODB, ROOT, TINY_SPECS, require
 from ser.audio import AudioError, load_audio
-from ser.defaults import DEFAULT_MODEL
 from ser.encoders import scratch_model
 from ser.predictor import EmotionPredictor
 from ser.timeline import summary
@@ -451,7 +450,7 @@ def test_shortest_clip_follows_the_cnn_and_trimming_never_goes_below_it():
     """A log-mel CNN halves its frames in every block, so it needs hop * (2**blocks - 1) + n_fft samples: the
     predictor takes that as its shortest clip (a clear "too short" below it, never a crash inside the model), and a
     short word in a short clip is classified whole rather than trimmed below it."""
-    predictor = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL)
+    predictor = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-mixture")  # the from-scratch CNN
     config = predictor.model.config
     shortest = config.hop_length * (2 ** len(config.conv_channels) - 1) + config.n_fft
     assert config.shortest_input_samples == shortest

@@ -134,15 +134,31 @@ def test_a_model_that_cannot_be_exported_is_refused(tmp_path, monkeypatch):
 
 # largest probability difference from fp32 allowed on these tiny random models (16-wide projections, so one
 # rounded activation weighs more than in a real encoder); the benchmarks measure agreement on real model sizes
-@pytest.mark.parametrize("runtime,max_difference", [("bf16", 0.05), ("onnx-int8", 0.1)])
-def test_bf16_and_onnx_int8_agree_with_fp32_in_top_1(runtime, max_difference, folders, onnx_predictors, audio):
+def test_onnx_int8_agrees_with_fp32_in_top_1(folders, onnx_predictors, audio):
     for kind, folder in folders.items():
         fp32 = EmotionPredictor.from_pretrained(folder).classify_batch(audio)
-        fast = EmotionPredictor.from_pretrained(folder, runtime=runtime).classify_batch(audio)
+        fast = EmotionPredictor.from_pretrained(folder, runtime="onnx-int8").classify_batch(audio)
         top = lambda rows: [max(s, key=s.get) for s in rows]  # noqa: E731
         assert top(fast) == top(fp32), kind
-        assert max(abs(a[k] - b[k]) for a, b in zip(fast, fp32) for k in LABELS) < max_difference, kind
+        assert max(abs(a[k] - b[k]) for a, b in zip(fast, fp32) for k in LABELS) < 0.1, kind
 
+
+# bf16 keeps 8 significant bits: every rounding is within 2**-8 of the value. Through the trained default model the
+# probabilities move by a few such steps; 16 of them is the tolerance. A random-weight model is no test of it: its
+# near-tied logits flip on any rounding, and how they round differs by CPU (AMX-BF16 matrix units or not).
+BF16_TOLERANCE = 16 * 2 ** -8
+
+
+def test_bf16_agrees_with_fp32_on_the_trained_default_model(audio):
+    from conftest import ROOT
+    from ser.defaults import DEFAULT_MODEL
+
+    fp32, bf16 = (EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, runtime=r) for r in ("fp32", "bf16"))
+    for want, got in zip(fp32.classify_batch(audio), bf16.classify_batch(audio)):
+        assert max(abs(got[k] - want[k]) for k in want) < BF16_TOLERANCE
+        first, second = sorted(want.values())[-2:][::-1]
+        if first - second > 2 * BF16_TOLERANCE:  # a clear fp32 answer is bf16's answer too
+            assert max(got, key=got.get) == max(want, key=want.get)
 
 
 def test_the_embedded_default_model_runs_in_onnx_runtime(audio, tmp_path):
