@@ -163,3 +163,20 @@ def test_saved_model_round_trip_predictor_and_stock_pipeline(clips, tmp_path):
     alone = logits(model, fe, [sf.read(clip, dtype="float32")[0]]).softmax(-1)[0]
     assert [pipeline_scores[label] for label in LABELS] == pytest.approx(alone.tolist(), abs=1e-5)
 
+
+
+def test_from_backbone_refuses_a_checkpoint_without_all_encoder_weights(tmp_path):
+    """The new head's weights are missing by design and not reported; a missing encoder weight is an error."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    config = WhisperConfig(**{k: v for k, v in TINY.items() if k != "classifier_proj_size"})
+    WhisperModel(config).save_pretrained(tmp_path / "whole")
+    model = modeling_ser.from_backbone(str(tmp_path / "whole"), LABELS, feature_layer=1, pooled_norm=True)
+    assert type(model).__name__ == "WhisperForEmotion"
+    WhisperModel(config).save_pretrained(tmp_path / "partial")
+    weights = load_file(tmp_path / "partial" / "model.safetensors")
+    del weights["encoder.layers.1.fc1.weight"]
+    save_file(weights, tmp_path / "partial" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="lacks encoder weights"):
+        modeling_ser.from_backbone(str(tmp_path / "partial"), LABELS)

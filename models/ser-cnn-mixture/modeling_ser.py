@@ -50,6 +50,7 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
+from transformers.utils import logging as hf_logging
 from transformers.models.hubert.modeling_hubert import HubertPreTrainedModel
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2PreTrainedModel
 from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertPreTrainedModel
@@ -452,9 +453,10 @@ class EmotionModelMixin:
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        model = super().from_pretrained(*args, **kwargs)
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # (model, info) with output_loading_info
         model.apply_freezing()  # loading swaps in new parameter tensors, which forgets requires_grad
-        return model
+        return loaded
 
     @classmethod
     def from_backbone(cls, name_or_path: str, labels: list[str], **head_options):
@@ -476,7 +478,19 @@ class EmotionModelMixin:
         fields.update(head_options)
         fields.update(label_fields)
         config = cls.config_class(**fields)
-        return cls.from_pretrained(name_or_path, config=config)
+        # The head is new, so its weights are missing by design: the loader's report of them is silenced, and any
+        # other missing weight (the encoder's) is an error, not a warning.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model, info = cls.from_pretrained(name_or_path, config=config, output_loading_info=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        encoder = next(name for name, module in model.named_children() if module is model.base_model)
+        encoder_missing = sorted(key for key in info["missing_keys"] if key.startswith(encoder + "."))
+        if encoder_missing:
+            raise ValueError(f"{name_or_path} lacks encoder weights {encoder_missing[:5]}: not a {expected} checkpoint")
+        return model
 
 
 class Wav2Vec2ForEmotion(EmotionModelMixin, Wav2Vec2PreTrainedModel):
