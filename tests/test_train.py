@@ -313,3 +313,18 @@ def test_frozen_normalised_whisper_is_served_as_it_was_tested(tmp_path, normalis
                                               if c.speaker == "16"][:12])
         changed = predictor.classify_batch(audio, other)
         assert max(abs(a[k] - b[k]) for a, b in zip(scores, changed) for k in a) > 1e-3
+
+
+def test_recipe_replaces_the_included_one_and_the_config_still_wins(tmp_path):
+    """`--recipe` swaps the recipe a corpus config includes (the CNN instead of the Whisper default); the corpus
+    config's own keys and then the command line still win."""
+    from train_ser import parse_arguments
+
+    config = ROOT / "configs" / "emodb.yaml"
+    data, model, *_ = parse_arguments(["--config", str(config), "--output_dir", str(tmp_path)])
+    assert model.encoder_name_or_path == "encoders/whisper-tiny.en" and model.mode == "frozen"
+    data, model, _, training, _ = parse_arguments(["--config", str(config), "--recipe",
+                                                   str(ROOT / "configs" / "recipes" / "logmel-cnn.yaml"),
+                                                   "--num_train_epochs", "3"])
+    assert model.encoder_name_or_path is None and model.encoder_config == "configs/encoders/logmel-cnn.json"
+    assert data.corpus == ["emodb"] and training.output_dir == "runs/emodb" and training.num_train_epochs == 3
