@@ -253,7 +253,8 @@ def generation_config(config, settings: dict):
         decoder_start_token_id=settings["start"], eos_token_id=settings["eos"], pad_token_id=settings["eos"],
         bos_token_id=settings["eos"], no_timestamps_token_id=settings["no_timestamps"],
         suppress_tokens=settings["suppress"], begin_suppress_tokens=settings["begin_suppress"],
-        alignment_heads=settings["alignment_heads"], is_multilingual=multilingual, max_length=config.max_target_positions,
+        alignment_heads=settings["alignment_heads"], is_multilingual=multilingual,
+        max_length=config.max_target_positions,
         **({"lang_to_id": settings["lang_to_id"], "task_to_id": settings["task_to_id"]} if multilingual else {}))
 
 

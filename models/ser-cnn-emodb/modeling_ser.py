@@ -50,12 +50,12 @@ from transformers.audio_utils import mel_filter_bank
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
-from transformers.utils import logging as hf_logging
 from transformers.models.hubert.modeling_hubert import HubertPreTrainedModel
 from transformers.models.wav2vec2.modeling_wav2vec2 import Wav2Vec2PreTrainedModel
 from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2BertPreTrainedModel
 from transformers.models.wavlm.modeling_wavlm import WavLMPreTrainedModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperPreTrainedModel
+from transformers.utils import logging as hf_logging
 
 POOLINGS = ("mean", "stats", "attentive")
 FRAME_NORMALISATIONS = ("none", "global", "utterance", "speaker")
@@ -203,7 +203,8 @@ def check_head_options(config) -> None:
     if config.frame_normalisation not in FRAME_NORMALISATIONS:
         raise ValueError(f"frame_normalisation={config.frame_normalisation!r} is not one of {FRAME_NORMALISATIONS}")
     if config.frame_normalisation != "none" and hasattr(config, "normalisation"):
-        raise ValueError("the log-mel CNN normalises its log-mels: use normalisation='speaker', not frame_normalisation")
+        raise ValueError("the log-mel CNN normalises its log-mels: use normalisation='speaker', "
+                         "not frame_normalisation")
     if getattr(config, "add_adapter", False):
         raise ValueError("add_adapter=True is not supported: the head pools the encoder's own frames")
 
@@ -378,8 +379,8 @@ class EmotionModelMixin:
         if inputs is None:
             raise ValueError("pass input_values (raw audio) or input_features (filterbanks)")
         # the log-mel CNN normalises its log-mels with the statistics; the other families their encoder frames
-        extra = {"normalisation_stats": normalisation_stats} if self.normalises_inputs and normalisation_stats is not None \
-            else {}
+        to_encoder = self.normalises_inputs and normalisation_stats is not None
+        extra = {"normalisation_stats": normalisation_stats} if to_encoder else {}
         outputs = self.base_model(
             inputs,
             attention_mask=attention_mask,
