@@ -160,16 +160,16 @@ def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: 
     """The model and its feature extractor. Speaker normalisation is part of the saved model: the log-mel CNN
     normalises its log-mels, a frozen pretrained encoder's head its encoder frames, both with statistics passed in."""
     head = args.head_options()
-    if speaker_normalisation and args.mode == "frozen":
+    spec = load_spec(args.encoder_config) if args.encoder_config else None
+    cnn = spec is not None and spec["family"] == "logmel-cnn"
+    if speaker_normalisation and args.mode == "frozen" and not cnn:
         head["frame_normalisation"] = "speaker"
-    if args.encoder_config:
-        spec = load_spec(args.encoder_config)
+    if spec:
         normalisation = args.normalisation
-        if normalisation and spec["family"] != "logmel-cnn":
+        if normalisation and not cnn:
             raise ValueError("--normalisation is a logmel-cnn option; other encoders normalise their own way")
-        if speaker_normalisation and spec["family"] == "logmel-cnn":
+        if speaker_normalisation and cnn:
             normalisation = "speaker"
-            head.pop("frame_normalisation", None)
         extra = {"normalisation": normalisation} if normalisation else {}
         return scratch_model(spec, labels, **head, **extra)
     return pretrained_model(args.encoder_name_or_path, labels, **head)

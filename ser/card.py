@@ -206,7 +206,8 @@ def front_matter(results):
         pipeline_tag="audio-classification",
         tags=["audio", "speech-emotion-recognition", "audio-classification", encoder["family"]],
         datasets=dataset_ids(results),
-        base_model=encoder.get("weights", {}).get("model", encoder["name_or_path"]) if encoder.get("pretrained") else None,
+        base_model=(encoder.get("weights", {}).get("model", encoder["name_or_path"]) if encoder.get("pretrained")
+                    else None),
         model_name=model_name(results),
         eval_results=eval_results(results),
     )

@@ -97,7 +97,7 @@ def read_model_bin(path: str | Path) -> tuple[str, dict[str, np.ndarray], dict[s
                 "(float32, float16 or bfloat16). Re-export the model with ct2-transformers-converter without "
                 "--quantization, or with --quantization float16.")
         variables[name] = _array(raw, dtype, dims)
-    aliases = dict(string_pair for string_pair in ((string(), string()) for _ in range(take("I"))))
+    aliases = dict((string(), string()) for _ in range(take("I")))
     return spec, variables, aliases
 
 
@@ -266,8 +266,10 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def convert(source: str | Path, output: str | Path) -> Path:
-    """Converts the CTranslate2 Whisper folder `source` into a transformers checkpoint in `output`."""
+def convert(source: str | Path, output: str | Path, origin: dict | None = None) -> Path:
+    """Converts the CTranslate2 Whisper folder `source` into a transformers checkpoint in `output`. The config's
+    `ctranslate2_source` records model.bin's SHA-256 and `origin` (what the model is, its licence, its package); a
+    caller that has already hashed model.bin passes the digest there as `model_bin_sha256`."""
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, \
         WhisperTokenizerFast
 
@@ -297,7 +299,9 @@ def convert(source: str | Path, output: str | Path) -> Path:
         raise ConversionError(f"weights do not fit transformers' Whisper: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     model.generation_config = generation_config(config, settings)
-    model.config.ctranslate2_source = {"model_bin_sha256": file_sha256(source / "model.bin")}
+    origin = origin or {}
+    digest = origin.get("model_bin_sha256") or file_sha256(source / "model.bin")
+    model.config.ctranslate2_source = {**origin, "model_bin_sha256": digest}
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
     WhisperProcessor(WhisperFeatureExtractor(feature_size=config.num_mel_bins), tokenizer).save_pretrained(output)
@@ -318,10 +322,7 @@ def install_bundled(output: str | Path) -> Path:
     if file_sha256(source / "model.bin") != BUNDLED["model_bin_sha256"]:
         raise ConversionError(f"{source}/model.bin is not the expected {BUNDLED['model']} (SHA-256 differs)")
     partial = output.with_name(output.name + ".partial")  # a killed conversion never looks finished
-    convert(source, partial)
-    config = json.loads((partial / "config.json").read_text())
-    config["ctranslate2_source"].update({key: BUNDLED[key] for key in ("model", "licence", "package")})
-    (partial / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    convert(source, partial, origin=BUNDLED)
     partial.replace(output)
     return output
 
@@ -334,7 +335,8 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"Convert {BUNDLED['model']} from {BUNDLED['package']} into {defaults.BUNDLED_ENCODER} "
                              "(checked by SHA-256; nothing to do when it is there)")
     args = parser.parse_args(argv)
-    if args.bundled != (args.source is None and args.output is None) or (not args.bundled and not args.output):
+    folders = [folder for folder in (args.source, args.output) if folder]
+    if len(folders) != (0 if args.bundled else 2):
         parser.error("give SOURCE and OUTPUT, or --bundled alone")
     try:
         done = install_bundled(defaults.BUNDLED_ENCODER) if args.bundled else convert(args.source, args.output)

@@ -64,7 +64,7 @@ def checkpoint_folder(name_or_path: str) -> str:
     cached = Path(os.environ.get("SER_CACHE", Path.home() / ".cache" / "ser")) / f"whisper-ct2-{digest[:16]}"
     if not (cached / "model.safetensors").is_file():
         partial = cached.with_name(cached.name + f".partial-{os.getpid()}")  # a killed conversion never looks done
-        convert_whisper.convert(name_or_path, partial)
+        convert_whisper.convert(name_or_path, partial, origin={"model_bin_sha256": digest})
         shutil.rmtree(cached, ignore_errors=True)
         partial.replace(cached)
     return str(cached)

@@ -10,6 +10,7 @@ constant memory however much audio it is fed.
 import numpy as np
 import torch
 
+import modeling_ser
 from ser.audio import SAMPLING_RATE
 
 
@@ -30,7 +31,7 @@ class LogMelFrames:
 class EncoderFrames:
     """The frames (N, H) or (N, L, H) of a model's chosen encoder layer(s) for one clip: what its head normalises."""
 
-    eps = 1e-5  # modeling_ser.frame_statistics's
+    eps = modeling_ser.FRAME_STATS_EPS
 
     def __init__(self, model, feature_extractor):
         self.model, self.feature_extractor = model, feature_extractor
@@ -58,8 +59,11 @@ class RunningStatistics:
     """Mean and std per dimension over the frames of many clips or blocks, in constant memory: what
     modeling_ser's `frame_statistics` gives on all those frames at once (a population std)."""
 
-    def __init__(self, source):
+    def __init__(self, source=None, eps: float | None = None):
+        """`source` turns samples into frames (`add`); without one, only `add_frames` works. `eps`: added to the
+        variance, by default the source's."""
         self.source = source
+        self.eps = source.eps if eps is None else eps
         self.count, self.total, self.squares = 0, 0.0, 0.0
 
     def add(self, samples: np.ndarray) -> None:
@@ -75,18 +79,18 @@ class RunningStatistics:
 
     @property
     def seconds(self) -> float:
-        return self.count * (self.source.hop_seconds or 0.0)
+        return self.count * ((self.source and self.source.hop_seconds) or 0.0)
 
     def result(self) -> torch.Tensor:
         mean = self.total / self.count
         variance = (self.squares / self.count - mean ** 2).clamp(min=0)
-        return torch.stack([mean, (variance + self.source.eps).sqrt()]).float()
+        return torch.stack([mean, (variance + self.eps).sqrt()]).float()
 
 
 def cached_frame_statistics(features: list) -> torch.Tensor:
     """Statistics (2, ...) over the cached encoder frames (T, ...) of many clips: a frozen encoder's training clips
     for "global" frame normalisation."""
-    stats = RunningStatistics(EncoderFrames(None, None))
+    stats = RunningStatistics(eps=modeling_ser.FRAME_STATS_EPS)
     for frames in features:
         stats.add_frames(torch.from_numpy(frames))
     return stats.result()

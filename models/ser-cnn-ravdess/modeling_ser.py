@@ -221,7 +221,10 @@ class HeadLinear(nn.Linear):
     layers that small start training on a long plateau."""
 
 
-def frame_statistics(frames: torch.Tensor, frame_mask: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+FRAME_STATS_EPS = 1e-5  # added to the variance of encoder frames before the square root (ser/statistics.py too)
+
+
+def frame_statistics(frames: torch.Tensor, frame_mask: torch.Tensor, eps: float = FRAME_STATS_EPS) -> torch.Tensor:
     """Mean and std (B, 2, ...) of each clip's real frames (B, T, ...), for frame normalisation: the population
     std, with `eps` added to the variance (ser.statistics.RunningStatistics gives the same over many clips)."""
     weights = frame_mask.to(frames.dtype).view(*frame_mask.shape, *[1] * (frames.dim() - 2))
