@@ -24,8 +24,9 @@ import gradio as gr
 import pandas as pd
 from gradio.data_classes import FileData
 
-from ser.corpora import corpus_info
+from ser.corpora import LANGUAGE_NAMES, corpus_info
 from ser import card, defaults, demo
+from ser import timeline as timelines
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
 from ser.runtime import RUNTIMES
@@ -36,38 +37,44 @@ LIVE_LISTENERS = 8  # live microphone sessions served at once
 ANALYSES_AT_ONCE = 2  # uploads and API calls; two keep a small CPU responsive, the rest wait in line
 
 
-def describe_model(name_or_path: str, labels: list[str]) -> str:
-    """Markdown for a person trying the demo, in a few short lines: what the model recognises, what speech it learned
-    from, and how often it is right on voices (and, where measured, on whole corpora) it never heard. No file paths."""
+def describe_model(name_or_path: str, labels: list[str]) -> tuple[str, str]:
+    """For a person trying the demo, in plain words (no file names, no jargon): one short line on what the model
+    recognises and what speech it learned from, and the details for a fold: how often it is right on voices (and,
+    where measured, on whole collections) it never heard."""
+    short = f"Recognises {len(labels)} emotions: {', '.join(labels[:-1])} and {labels[-1]}."
     results = read_results(name_or_path)
-    folder = Path(name_or_path)
-    name = folder.resolve().name if folder.is_dir() else name_or_path  # a folder's name, never its path; else a Hub id
-    lines = [f"**Model:** {name} · recognises {len(labels)} emotions: {', '.join(labels)}"]
     if not results:
-        return lines[0]
+        return short, ""
     keys = results_file.corpus_keys(results)
-    known = all(corpus_info(key) for key in keys)  # every corpus of the registry is acted speech
-    speech = "acted speech (actors portraying emotions)" if known else "speech"
-    where = (f"{len(keys)} collections, {card.corpus_name(results)}" if len(keys) > 1 else card.corpus_name(results))
+    acted = all(corpus_info(key) for key in keys)  # every corpus of the registry is acted speech
     speakers = card.speaker_count(results)
-    about = ", ".join(part for part in (card.language_name(results), speakers and f"{speakers} speakers") if part)
-    lines.append(f"**Learned from:** {speech} from {where}" + (f": {about}" if about else "") + ".")
-    chance = f"guessing would score {1 / len(results['labels']):.0%}"
-    unheard = ("speakers it never heard" if results["protocol"].get("speaker_independent")
-               else "recordings it did not train on (but of speakers it did hear, so expect less on new voices)")
+    language = card.language_name(results)
+    short += (f" Learned from {'actors' if acted else 'people'}" + (f" speaking {language}" if language else "")
+              + (f" ({speakers} voices)." if speakers else "."))
+    unheard = ("voices it never heard" if results["protocol"].get("speaker_independent")
+               else "recordings it did not learn from (but of voices it did hear, so expect less on new voices)")
     per_corpus = results_file.per_corpus(results)
     if per_corpus:
-        right = ", ".join(f"{card.short_name(key)} {numbers['ua']['mean']:.0%}" for key, numbers in per_corpus.items())
+        right = ", ".join(f"{where(key)} {numbers['ua']['mean']:.0%}" for key, numbers in per_corpus.items())
     else:
         right = f"{results_file.headline(results)['ua']['mean']:.0%}"
-    lines.append(f"**How often it is right** on {unheard}, each emotion counted equally: {right}; {chance}.")
+    details = [f"**How often it is right** on {unheard}: {right} (every emotion counted the same; guessing would "
+               f"be right {1 / len(results['labels']):.0%} of the time)."]
     cross = read_results(name_or_path, card.CROSS_CORPUS_FILENAME)
     if cross:
         rows, _ = card.cross_corpus_table(cross)
-        right = ", ".join(f"{card.short_name(row['corpus'])} {row['ua']['mean']:.0%}" for row in rows)
-        lines.append(f"**On a whole corpus left out of training** (new voices, recordings and often language): "
-                     f"{right}.")
-    return "  \n".join(lines)
+        right = ", ".join(f"{where(row['corpus'])} {row['ua']['mean']:.0%}" for row in rows)
+        details.append(f"**On a whole collection it never learned from** (new voices, studio and often language): "
+                       f"{right}.")
+    details.append(f"**Learned from:** {card.corpus_name(results)}.")
+    return short, "  \n".join(details)
+
+
+def where(corpus_key: str) -> str:
+    """A collection by its language and name, e.g. "German (Emo-DB)"."""
+    info = corpus_info(corpus_key)
+    name = card.short_name(corpus_key)
+    return f"{LANGUAGE_NAMES.get(info.language, info.language)} ({name})" if info else name
 
 
 def read_results(name_or_path: str, filename: str = results_file.FILENAME) -> dict | None:
@@ -93,6 +100,15 @@ CSS = """
 #status.error { border-left: 4px solid #d62728; padding-left: 0.75em; }
 #status.note { border-left: 4px solid #1f77b4; padding-left: 0.75em; }
 """
+# The default theme with the bold face too (gradio ships Source Sans Pro 700 but loads only 400 and 600), so bold
+# lead-ins do not fall back to another font.
+THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif",
+                                "system-ui", "sans-serif"])
+# After an analysis the result comes into view (on a phone it would sit below the upload box, off-screen).
+SCROLL_TO_RESULT = "() => document.getElementById('result')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
+# The browser's UTC offset at the epoch, in minutes: timeline times are sent as dates that the browser shows in local
+# time, so they are shifted by this to read m:ss from 0:00 in every time zone.
+UTC_OFFSET_JS = "() => -new Date(0).getTimezoneOffset()"
 
 
 def refuse(message: str) -> gr.Error:
@@ -101,15 +117,18 @@ def refuse(message: str) -> gr.Error:
 
 
 def label_payload(analysis: demo.Analysis) -> dict:
-    """The API's answer: gr.Label's format (most likely first), whether the model is unsure, and the notes a person
-    sees on the page (damaged samples, a very quiet recording)."""
+    """The API's answer, what the page shows: the headline (an emotion, or "mixed" for a recording whose timeline
+    has no dominant emotion), gr.Label's confidences (largest first), what they measure ("probability", or "share
+    of speech time" for a timeline), whether the model is unsure, and the notes (damaged samples, a very quiet
+    recording, unsure, mixed)."""
     ranked = sorted(analysis.scores.items(), key=lambda item: -item[1])
-    return {"label": ranked[0][0], "confidences": [{"label": k, "confidence": v} for k, v in ranked],
-            "uncertain": analysis.uncertain, "notes": analysis.notes}
+    return {"label": analysis.headline, "confidences": [{"label": k, "confidence": v} for k, v in ranked],
+            "measure": analysis.measure, "uncertain": analysis.uncertain, "notes": analysis.notes}
 
 
 def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SEGMENT_SECONDS,
-               smooth_seconds: float = defaults.SMOOTH_SECONDS, model_info: str | None = None) -> gr.Blocks:
+               smooth_seconds: float = defaults.SMOOTH_SECONDS, model_info: tuple[str, str] | None = None
+               ) -> gr.Blocks:
     labels = list(predictor.labels)
     colors = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
 
@@ -125,8 +144,9 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
             raise refuse(str(err)) from None
 
     def predict(audio: FileData) -> dict:
-        """The probability of every emotion in a recording of up to ten minutes (a long one: the duration-weighted
-        mean over its speech segments)."""
+        """The emotion of a recording of up to ten minutes: the probability of every emotion, or for one longer than
+        a segment, the share of its speech time each emotion is on top and a headline ("mixed" when none holds
+        half)."""
         return label_payload(analyse_upload(audio))
 
     def timeline(audio: FileData) -> list[dict]:
@@ -135,7 +155,7 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         return analyse_upload(audio).rows or []
 
     # --- the page: errors and notes stay in the output area until the next action --------------------------------
-    def show(path: str | None):
+    def show(path: str | None, utc_offset: float | None):
         try:
             analysis, recording = analyse(path)
         except demo.DemoError as err:
@@ -143,30 +163,38 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         notes = " ".join(analysis.notes)
         status = gr.Markdown(notes, visible=bool(notes), elem_classes=["note"])
         if not analysis.rows:
-            return status, analysis.scores, *hide_timeline()
-        plot = timeline_plot(analysis.rows, f"Emotion over time (smoothed over {smooth_seconds:g} s)")
+            return status, gr.Markdown(visible=False), emotion_label(analysis.scores), *hide_timeline()
+        plot = timeline_plot(analysis.rows, f"Emotion over time (smoothed over {smooth_seconds:g} s)", utc_offset)
         csv = demo.write_segments(analysis.rows, Path(recording.path).name)
-        return (status, analysis.scores, gr.Markdown(demo.summary_text(analysis, recording.seconds), visible=True),
-                plot, gr.File(value=str(csv), visible=True))
+        return (status, gr.Markdown(demo.headline_text(analysis), visible=True),
+                emotion_label(analysis.scores, "Share of the speech time"),
+                gr.Markdown(demo.summary_text(analysis, recording.seconds, colors), visible=True), plot,
+                gr.File(value=str(csv), visible=True))
+
+    def emotion_label(scores: dict | None, share_of: str | None = None) -> gr.Label:
+        """Probabilities under their top emotion; shares of a timeline without a heading (the headline says it)."""
+        return gr.Label(value=scores, label=share_of or "Emotion", show_heading=share_of is None)
 
     def show_error(message: str):
         return (gr.Markdown(f"**Could not analyse the recording.** {message}", visible=True, elem_classes=["error"]),
-                None, *hide_timeline())
+                gr.Markdown(visible=False), emotion_label(None), *hide_timeline())
 
     def hide_timeline():
         return gr.Markdown(visible=False), gr.LinePlot(value=None, visible=False), gr.File(value=None, visible=False)
 
     def clear():
-        return gr.Markdown(visible=False), None, *hide_timeline()
+        return gr.Markdown(visible=False), gr.Markdown(visible=False), emotion_label(None), *hide_timeline()
 
-    def timeline_plot(rows: list[dict], title: str) -> gr.LinePlot:
+    def timeline_plot(rows: list[dict], title: str, utc_offset: float | None) -> gr.LinePlot:
         table = pd.DataFrame(demo.timeline_table(rows))
+        table["time"] = pd.to_datetime((table["time"] - 60 * (utc_offset or 0)) * 1000, unit="ms")
         return gr.LinePlot(value=table, x="time", y="probability", color="emotion", title=title,
-                           x_title=demo.time_axis_title(rows), y_title="probability", y_lim=[0, 1],
+                           x_title="time (m:ss)", x_axis_format="%-M:%S", y_title="probability", y_lim=[0, 1],
+                           tooltip=["emotion", "probability"], colors_in_legend=[],  # the legend is text beside it
                            color_map={label: colors[label] for label in table["emotion"].unique()}, visible=True)
 
     # --- live microphone: the meter and a rolling timeline after every chunk, the full analysis when it stops -------
-    def listen(chunk, session: demo.LiveSession | None):
+    def listen(chunk, session: demo.LiveSession | None, utc_offset: float | None):
         if chunk is None:
             return gr.skip(), gr.skip(), gr.skip(), session
         rate, samples = chunk
@@ -179,21 +207,31 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         heard = f"Listening: {session.seconds:.1f} s heard"
         if row is None:
             return gr.skip(), gr.skip(), f"{heard} · waiting for speech", session
-        plot = timeline_plot(session.recent_rows(), f"Last {demo.LIVE_HISTORY_SECONDS:g} s")
-        return row["scores"], plot, f"{heard} · emotion of the last {demo.LIVE_WINDOW_SECONDS:g} s", session
+        based_on = f"the last {row['end'] - row['start']:.1f} s"
+        rows = session.recent_rows()
+        plot = timeline_plot(rows, f"Last {demo.LIVE_HISTORY_SECONDS:g} s", utc_offset)
+        legend = demo.legend_text(list(timelines.summary(rows)["share"]), colors)
+        return (gr.Label(value=row["scores"], label=f"Emotion of {based_on}"), plot,
+                f"{heard} · emotion of {based_on}  \n{legend}", session)
 
-    def stop_listening(session: demo.LiveSession | None):
+    def stop_listening(session: demo.LiveSession | None, utc_offset: float | None):
+        cleared = gr.Label(value=None, label="Emotion now"), gr.LinePlot(value=None, visible=False)
         if session is None or session.samples == 0:
-            return *show_error("Nothing was heard. Please allow the microphone and speak."), "Stopped.", None
+            return *show_error("Nothing was heard. Please allow the microphone and speak."), *cleared, "Stopped.", None
         recording = session.save()
-        return *show(recording.path), f"Stopped after {demo.clock(recording.seconds)}. The summary is below.", None
+        return (*show(recording.path, utc_offset), *cleared,
+                f"Stopped after {demo.clock(recording.seconds)}. The result is below.", None)
 
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(3600, 3600)) as page:
         gr.Markdown("# Speech emotion recognition\nUpload a recording or speak into your microphone: the model "
                     "tells which emotion the voice expresses. Recordings of up to "
                     f"{demo.MAX_MINUTES} minutes; longer than {segment_seconds:g} s, they also get a timeline of "
                     "the emotion over time.")
-        gr.Markdown(model_info or f"**Emotions:** {', '.join(labels)}", elem_id="model-info")
+        short, details = model_info or (f"Recognises: {', '.join(labels)}.", "")
+        gr.Markdown(short, elem_id="model-info")
+        if details:
+            with gr.Accordion("About the model", open=False, elem_id="model-details"):
+                gr.Markdown(details)
         with gr.Tabs():
             with gr.Tab("Upload a recording", elem_id="upload-tab"):
                 upload = gr.Audio(sources=["upload"], type="filepath", elem_id="speech-input",
@@ -205,26 +243,32 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
                 live_status = gr.Markdown(elem_id="live-status")
                 live_meter = gr.Label(num_top_classes=3, label="Emotion now", elem_id="live-meter")
                 live_plot = gr.LinePlot(label="Emotion over the last minute", visible=False, elem_id="live-timeline")
-        status = gr.Markdown(visible=False, elem_id="status")
-        label = gr.Label(num_top_classes=len(labels), label="Emotion", elem_id="emotion-label")
-        summary = gr.Markdown(visible=False, elem_id="summary")
-        plot = gr.LinePlot(label="Timeline", visible=False, elem_id="emotion-timeline")
-        segments = gr.File(label="Segments (CSV)", visible=False, elem_id="segments-csv")
+        with gr.Column(elem_id="result"):
+            status = gr.Markdown(visible=False, elem_id="status")
+            headline = gr.Markdown(visible=False, elem_id="headline")
+            label = gr.Label(num_top_classes=len(labels), label="Emotion", elem_id="emotion-label")
+            summary = gr.Markdown(visible=False, elem_id="summary")
+            plot = gr.LinePlot(label="Timeline", visible=False, elem_id="emotion-timeline")
+            segments = gr.File(label="Segments (CSV)", visible=False, elem_id="segments-csv")
         session = gr.State(None)
+        utc_offset = gr.Number(visible=False)
+        page.load(None, js=UTC_OFFSET_JS, outputs=utc_offset)
 
-        results = [status, label, summary, plot, segments]
+        results = [status, headline, label, summary, plot, segments]
+        live_outputs = [live_meter, live_plot, live_status, session]
         # One queue for the heavy work (uploads, the end of a live session, API calls). Live chunks are light (a few
         # ms each) and have their own, so a listener's meter never waits behind an upload.
         heavy = dict(concurrency_id="analysis", concurrency_limit=ANALYSES_AT_ONCE)
-        upload.upload(show, inputs=upload, outputs=results, api_visibility="private", **heavy)
+        upload.upload(show, inputs=[upload, utc_offset], outputs=results, api_visibility="private",
+                      **heavy).then(None, js=SCROLL_TO_RESULT)
         upload.clear(clear, outputs=results, api_visibility="private", queue=False)
-        live.start_recording(lambda: (*clear(), "Listening…", None), outputs=[*results, live_status, session],
-                             api_visibility="private", queue=False)
-        live.stream(listen, inputs=[live, session], outputs=[live_meter, live_plot, live_status, session],
+        live.start_recording(lambda: (*clear(), gr.Label(value=None, label="Emotion now"), gr.skip(), "Listening…",
+                                      None), outputs=[*results, *live_outputs], api_visibility="private", queue=False)
+        live.stream(listen, inputs=[live, session, utc_offset], outputs=live_outputs,
                     stream_every=0.5, time_limit=demo.MAX_SECONDS, concurrency_id="live",
                     concurrency_limit=LIVE_LISTENERS, api_visibility="private", show_progress="hidden")
-        live.stop_recording(stop_listening, inputs=session, outputs=[*results, live_status, session],
-                            api_visibility="private", **heavy)
+        live.stop_recording(stop_listening, inputs=[session, utc_offset], outputs=[*results, *live_outputs],
+                            api_visibility="private", **heavy).then(None, js=SCROLL_TO_RESULT)
         gr.api(predict, api_name="predict", **heavy)
         gr.api(timeline, api_name="timeline", **heavy)
     page.queue(max_size=64)
@@ -270,7 +314,8 @@ def main(argv: list[str] | None = None) -> None:
                       model_info=describe_model(model, list(predictor.labels)))
     # The limit people meet is in minutes (demo.check_recording); the byte limit only keeps absurd uploads off the
     # disk: 1 GB holds 10 minutes of 96 kHz stereo 32-bit float WAV.
-    page.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="1gb", css=CSS)
+    page.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="1gb", css=CSS,
+                theme=THEME)
 
 
 if __name__ == "__main__":

@@ -20,12 +20,13 @@ from pathlib import Path
 
 import torch
 import yaml
+from tqdm.auto import tqdm
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import modeling_ser
 from ser import corpora, data, speech, splits
 from ser import results as ser_results
-from ser.augment import AugmentationArguments, WaveformAugmenter
+from ser.augment import AugmentationArguments, WaveformAugmenter, perturbed_copies
 from ser.calibration import calibrate
 from ser.encoders import load_spec, pretrained_model, scratch_model
 from ser.export import export_run, push_folder
@@ -49,6 +50,7 @@ class DataArguments:
     speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
     normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation: whose audio the statistics come from: speaker | corpus"})
     trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
+    speech_detector: str = field(default=speech.DEFAULT.name, metadata={"help": f"What finds the speech for --trim_silence: {' | '.join(speech.DETECTORS)}; recorded in the saved model", "choices": speech.DETECTORS})
     crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
     skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
 
@@ -152,7 +154,9 @@ def read_corpus(args: DataArguments):
         raise corpora.CorpusError(f"{' '.join(args.data_root)}: need at least two emotions, found {names}")
     clips, audio = data.load_clips_audio(clips, skip_bad=args.skip_bad_files)
     if args.trim_silence:
-        audio = [speech.trim(samples) for samples in audio]
+        detector = speech.Detector(args.speech_detector)
+        audio = [detector.trim(samples) for samples in tqdm(audio, desc=f"cutting to speech ({detector.name})",
+                                                             unit="clip")]
     return clips, audio, names
 
 
@@ -175,19 +179,26 @@ def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: 
     return pretrained_model(args.encoder_name_or_path, labels, **head)
 
 
-def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, training_args, cache_dir):
-    """Per-clip inputs: encoder frames from the cache in frozen mode, else the feature extractor's output."""
+def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, augment_args, training_args, cache_dir):
+    """Per-clip inputs: encoder frames from the cache in frozen mode, else the feature extractor's output; and, in
+    frozen mode with --copies, the frames of each clip's perturbed copies (else None)."""
+    variants = None
+    if augment_args.copies and not model.config.freeze_backbone:
+        raise ValueError("--copies is for --mode frozen (cached features); a model that reads samples takes --augment")
     if model.config.freeze_backbone:
         with training_args.main_process_first(desc="encoder feature cache"):
             cache = FeatureCache(cache_dir, model, feature_extractor)
             features = cache.features(audio)
+            if augment_args.copies:
+                copies = cache.features([copy for clip in audio for copy in perturbed_copies(clip, augment_args)])
+                variants = [copies[i:i + augment_args.copies] for i in range(0, len(copies), augment_args.copies)]
         input_name, stats = "features", {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)}
     else:
         features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
         input_name, stats = feature_extractor.model_input_names[0], None
     if args.speaker_normalisation and not model.speaker_normalised:  # fine-tuned filterbank encoders (w2v-BERT)
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])
-    return features, input_name, stats
+    return features, variants, input_name, stats
 
 
 @dataclass
@@ -196,6 +207,7 @@ class Experiment:
 
     model: torch.nn.Module
     features: list
+    variants: list | None  # per clip, the frames of its perturbed copies (frozen mode with --copies)
     labels: list[int]
     durations: list[float]
     collator: data.PadCollator
@@ -234,7 +246,8 @@ class Experiment:
             augment = WaveformAugmenter(self.augment, self.crop_seconds, seed=self.training_args.seed)
         return data.CropDataset(pick(self.features), pick(self.labels), pick(self.durations),
                                 self.crop_seconds if train else None, augment,
-                                pick(self.stats) if self.stats is not None else None)
+                                pick(self.stats) if self.stats is not None else None,
+                                pick(self.variants) if train and self.variants is not None else None)
 
     def trainer(self, name: str, train_idx: list[int]) -> Trainer:
         """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached. The loss takes
@@ -369,9 +382,9 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
                   "lr_scheduler": getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type),
                   "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss,
                   "corpus_balanced": model_args.corpus_balanced},
-        augmentation=asdict(augment_args) if experiment.raw_samples else None,
+        augmentation=asdict(augment_args) if experiment.raw_samples or augment_args.copies else None,
         code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats,
-        trim_silence=data_args.trim_silence, calibration=calibration)
+        trim_silence=data_args.trim_silence, speech_detector=config.speech_detector, calibration=calibration)
     ser_results.write(results, experiment.output_dir)
     title = f"{corpus_name(data_args)}: {protocol['description']}, pooled over folds and seeds"
     plot_confusion(results["summary"]["pooled"]["confusion"], names, experiment.output_dir / "confusion_matrix.png", title)
@@ -437,16 +450,19 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     args = replace(training_args, seed=seed,
                    output_dir=str(output_dir / f"seed-{seed}" if len(seeds) > 1 else output_dir))
     model, feature_extractor = build_model(model_args, names, data_args.speaker_normalisation)
-    model.config.trim_silence = data_args.trim_silence  # the predictor cuts to speech exactly when training did
-    features, input_name, cache_stats = model_inputs(model, feature_extractor, audio, clips, data_args,
-                                                      args, model_args.feature_cache_dir or output_dir / "feature-cache")
+    # the predictor finds speech as training did, and cuts to it exactly when training did
+    model.config.trim_silence = data_args.trim_silence
+    model.config.speech_detector = speech.Detector(data_args.speech_detector).to_dict()
+    features, variants, input_name, cache_stats = model_inputs(
+        model, feature_extractor, audio, clips, data_args, augment_args, args,
+        model_args.feature_cache_dir or output_dir / "feature-cache")
     stats = None
     if model.speaker_normalised:
         groups = [clip.corpus if data_args.normalisation_group == "corpus" else clip.speaker for clip in clips]
         cached = features if model.config.freeze_backbone else None
         stats = data.speaker_statistics(model, feature_extractor, audio, groups, cached)
     experiment = Experiment(
-        model=model, features=features, labels=[names.index(clip.label) for clip in clips],
+        model=model, features=features, variants=variants, labels=[names.index(clip.label) for clip in clips],
         durations=[len(a) / data.SAMPLING_RATE for a in audio],
         collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0)),
                                   time_last=input_name != "features" and data.time_last(feature_extractor)),

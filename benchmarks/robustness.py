@@ -13,7 +13,11 @@ speakers; with --model, a whole corpus the model was not trained on. Up to --cli
   quiet-48      scaled to a -48 dBFS peak (must be classified, not refused)
   tel-8k        band-limited to telephone rate: resampled to 8 kHz and back
   mp3           an MP3 round trip through ffmpeg (libmp3lame, 64 kbit/s)
-Writes benchmarks/results/robustness-<name>.json and prints a markdown table.
+  snr-20 / snr-10 / snr-5   white noise over the whole clip, 20, 10 or 5 dB below the clip's mean power
+`--detector energy` serves the same models with the energy speech detector instead of the one they record, for the
+old-and-new comparison (the models themselves unchanged). Writes benchmarks/results/robustness-<name>.json and prints
+two markdown tables: the share of clips whose top label changes (and how many were refused as "no speech"), and UA
+(unweighted accuracy) as they are and under each perturbation.
 """
 
 from __future__ import annotations
@@ -25,15 +29,17 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from sklearn.metrics import balanced_accuracy_score
 from tqdm import tqdm
 
 from _common import DATA, fold_model, run_clips, write_result
 from ser import results as results_file
 from ser.audio import SAMPLING_RATE as SR
 from ser.audio import load_audio
-from ser.augment import band_limit
+from ser.augment import add_noise, band_limit
 from ser.corpora import load_corpus
 from ser.predictor import EmotionPredictor
+from ser.speech import DETECTORS, Detector
 
 NOISE_DB = -50.0
 
@@ -62,6 +68,7 @@ def perturbations(rng: np.random.Generator) -> dict:
         "quiet-48": lambda a: (a / np.abs(a).max() * 10 ** (-48 / 20)).astype(np.float32),
         "tel-8k": band_limit,
         "mp3": mp3_round_trip,
+        **{f"snr-{snr}": (lambda a, snr=snr: add_noise(a, snr, rng)) for snr in (20, 10, 5)},
     }
 
 
@@ -83,30 +90,40 @@ def fold_jobs(run: Path, clips_per_fold: int, only: list[str] | None) -> list[tu
     return jobs
 
 
-def evaluate(jobs, rng) -> dict:
-    """Label changes and accuracies per perturbation, and the clips a perturbation got refused on."""
+def evaluate(jobs, rng, detector: str | None = None) -> dict:
+    """Label changes and UA per perturbation, and the clips a perturbation got refused on (a refused clip counts as
+    wrong for UA and is left out of the label changes)."""
     changes = {name: [] for name in perturbations(rng)}
-    correct = {"original": [], **{name: [] for name in changes}}
-    refused = {name: 0 for name in changes}
+    predicted = {"original": [], **{name: [] for name in changes}}
+    truth, refused = [], {name: 0 for name in changes}
     for model, clips in jobs:
         predictor = EmotionPredictor.from_pretrained(model)
+        if detector:
+            predictor.detector = Detector(detector)
         for clip in tqdm(clips, desc=model.parent.name, unit="clip"):
             audio = load_audio(clip.path, SR)
             top = lambda a: max((s := predictor.classify_batch([a])[0]), key=s.get)  # noqa: E731
             original = top(audio)
-            correct["original"].append(original == clip.label)
+            truth.append(clip.label)
+            predicted["original"].append(original)
             for name, perturb in perturbations(rng).items():
                 try:
                     label = top(perturb(audio))
                 except ValueError:
                     refused[name] += 1
-                    continue
-                changes[name].append(label != original)
-                correct[name].append(label == clip.label)
-    return {"clips": len(correct["original"]),
-            "accuracy": {name: float(np.mean(values)) for name, values in correct.items()},
-            "label_changed": {name: float(np.mean(values)) for name, values in changes.items()},
+                    label = None
+                else:
+                    changes[name].append(label != original)
+                predicted[name].append(label)
+    return {"clips": len(truth),
+            "ua": {name: unweighted_accuracy(truth, labels) for name, labels in predicted.items()},
+            "label_changed": {name: float(np.mean(values)) if values else None for name, values in changes.items()},
             "refused": refused}
+
+
+def unweighted_accuracy(truth: list[str], predicted: list[str | None]) -> float:
+    """Mean recall over the true classes; a refused clip (None) is a miss."""
+    return float(balanced_accuracy_score(truth, [label or "refused" for label in predicted]))
 
 
 def main() -> None:
@@ -117,6 +134,8 @@ def main() -> None:
     parser.add_argument("--clips-per-fold", type=int, default=30)
     parser.add_argument("--only-folds", nargs="+", help="fold names, e.g. speaker-03 speaker-08 (default: all)")
     parser.add_argument("--name", help="results file name (default: from the run or model folder)")
+    parser.add_argument("--detector", choices=DETECTORS, help="serve with this speech detector instead of the "
+                        "model's own (the old-and-new comparison)")
     args = parser.parse_args()
     if bool(args.model) == bool(args.runs) or bool(args.model) != bool(args.corpus):
         parser.error("give run folders, or --model with --corpus")
@@ -126,17 +145,22 @@ def main() -> None:
         labels = set(EmotionPredictor.from_pretrained(args.model).labels)
         clips = [c for c in load_corpus(args.corpus, DATA / args.corpus) if c.label in labels]
         table[f"{args.model.name} on {args.corpus}"] = evaluate([(args.model, every_nth(clips, args.clips_per_fold))],
-                                                                 rng)
+                                                                 rng, args.detector)
     for run in args.runs:
-        table[run.name] = evaluate(fold_jobs(run, args.clips_per_fold, args.only_folds), rng)
+        table[run.name] = evaluate(fold_jobs(run, args.clips_per_fold, args.only_folds), rng, args.detector)
     names = list(perturbations(rng))
-    print("| model | clips | accuracy | " + " | ".join(names) + " |")
+    print("Label changes\n\n| model | detector | clips | " + " | ".join(names) + " |")
     print("|---|---|---|" + "---|" * len(names))
     for key, row in table.items():
-        cells = [f"{row['label_changed'][n]:.1%}" + (f" ({row['refused'][n]} refused)" if row["refused"][n] else "")
-                 for n in names]
-        print(f"| {key} | {row['clips']} | {row['accuracy']['original']:.3f} | " + " | ".join(cells) + " |")
-    write_result(f"robustness-{args.name or '-'.join(table)}".replace(" ", "_"), table)
+        cells = [("-" if row["label_changed"][n] is None else f"{row['label_changed'][n]:.1%}")
+                 + (f" ({row['refused'][n]} refused)" if row["refused"][n] else "") for n in names]
+        print(f"| {key} | {args.detector or 'its own'} | {row['clips']} | " + " | ".join(cells) + " |")
+    print("\nUA\n\n| model | detector | original | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---|" * len(names))
+    for key, row in table.items():
+        print(f"| {key} | {args.detector or 'its own'} | " + " | ".join(f"{row['ua'][n]:.3f}" for n in row["ua"]) + " |")
+    default_name = "-".join(table) + (f"-{args.detector}" if args.detector else "")
+    write_result(f"robustness-{args.name or default_name}".replace(" ", "_"), table)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def statistics(predictor, clips: list[np.ndarray], seconds: float | None, rng) -
     """Statistics of the speech of clips taken in random order until `seconds` of speech (None: all clips)."""
     stats = RunningStatistics(predictor.frame_source)
     for i in rng.permutation(len(clips)) if seconds else range(len(clips)):
-        stats.add(speech.trim(clips[i]) if predictor.trim_silence else clips[i])
+        stats.add(predictor.detector.trim(clips[i]) if predictor.trim_silence else clips[i])
         if seconds and stats.seconds >= seconds:
             break
     return stats.result()

@@ -16,7 +16,7 @@
 
 Seed 0, UA pooled over every clip; the LR probe takes seconds, a head minutes. Folds as `train_ser.py --config
 configs/<corpus>.yaml` makes them (Emo-DB, EMOVO: leave-one-speaker-out; RAVDESS: 6 folds of 4 consecutive actors).
-Each clip is trimmed (ser.speech.trim) and encoded once; its 5 hidden states (encoder input and 4 layers) are cached
+Each clip is trimmed (ser.speech.ENERGY, the detector of the table's runs) and encoded once; its 5 hidden states (encoder input and 4 layers) are cached
 in float16 in runs/whisper_heads/<corpus>-<encoder fingerprint>.npz. The head is configs/recipes/whisper-frozen.yaml's,
 trained per fold on random crops (AdamW, one-cycle schedule with 10% warm-up, class-weighted loss).
 """
@@ -70,7 +70,7 @@ def encoder_states(corpus: str, clips: list[corpora.Clip]) -> list[np.ndarray]:
     _, audio = load_clips_audio(clips)
     frames_of = EncoderFrames(model, extractor)
     with torch.no_grad():
-        frames = [frames_of(speech.trim(samples)).numpy().astype(np.float16) for samples in audio]
+        frames = [frames_of(speech.ENERGY.trim(samples)).numpy().astype(np.float16) for samples in audio]
     CACHE.mkdir(parents=True, exist_ok=True)
     # float16 halves the cache (~1 GB for the three corpora); the docstring's figures were measured on float16 frames
     np.savez(path, frames=np.concatenate(frames), lengths=[len(f) for f in frames], paths=paths)

@@ -1,4 +1,5 @@
-"""Training-time augmentation of raw 16 kHz clips, for models that read samples (logmel-cnn, wav2vec 2.0, ...).
+"""Training-time augmentation of raw 16 kHz clips: fresh on every draw for models that read samples (logmel-cnn,
+wav2vec 2.0, ...); as a few perturbed copies of each clip for a frozen encoder, whose features are cached (`copies`).
 
 Each training draw of a clip is cut to `crop_seconds` (shorter clips repeated to fill it, so batches hold no
 padding) and perturbed the way new voices, rooms and microphones differ from the training corpus: speed (pitch and
@@ -7,6 +8,7 @@ tempo together, as Kaldi's speed perturbation), additive noise at a random signa
 SpecAugment lives in the model (`spec_augment` in modeling_ser.py), since it acts on the model's own log-mels.
 """
 
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +28,7 @@ class AugmentationArguments:
     gain_db: list[float] = field(default_factory=lambda: [-30.0, 6.0], metadata={"help": "Gain range, dB (samples beyond full scale are clipped)"})
     band_limit_probability: float = field(default=0.0, metadata={"help": "Share of training draws band-limited to the telephone band (resampled to 8 kHz and back)"})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup: mixing weights drawn from Beta(alpha, alpha); 0 turns it off"})
+    copies: int = field(default=0, metadata={"help": "--mode frozen: perturbed copies of each clip (noise, telephone band and gain as above, no speed), encoded and cached once; each training draw takes the clip or one of its copies"})
 
     def __post_init__(self):
         for name in ("speed_range", "noise_snr_db", "gain_db"):
@@ -34,6 +37,8 @@ class AugmentationArguments:
                 raise ValueError(f"--{name} {low} {high}: the first value is the lower bound")
         if self.speed_range[0] <= 0:
             raise ValueError(f"--speed_range must be positive, got {self.speed_range}")
+        if self.copies < 0:
+            raise ValueError(f"--copies must be 0 or more, got {self.copies}")
 
 
 def crop(audio: np.ndarray, length: int, rng: np.random.Generator, loop_pad: bool = True) -> np.ndarray:
@@ -84,11 +89,23 @@ class WaveformAugmenter:
         factor = rng.uniform(*args.speed_range)
         piece = change_speed(crop(audio, int(round(self.length * factor)), rng, args.loop_pad), factor)
         piece = piece[: self.length] if len(piece) >= self.length or not args.loop_pad else np.resize(piece, self.length)
-        if rng.random() < args.noise_probability:
-            piece = add_noise(piece, rng.uniform(*args.noise_snr_db), rng)
-        if rng.random() < args.band_limit_probability:
-            piece = band_limit(piece)
-        return apply_gain(piece, rng.uniform(*args.gain_db))
+        return perturb(piece, args, rng)
+
+
+def perturb(audio: np.ndarray, args: AugmentationArguments, rng: np.random.Generator) -> np.ndarray:
+    """The recording conditions of one draw: noise (on a share of draws), the telephone band (on a share), gain."""
+    if rng.random() < args.noise_probability:
+        audio = add_noise(audio, rng.uniform(*args.noise_snr_db), rng)
+    if rng.random() < args.band_limit_probability:
+        audio = band_limit(audio)
+    return apply_gain(audio, rng.uniform(*args.gain_db))
+
+
+def perturbed_copies(audio: np.ndarray, args: AugmentationArguments) -> list[np.ndarray]:
+    """`args.copies` perturbed versions of a clip, drawn with a generator seeded by the clip's samples: a clip gets
+    the same copies in every run, so their cached features are reused."""
+    rng = np.random.default_rng(zlib.crc32(audio.tobytes()))
+    return [perturb(audio, args, rng) for _ in range(args.copies)]
 
 
 def mixup(batch: dict, alpha: float, num_labels: int) -> dict:

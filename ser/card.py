@@ -151,6 +151,9 @@ def augmentation_text(augmentation):
     """What perturbed the training clips (besides any SpecAugment the encoder config sets)."""
     if not augmentation:
         return "none recorded"
+    if augmentation.get("copies"):  # a frozen encoder: perturbed copies of each clip, no speed change
+        keys = ("copies", "noise_probability", "noise_snr_db", "band_limit_probability", "gain_db")
+        return "perturbed copies of each clip: " + _settings({key: augmentation[key] for key in keys})
     if not augmentation.get("augment"):
         return "random crops only (no waveform perturbation, no mixup)"
     return _settings({key: value for key, value in augmentation.items() if key != "augment"})
@@ -288,9 +291,19 @@ def training_section(results):
         f"- Code version: `{results.get('code_version', 'unknown')}`",
     ]
     if "trim_silence" in results:
-        lines.insert(-5, "- Silence: " + ("each clip cut to its speech before training, as the predictor does"
-                                          if results["trim_silence"] else "clips used whole (not cut to speech)"))
+        lines.insert(-5, "- Silence: " + (f"each clip cut to its speech ({detector_text(results)}) before training, "
+                                          "as the predictor does" if results["trim_silence"]
+                                          else "clips used whole (not cut to speech)"))
     return "\n".join(lines) + "\n"
+
+
+def detector_text(results) -> str:
+    """Which speech detector found the speech, with its settings; a record without one used the energy detector."""
+    detector = results.get("speech_detector") or {"name": "energy"}
+    if detector["name"] != "silero-vad":
+        return "energy detector"
+    return (f"Silero VAD {detector['version']}, thresholds {detector['threshold']:g} / {detector['release']:g}, "
+            "the energy detector where it hears none")
 
 
 def corpus_line(results):

@@ -74,17 +74,21 @@ def speaker_normalise(features: list[np.ndarray], speakers: list[str]) -> list[n
 class CropDataset(torch.utils.data.Dataset):
     """Clips as (features, label[, normalisation_stats]). For training, each draw of a clip is a fresh random crop:
     `augment` (raw samples: crop and perturb, see ser.augment) or a plain `crop_seconds` crop on the first axis,
-    samples or frames. Without either, the whole clip (evaluation)."""
+    samples or frames, of the clip or (given `variants`, per clip a list of its perturbed copies' features) of one
+    of its copies. Without either, the whole clip (evaluation)."""
 
-    def __init__(self, features, labels, durations, crop_seconds: float | None = None, augment=None, stats=None):
+    def __init__(self, features, labels, durations, crop_seconds: float | None = None, augment=None, stats=None,
+                 variants=None):
         self.features, self.labels, self.durations, self.crop_seconds = features, labels, durations, crop_seconds
-        self.augment, self.stats = augment, stats
+        self.augment, self.stats, self.variants = augment, stats, variants
 
     def __len__(self) -> int:
         return len(self.features)
 
     def __getitem__(self, i: int) -> dict:
         features = self.features[i]
+        if self.variants is not None:
+            features = random.choice([features, *self.variants[i]])  # a copy has the clip's length
         if self.augment is not None:
             features = self.augment(features)
         elif self.crop_seconds:

@@ -22,6 +22,9 @@ MAX_MINUTES = 10  # the longest upload or live session; ten minutes take a few s
 MAX_SECONDS = MAX_MINUTES * 60
 QUIET_DBFS = -40.0  # speech whose loudest moment is below this is accepted, with a note that it was quiet
 LIVE_WINDOW_SECONDS = 3.0  # the live meter shows the emotion of the last few seconds of speech
+LIVE_FIRST_SECONDS = 1.0  # ... once it has heard at least this much
+DOMINANT_SHARE = 0.5  # a recording's headline emotion is the top one for at least this share of its speech time
+MIXED = "mixed"  # the headline when no emotion is
 LIVE_HISTORY_SECONDS = 60.0  # the rolling live timeline shows this much
 
 NO_INPUT = "Please upload a recording or use the microphone first."
@@ -44,10 +47,19 @@ class Recording:
 
 @dataclass
 class Analysis:
+    """One clip: its probabilities. A recording longer than one segment: the share of its speech time each emotion
+    is the top one (the timeline's summary), the headline that share gives (an emotion, or MIXED), and whether the
+    model is unsure for more than half of the speech time."""
+
     scores: dict[str, float]
     uncertain: bool
     rows: list[dict] | None = None  # smoothed speech segments, for a recording longer than one segment
     notes: list[str] = field(default_factory=list)
+    headline: str = ""
+
+    @property
+    def measure(self) -> str:
+        return "probability" if self.rows is None else "share of speech time"
 
 
 def check_recording(path: str | None, sampling_rate: int = EmotionPredictor.sampling_rate) -> Recording:
@@ -112,37 +124,44 @@ def plain_message(error: Exception) -> str:
 
 def analyse(predictor: EmotionPredictor, recording: Recording, segment_seconds: float,
             smooth_seconds: float) -> Analysis:
-    """One label for a recording; a recording longer than one segment also gets its timeline, and its label is then
-    the mean of its segments' scores weighted by their duration (so the label sums up what the timeline shows)."""
+    """One label for a recording; a recording longer than one segment gets its timeline, and its headline then says
+    what the timeline shows (see `timeline_analysis`)."""
     try:
         if recording.seconds <= segment_seconds:
             if recording.audio is None:  # decoded once: the quiet-speech note below reads the same samples
                 recording.audio = predictor.load_file(recording.path)
             scores = predictor.classify_array(recording.audio, predictor.sampling_rate)
-            rows = None
+            analysis = Analysis(scores, predictor.is_uncertain(scores), headline=max(scores, key=scores.get))
+            if analysis.uncertain:
+                analysis.notes.append(f"The model is unsure: no emotion reaches {predictor.uncertain_below:.0%}.")
         else:
-            raw = list(predictor.timeline(recording.path, segment_seconds))
-            scores = weighted_scores(raw)
-            rows = timelines.smooth(raw, smooth_seconds)
+            rows = timelines.smooth(list(predictor.timeline(recording.path, segment_seconds)), smooth_seconds)
+            analysis = timeline_analysis(rows, predictor.labels, predictor.uncertain_below)
     except ValueError as err:  # AudioError is a ValueError: silent, too short, unreadable
         raise DemoError(plain_message(err)) from None
-    notes = list(recording.notes)
     peak = speech_peak_dbfs(recording)
-    if peak is not None and peak < QUIET_DBFS:
-        notes.append("The recording is very quiet; the result may be less reliable. Speaking closer to the microphone "
-                     "helps.")
-    uncertain = predictor.is_uncertain(scores)
-    # A long recording's mean is often flat because its emotion changes; its summary says how much of it is unsure
-    if uncertain and rows is None:
-        notes.append(f"The model is unsure: no emotion reaches {predictor.uncertain_below:.0%}.")
-    return Analysis(scores, uncertain, rows, notes)
+    quiet = ["The recording is very quiet; the result may be less reliable. Speaking closer to the microphone helps."]
+    analysis.notes = recording.notes + (quiet if peak is not None and peak < QUIET_DBFS else []) + analysis.notes
+    return analysis
 
 
-def weighted_scores(rows: list[dict]) -> dict[str, float]:
-    labels = list(rows[0]["scores"])
-    weights = np.array([row["end"] - row["start"] for row in rows])
-    scores = np.array([[row["scores"][label] for label in labels] for row in rows])
-    return dict(zip(labels, ((scores * weights[:, None]).sum(axis=0) / weights.sum()).tolist()))
+def timeline_analysis(rows: list[dict], labels: list[str], uncertain_below: float) -> Analysis:
+    """The share of speech time each emotion is on top; the headline is the emotion with at least DOMINANT_SHARE of
+    it, else MIXED; unsure when more than half of the speech time is (no emotion reaches `uncertain_below` there),
+    with a note at any length."""
+    share = timelines.summary(rows)["share"]
+    top = next(iter(share))
+    unsure = unsure_share(rows)
+    analysis = Analysis({label: share.get(label, 0.0) for label in labels}, unsure > 0.5, rows,
+                        headline=top if share[top] >= DOMINANT_SHARE else MIXED)
+    if analysis.uncertain:
+        analysis.notes.append(f"The model is unsure for {unsure:.0%} of the speech time: no emotion reaches "
+                              f"{uncertain_below:.0%} there.")
+    return analysis
+
+
+def unsure_share(rows: list[dict]) -> float:
+    return sum(row["end"] - row["start"] for row in rows if row["uncertain"]) / timelines.summary(rows)["speech_seconds"]
 
 
 def speech_peak_dbfs(recording: Recording) -> float | None:
@@ -158,15 +177,32 @@ def speech_peak_dbfs(recording: Recording) -> float | None:
 # --- presenting an analysis ------------------------------------------------------------------------------------------
 
 
-def summary_text(analysis: Analysis, seconds: float) -> str:
-    """Markdown: how much of the recording is speech and the share of speech time per emotion."""
+def summary_text(analysis: Analysis, seconds: float, colors: dict[str, str] | None = None) -> str:
+    """Markdown: how much of the recording is speech and the share of speech time per emotion; given `colors`, each
+    emotion with its colour in the timeline (the plot's legend, which wraps on a narrow screen)."""
     if not analysis.rows:
         return ""
     summary = timelines.summary(analysis.rows)
-    shares = " · ".join(f"{label} {share:.0%}" for label, share in summary["share"].items())
-    unsure = sum(row["end"] - row["start"] for row in analysis.rows if row["uncertain"]) / summary["speech_seconds"]
+    shares = " · ".join(f"{swatch(label, colors)}{label} {share:.0%}" for label, share in summary["share"].items())
     return (f"**Speech:** {clock(summary['speech_seconds'])} of {clock(seconds)}, in {len(analysis.rows)} "
-            f"segments.  \n**Time per emotion:** {shares}.  \n**Unsure:** {unsure:.0%} of the speech time.")
+            f"segments.  \n**Time per emotion:** {shares}.  \n**Unsure:** {unsure_share(analysis.rows):.0%} of the "
+            "speech time.")
+
+
+def swatch(label: str, colors: dict[str, str] | None) -> str:
+    return f'<span class="swatch" style="color: {colors[label]}">■</span> ' if colors else ""
+
+
+def legend_text(labels: list[str], colors: dict[str, str]) -> str:
+    return " · ".join(f"{swatch(label, colors)}{label}" for label in labels)
+
+
+def headline_text(analysis: Analysis) -> str:
+    """Markdown: what a recording's timeline says in one line."""
+    if analysis.headline == MIXED:
+        return "**Mixed emotions:** none is on top for half of the speech time."
+    return (f"**Mostly {analysis.headline}:** on top for {analysis.scores[analysis.headline]:.0%} of the speech "
+            "time.")
 
 
 def clock(seconds: float) -> str:
@@ -175,22 +211,17 @@ def clock(seconds: float) -> str:
 
 
 def timeline_table(rows: list[dict]) -> dict[str, list]:
-    """Columns for a line plot, one point per segment middle: the probability of every emotion that is the top
-    label somewhere (the others would only crowd the legend). Minutes on the time axis past two minutes."""
+    """Columns for a line plot: each segment's probabilities held from its start to its end (two points), for every
+    emotion that is the top label somewhere (the others would only crowd the legend); time in seconds."""
     shown = list(timelines.summary(rows)["share"])
-    in_minutes = rows[-1]["end"] > 120
     table = {"time": [], "emotion": [], "probability": []}
     for row in rows:
-        middle = (row["start"] + row["end"]) / 2
-        for label in shown:
-            table["time"].append(round(middle / 60 if in_minutes else middle, 3))
-            table["emotion"].append(label)
-            table["probability"].append(round(row["scores"][label], 4))
+        for time in (row["start"], row["end"]):
+            for label in shown:
+                table["time"].append(round(time, 3))
+                table["emotion"].append(label)
+                table["probability"].append(round(row["scores"][label], 4))
     return table
-
-
-def time_axis_title(rows: list[dict]) -> str:
-    return "time (min)" if rows[-1]["end"] > 120 else "time (s)"
 
 
 def write_segments(rows: list[dict], name: str) -> Path:
@@ -230,7 +261,9 @@ class LiveSession:
         self.samples += min(audio.size, room)
 
     def listen(self, predictor: EmotionPredictor) -> dict | None:
-        """Classifies the last window; its row, or None while there is no speech in it."""
+        """Classifies the last window; its row, or None before LIVE_FIRST_SECONDS or while there is no speech."""
+        if self.seconds < LIVE_FIRST_SECONDS:
+            return None
         window = self.last(LIVE_WINDOW_SECONDS)
         try:
             scores = predictor.classify_array(window, self.sampling_rate)

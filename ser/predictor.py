@@ -67,6 +67,7 @@ class EmotionPredictor:
             self.min_seconds = max(self.min_seconds, shortest / self.sampling_rate)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         self.trim_silence = bool(getattr(config, "trim_silence", False))
+        self.detector = speech.Detector.from_dict(getattr(config, "speech_detector", None))
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
         calibrated_inside = getattr(model, "applies_calibration", False)
         self.temperature = 1.0 if calibrated_inside else float(getattr(config, "calibration_temperature", None) or 1.0)
@@ -168,7 +169,7 @@ class EmotionPredictor:
 
     def _timeline_rows(self, path: Path, longest: int) -> Iterator[dict]:
         stats = RunningStatistics(self.frame_source) if self.frame_source is not None else None
-        segments = timelines.find_segments(path, self.sampling_rate, also=stats.add if stats else None)
+        segments = timelines.find_segments(path, self.detector, self.sampling_rate, also=stats.add if stats else None)
         shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
         segments = [s for s in timelines.pieces(segments, longest) if s.end - s.start >= shortest]
         if not segments:
@@ -218,7 +219,7 @@ class EmotionPredictor:
         if peak < _db_to_amplitude(self.silence_db):
             level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
             raise ValueError(f"{name}: no speech: the audio is silent (peak {level}, below {self.silence_db:g} dBFS)")
-        if not speech.speech_segments(audio, self.sampling_rate):
+        if not self.detector.segments(audio, self.sampling_rate):
             raise ValueError(f"{name}: no speech found: the audio is a steady sound or noise with nothing louder in it")
 
     def is_uncertain(self, scores: dict[str, float]) -> bool:
@@ -260,7 +261,7 @@ class EmotionPredictor:
     def _trim(self, clip: np.ndarray) -> np.ndarray:
         """The clip cut to its speech, unless that leaves less than the model can take (a short word in a short
         clip): then the clip as it is."""
-        trimmed = speech.trim(clip, self.sampling_rate)
+        trimmed = self.detector.trim(clip, self.sampling_rate)
         return trimmed if trimmed.size >= self.min_seconds * self.sampling_rate else clip
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:

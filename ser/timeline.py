@@ -1,8 +1,8 @@
 """Long recordings as a timeline of speech segments: finding them, classifying them, smoothing, a summary, and the
 writers (CSV, JSON lines) and plot.
 
-A recording is read twice, block by block, so memory does not grow with its length: the first pass measures frame
-levels for the voice-activity detector (ser.speech), the second cuts out each speech segment and classifies it
+A recording is read twice, block by block, so memory does not grow with its length: the first pass runs the model's
+speech detector (ser.speech), the second cuts out each speech segment and classifies it
 whole. Segments longer than `max_segment_seconds` are split into equal pieces no longer than that.
 """
 
@@ -33,9 +33,9 @@ def pieces(segments: list[speech.Segment], longest: int) -> list[speech.Segment]
     return out
 
 
-def find_segments(path: Path, sampling_rate: int, also=None) -> list[speech.Segment]:
+def find_segments(path: Path, detector: speech.Detector, sampling_rate: int, also=None) -> list[speech.Segment]:
     """The speech segments of a whole file (first pass); `also(block)` sees each block."""
-    meter = speech.LevelMeter(sampling_rate)
+    meter = detector.meter(sampling_rate)
     for _, block in iter_audio_blocks(path, BLOCK_SECONDS, sampling_rate):
         meter.add(block)
         if also is not None:
