@@ -26,6 +26,7 @@ from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 import modeling_ser
 from ser import corpora, data, speech, splits
 from ser import results as ser_results
+from ser.audio import LEVEL_DBFS, normalise_level
 from ser.augment import AugmentationArguments, WaveformAugmenter, perturbed_copies
 from ser.calibration import calibrate
 from ser.encoders import load_spec, pretrained_model, scratch_model
@@ -50,6 +51,7 @@ class DataArguments:
     speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
     normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation: whose audio the statistics come from: speaker | corpus"})
     trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
+    level_normalisation: bool = field(default=True, metadata={"help": f"Scale each clip (after --trim_silence) to an RMS of {LEVEL_DBFS:g} dBFS, as the predictor does; recorded in the saved model"})
     speech_detector: str = field(default=speech.DEFAULT.name, metadata={"help": f"What finds the speech for --trim_silence: {' | '.join(speech.DETECTORS)}; recorded in the saved model", "choices": speech.DETECTORS})
     crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
     skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
@@ -157,6 +159,8 @@ def read_corpus(args: DataArguments):
         detector = speech.Detector(args.speech_detector)
         audio = [detector.trim(samples) for samples in tqdm(audio, desc=f"cutting to speech ({detector.name})",
                                                              unit="clip")]
+    if args.level_normalisation:
+        audio = [normalise_level(samples) for samples in audio]
     return clips, audio, names
 
 
@@ -189,8 +193,9 @@ def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, au
         with training_args.main_process_first(desc="encoder feature cache"):
             cache = FeatureCache(cache_dir, model, feature_extractor)
             features = cache.features(audio)
-            if augment_args.copies:
-                copies = cache.features([copy for clip in audio for copy in perturbed_copies(clip, augment_args)])
+            if augment_args.copies:  # perturbed after trimming; brought to the level again, as the predictor would
+                level = normalise_level if args.level_normalisation else (lambda copy: copy)
+                copies = cache.features([level(copy) for clip in audio for copy in perturbed_copies(clip, augment_args)])
                 variants = [copies[i:i + augment_args.copies] for i in range(0, len(copies), augment_args.copies)]
         input_name, stats = "features", {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)}
     else:
@@ -384,7 +389,8 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
                   "corpus_balanced": model_args.corpus_balanced},
         augmentation=asdict(augment_args) if experiment.raw_samples or augment_args.copies else None,
         code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats,
-        trim_silence=data_args.trim_silence, speech_detector=config.speech_detector, calibration=calibration)
+        trim_silence=data_args.trim_silence, speech_detector=config.speech_detector,
+        level_normalisation=data_args.level_normalisation, calibration=calibration)
     ser_results.write(results, experiment.output_dir)
     title = f"{corpus_name(data_args)}: {protocol['description']}, pooled over folds and seeds"
     plot_confusion(results["summary"]["pooled"]["confusion"], names, experiment.output_dir / "confusion_matrix.png", title)
@@ -452,6 +458,7 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     model, feature_extractor = build_model(model_args, names, data_args.speaker_normalisation)
     # the predictor finds speech as training did, and cuts to it exactly when training did
     model.config.trim_silence = data_args.trim_silence
+    model.config.level_normalisation = data_args.level_normalisation
     model.config.speech_detector = speech.Detector(data_args.speech_detector).to_dict()
     features, variants, input_name, cache_stats = model_inputs(
         model, feature_extractor, audio, clips, data_args, augment_args, args,

@@ -21,7 +21,6 @@ import numpy as np
 
 from _common import RESULTS, fold_model, run_clips, write_result
 from ser import results as results_file
-from ser import speech
 from ser.audio import load_audio
 from ser.predictor import EmotionPredictor
 from ser.statistics import RunningStatistics
@@ -34,7 +33,7 @@ def statistics(predictor, clips: list[np.ndarray], seconds: float | None, rng) -
     """Statistics of the speech of clips taken in random order until `seconds` of speech (None: all clips)."""
     stats = RunningStatistics(predictor.frame_source)
     for i in rng.permutation(len(clips)) if seconds else range(len(clips)):
-        stats.add(predictor.detector.trim(clips[i]) if predictor.trim_silence else clips[i])
+        stats.add(predictor.as_trained(clips[i]))
         if seconds and stats.seconds >= seconds:
             break
     return stats.result()

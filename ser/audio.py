@@ -34,6 +34,18 @@ AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", "
                               ".au", ".webm"})
 
 
+# Clips cut to their speech are scaled to this RMS level before the encoder hears them (train_ser.py
+# --level_normalisation, recorded in the model; the predictor does the same): Whisper's log-mel features move with
+# the level, so without it a quieter or louder copy of a clip is heard differently.
+LEVEL_DBFS = -23.0
+
+
+def normalise_level(audio: np.ndarray, dbfs: float = LEVEL_DBFS) -> np.ndarray:
+    """The clip scaled to an RMS of `dbfs` (float samples: peaks may exceed 1, nothing is clipped); silence as is."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    return audio if rms == 0 else (audio * np.float32(10 ** (dbfs / 20) / rms)).astype(np.float32, copy=False)
+
+
 def find_audio_files(root: Path) -> list[Path]:
     """Audio files under root, recursively and sorted, skipping hidden files and macOS zip metadata."""
     found = []

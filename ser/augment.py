@@ -29,6 +29,7 @@ class AugmentationArguments:
     band_limit_probability: float = field(default=0.0, metadata={"help": "Share of training draws band-limited to the telephone band (resampled to 8 kHz and back)"})
     mixup_alpha: float = field(default=0.0, metadata={"help": "Mixup: mixing weights drawn from Beta(alpha, alpha); 0 turns it off"})
     copies: int = field(default=0, metadata={"help": "--mode frozen: perturbed copies of each clip (noise, telephone band and gain as above, no speed), encoded and cached once; each training draw takes the clip or one of its copies"})
+    copy_shift_seconds: float = field(default=0.0, metadata={"help": "--copies: each copy starts up to this much later (where a speech detector's frames cut a clip moves by up to a frame)"})
 
     def __post_init__(self):
         for name in ("speed_range", "noise_snr_db", "gain_db"):
@@ -105,7 +106,8 @@ def perturbed_copies(audio: np.ndarray, args: AugmentationArguments) -> list[np.
     """`args.copies` perturbed versions of a clip, drawn with a generator seeded by the clip's samples: a clip gets
     the same copies in every run, so their cached features are reused."""
     rng = np.random.default_rng(zlib.crc32(audio.tobytes()))
-    return [perturb(audio, args, rng) for _ in range(args.copies)]
+    shift = int(args.copy_shift_seconds * SAMPLING_RATE)
+    return [perturb(audio[rng.integers(0, shift + 1) if shift else 0:], args, rng) for _ in range(args.copies)]
 
 
 def mixup(batch: dict, alpha: float, num_labels: int) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
+from ser.audio import LEVEL_DBFS
 from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, UNKNOWN_SPEAKER, corpus_info
 from ser.defaults import UNCERTAIN_BELOW
 from ser.results import corpus_keys, fold_table, headline, over_folds, per_corpus, read, seed_table, seeds, upgrade
@@ -294,6 +295,9 @@ def training_section(results):
         lines.insert(-5, "- Silence: " + (f"each clip cut to its speech ({detector_text(results)}) before training, "
                                           "as the predictor does" if results["trim_silence"]
                                           else "clips used whole (not cut to speech)"))
+    if results.get("level_normalisation"):
+        lines.insert(-5, f"- Level: each clip scaled to an RMS of {LEVEL_DBFS:g} dBFS before the encoder, as the "
+                         "predictor does")
     return "\n".join(lines) + "\n"
 
 

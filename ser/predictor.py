@@ -20,7 +20,7 @@ from torch import nn
 import modeling_ser
 from ser import defaults, speech
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
-from ser.audio import SAMPLING_RATE, audio_duration, load_audio, to_mono
+from ser.audio import SAMPLING_RATE, audio_duration, load_audio, normalise_level, to_mono
 from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
@@ -68,6 +68,7 @@ class EmotionPredictor:
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         self.trim_silence = bool(getattr(config, "trim_silence", False))
         self.detector = speech.Detector.from_dict(getattr(config, "speech_detector", None))
+        self.level_normalisation = bool(getattr(config, "level_normalisation", False))
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
         calibrated_inside = getattr(model, "applies_calibration", False)
         self.temperature = 1.0 if calibrated_inside else float(getattr(config, "calibration_temperature", None) or 1.0)
@@ -232,8 +233,7 @@ class EmotionPredictor:
         if self.frame_source is None:
             raise ValueError("this model was not trained with speaker normalisation: it normalises each clip by "
                              "itself, and one speaker's other recordings would change nothing")
-        if self.trim_silence:
-            clips = [self._trim(clip) for clip in clips]
+        clips = [self.as_trained(clip) for clip in clips]
         stats = RunningStatistics(self.frame_source)
         for clip in clips:
             stats.add(clip)
@@ -245,8 +245,7 @@ class EmotionPredictor:
     def _probabilities(self, clips: list[np.ndarray], stats: torch.Tensor | None = None) -> np.ndarray:
         """Calibrated softmax rows (len(clips), num_labels) in input order; clips cut to their speech first when the
         model was trained that way. `stats` (2, F): a speaker-normalised model's statistics for every clip."""
-        if self.trim_silence:
-            clips = [self._trim(clip) for clip in clips]
+        clips = [self.as_trained(clip) for clip in clips]
         probs = np.empty((len(clips), len(self.labels)), dtype=np.float32)
         for batch in self._batches([clip.size for clip in clips]):
             inputs = self.feature_extractor([clips[i] for i in batch], sampling_rate=self.sampling_rate,
@@ -258,11 +257,13 @@ class EmotionPredictor:
             probs[batch] = torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
         return probs
 
-    def _trim(self, clip: np.ndarray) -> np.ndarray:
-        """The clip cut to its speech, unless that leaves less than the model can take (a short word in a short
-        clip): then the clip as it is."""
-        trimmed = self.detector.trim(clip, self.sampling_rate)
-        return trimmed if trimmed.size >= self.min_seconds * self.sampling_rate else clip
+    def as_trained(self, clip: np.ndarray) -> np.ndarray:
+        """What training did to each clip, as the model records it: cut to its speech (unless that leaves less than
+        the model can take, a short word in a short clip: then the clip as it is), then scaled to the level."""
+        if self.trim_silence:
+            trimmed = self.detector.trim(clip, self.sampling_rate)
+            clip = trimmed if trimmed.size >= self.min_seconds * self.sampling_rate else clip
+        return normalise_level(clip) if self.level_normalisation else clip
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped for one forward each, by length. Padding is only used where the model ignores it exactly

@@ -8,9 +8,10 @@ probabilities bit-exact with the streaming model), so a file is scanned block by
 starts speech when its probability reaches `threshold` and speech goes on until one falls below `release` (Silero's
 own hysteresis, `neg_threshold`); the thresholds are lower than Silero's 0.5 / 0.35 because acted emotional speech
 (shouts, sobs) scores low: on all 2,563 clips of Emo-DB, RAVDESS and EMOVO, 0.25 / 0.1 misses 2 clean and 4
-telephone-band clips where 0.5 / 0.35 misses 6 and 19, while stationary noise (white, pink, brown, hum, a tone,
-clicks) never scores above 0.03 (benchmarks/README.md, "Speech detector"). Where Silero hears no speech at all, the
-energy detector below decides, so a shout it misses is still speech while steady noise stays none to both.
+telephone-band clips where 0.5 / 0.35 misses 7 and 20, while white, pink and brown noise at -60 to -6 dBFS
+never score above 0.10 (benchmarks/speech_detector.py). Where no frame reaches `threshold` but one reaches
+`fallback`, the energy detector below decides: those misses are mostly shouts scored 0.2 to 0.22 (brown noise would
+be "speech" to the energy detector alone, so it never decides by itself).
 
 The energy detector of earlier models stays, for the models trained with it (their config names no detector): a
 frame is speech when it is both within `DYNAMIC_RANGE_DB` of the loudest frame and `FLOOR_MARGIN_DB` above the noise
@@ -70,6 +71,7 @@ class Detector:
     name: str = "silero-vad"
     threshold: float = 0.25  # silero-vad: a frame with at least this speech probability starts speech
     release: float = 0.1  # ... which goes on until a frame falls below this
+    fallback: float = 0.15  # no frame reaches `threshold`, but one reaches this: the energy detector decides
 
     def __post_init__(self):
         if self.name not in DETECTORS:
@@ -192,8 +194,9 @@ class SileroMeter:
         self.add = None  # a finished meter has scanned its last, zero-padded frame
         probabilities = np.concatenate(self.probabilities) if self.probabilities else np.zeros(0, np.float32)
         speech = hysteresis(probabilities, self.detector.threshold, self.detector.release)
-        if not speech.any():  # a shout Silero does not know as speech; steady noise is no speech to either
-            return self.levels.segments()
+        if not speech.any():  # a shout Silero scores low is still speech; noise it scores lower still is not
+            heard = probabilities.size and probabilities.max() >= self.detector.fallback
+            return self.levels.segments() if heard else []
         return segments_from_frames(speech, SILERO_FRAME, SILERO_FRAME, self.num_samples)
 
 

@@ -88,6 +88,13 @@ def summary(rows: list[dict]) -> dict:
     return {"speech_seconds": total, "share": shares}
 
 
+def clock(seconds: float) -> str:
+    """m:ss (h:mm:ss from an hour on), as a timeline's time axis reads."""
+    minutes, rest = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{rest:02d}" if hours else f"{minutes}:{rest:02d}"
+
+
 def check_file(path) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -148,6 +155,7 @@ def plot(rows: list[dict], labels: list[str], path=None, title: str | None = Non
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
 
     rows = [row for row in rows if row.get("scores")]
     if not rows:
@@ -165,7 +173,8 @@ def plot(rows: list[dict], labels: list[str], path=None, title: str | None = Non
             bottom += value
         strip.broken_barh([(row["start"], row["end"] - row["start"])], (0, 1), facecolors=colors[row["label"]])
     probs_ax.set(ylim=(0, 1), ylabel="probability", xlim=(0, max(row["end"] for row in rows)))
-    strip.set(yticks=[], xlabel="time (s)", ylabel="top")
+    strip.set(yticks=[], xlabel="time (m:ss)", ylabel="top")
+    strip.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: clock(seconds)))
     shares = summary(rows)["share"]
     handles = [Patch(color=colors[label], label=f"{label} {share:.0%}") for label, share in shares.items()]
     probs_ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,

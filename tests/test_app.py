@@ -221,7 +221,15 @@ def test_long_recording_gets_a_label_from_its_segments(client, clips, long_recor
     rows = client.predict(handle_file(str(long_recording)), api_name="/timeline")
     assert len(rows) >= 2 and all(row["end"] - row["start"] <= 6.0 + 1e-6 for row in rows)
     assert all(abs(sum(row["scores"].values()) - 1) < 1e-4 and row["label"] in EMOTIONS for row in rows)
-    assert confidences(payload)  # the duration-weighted mean of the unsmoothed segments (tests/test_demo.py)
+    # the share of speech time each emotion is on top in the timeline, and the headline it gives
+    assert payload["measure"] == "share of speech time"
+    shares = {item["label"]: item["confidence"] for item in payload["confidences"]}
+    assert sorted(shares) == sorted(EMOTIONS) and abs(sum(shares.values()) - 1) < 1e-6
+    speech = sum(row["end"] - row["start"] for row in rows)
+    for emotion, share in shares.items():
+        assert share == pytest.approx(sum(r["end"] - r["start"] for r in rows if r["label"] == emotion) / speech)
+    top = max(shares, key=shares.get)
+    assert payload["label"] == (top if shares[top] >= 0.5 else "mixed")
     assert client.predict(handle_file(str(clips[0])), api_name="/timeline") == []  # 1.9 s: one segment
 
 
@@ -270,7 +278,11 @@ def upload(page, path: Path) -> None:
 
 def test_browser_error_stays_readable_and_a_good_upload_then_works(server, clips, bad_files, tmp_path):
     with page_at(server, 1280, 30_000) as page:
-        expect(page.get_by_text("Emo-DB (Berlin Database of Emotional Speech)").first).to_be_visible()
+        expect(page.locator("#model-info")).to_contain_text(f"Recognises {len(EMOTIONS)} emotions")
+        details = page.get_by_text("Emo-DB (Berlin Database of Emotional Speech)").first
+        expect(details).to_be_hidden()  # the details wait behind a fold
+        page.locator("#model-details").get_by_text("About the model").click()
+        expect(details).to_be_visible()
         expect(page.get_by_role("tab", name="Upload a recording")).to_be_visible()
         expect(page.get_by_role("tab", name="Microphone (live)")).to_be_visible()
 
@@ -293,9 +305,8 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
     wider than the screen) and the CSV of the segments."""
     with page_at(server, 390, 120_000) as page:
         upload(page, ten_minutes)
-        # the whole analysis (about 100 segments through the encoder) comes before the label: give it the page's time
-        expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN,
-                                                                                           timeout=120_000)
+        # the whole analysis (about 100 segments through the encoder) comes before the result: give it the page's time
+        expect(page.locator("#headline")).to_contain_text("speech time", timeout=120_000)
         summary = page.locator("#summary")
         expect(summary).to_contain_text("of 10 min 0 s")
         expect(summary).to_contain_text("Time per emotion:")
@@ -303,9 +314,10 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
         expect(texts.first).to_be_visible()
         heights = [box["height"] for box in (t.bounding_box() for t in texts.all()) if box and box["height"]]
         assert heights and min(heights) >= 10, heights
-        legend = texts.all_text_contents()  # axis titles, tick labels and the legend's entries
-        shown = summary.inner_text().split("Time per emotion:")[1]
-        assert all((emotion in legend) == (emotion in shown) for emotion in EMOTIONS), (legend, shown)
+        ticks = texts.all_text_contents()
+        assert "time (m:ss)" in ticks and "1:00" in ticks and "10:00" in ticks, ticks  # minutes and seconds
+        assert not any(emotion in ticks for emotion in EMOTIONS)  # the legend is the summary's text, which wraps
+        check_legend(page, summary)
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         link = page.locator("#segments-csv a[download]")
         expect(link).to_have_attribute("href", re.compile(r"meeting-segments\.csv$"))
@@ -318,6 +330,55 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
         screenshot(page, "ten-minutes-390px", tmp_path)
 
 
+def check_legend(page, summary) -> None:
+    """The timeline's legend (the summary's coloured entries): one swatch per emotion the summary lists, each fully
+    inside the 390 px page."""
+    swatches = summary.locator(".swatch")
+    shown = summary.inner_text().split("Time per emotion:")[1].split("Unsure")[0]
+    assert swatches.count() == sum(emotion in shown for emotion in EMOTIONS) > 0
+    for box in (swatch.bounding_box() for swatch in swatches.all()):
+        assert box and 0 <= box["x"] and box["x"] + box["width"] <= 390, box
+    for entry in summary.get_by_text(re.compile("|".join(EMOTIONS))).all():
+        box = entry.bounding_box()
+        assert box and box["x"] + box["width"] <= 390, box
+
+
+@pytest.fixture(scope="module")
+def two_minutes_mixed(tmp_path_factory):
+    """About two minutes of Emo-DB: 7 clips of each of the six emotions the default model knows, in blocks."""
+    wav = require(EMODB / "wav")
+    codes = {"angry": "W", "disgust": "E", "fear": "A", "happy": "F", "sad": "T", "neutral": "N"}
+    files = [path for code in codes.values() for path in sorted(wav.glob(f"??a??{code}?.wav"))[:7]]
+    return write_clip(tmp_path_factory.mktemp("mixed") / "mixed.wav", speech_of(130, files))
+
+
+def test_browser_mixed_recording_headline_matches_its_summary(server, two_minutes_mixed, tmp_path):
+    """At 390 px: after the upload the result is in view; the headline says what the summary says (the emotion on
+    top for at least half of the speech time, else mixed) and the unsure note shows when more than half is unsure."""
+    with page_at(server, 390, 120_000) as page:
+        upload(page, two_minutes_mixed)
+        headline = page.locator("#headline")
+        expect(headline).to_contain_text("speech time")
+        page.wait_for_timeout(1500)  # the smooth scroll
+        box = page.locator("#headline").bounding_box()
+        assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, box  # in the viewport
+        summary = page.locator("#summary").inner_text()
+        shares = {emotion: int(share) for emotion, share in re.findall(r"(\w+) (\d+)%", summary.split("Time per emotion:")[1].split("Unsure")[0])}
+        top = max(shares, key=shares.get)
+        if shares[top] >= 50:
+            expect(headline).to_have_text(f"Mostly {top}: on top for {shares[top]}% of the speech time.")
+        else:
+            expect(headline).to_contain_text("Mixed emotions")
+        unsure = int(re.search(r"Unsure:\s*(\d+)%", summary).group(1))
+        status = page.locator("#status")
+        if unsure > 50:
+            expect(status).to_contain_text(f"unsure for {unsure}% of the speech time")
+        else:
+            assert "unsure" not in (status.inner_text() if status.is_visible() else "")
+        check_legend(page, page.locator("#summary"))
+        screenshot(page, "mixed-two-minutes-390px", tmp_path)
+
+
 def test_browser_live_microphone_updates_while_api_requests_run(server, client, clips, tmp_path):
     """Chromium's fake microphone plays a real Emo-DB file in a loop. The live status and meter update at least
     once a second, also while 8 API requests are answered; stopping gives a label and a summary."""
@@ -328,6 +389,9 @@ def test_browser_live_microphone_updates_while_api_requests_run(server, client, 
         status = page.locator("#live-status")
         expect(status).to_contain_text("emotion of the last")
         expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+        expect(page.locator("#live-meter")).to_contain_text(re.compile(r"Emotion of the last \d\.\d s"))
+        for box in (swatch.bounding_box() for swatch in status.locator(".swatch").all()):  # the live legend
+            assert box and 0 <= box["x"] and box["x"] + box["width"] <= 390, box
         quiet = watch_updates(status, seconds=4)  # the meter's updates: each says how much it has heard
         jobs = [client.submit(handle_file(str(clips[i % 2])), api_name="/predict") for i in range(8)]
         busy = watch_updates(status, seconds=4)
@@ -338,8 +402,11 @@ def test_browser_live_microphone_updates_while_api_requests_run(server, client, 
         screenshot(page, "live-microphone-390px", tmp_path)
         page.locator("#live-input button", has_text="Stop").first.click()
         expect(status).to_contain_text("Stopped after")
-        expect(page.locator("#emotion-label [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
+        expect(page.locator("#headline")).to_contain_text("speech time")
         expect(page.locator("#summary")).to_contain_text("Time per emotion:")
+        # no stale reading left above the result: the meter and the rolling timeline are cleared
+        expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_count(0)
+        expect(page.locator("#live-timeline")).to_be_hidden()
         screenshot(page, "live-microphone-stopped-390px", tmp_path)
 
 
@@ -359,31 +426,34 @@ def watch_updates(status, seconds: float) -> list[float]:
 
 # --- the model description (describe_model): plain words, from the model folder's results files -------------------
 def test_description_of_a_mixture_for_a_person(tmp_path):
+    """One short line in plain words, and the details (how often it is right, where it learned) for a fold; no file
+    names, no "corpus", no metric names."""
     from app import describe_model
     from ser import results as results_file
     from ser.export import add_cross_corpus
     from test_card import MIXTURE_LABELS, write_model_and_loco
 
     model, loco = write_model_and_loco(tmp_path, seeds=(0, 1))
-    text = describe_model(str(model), MIXTURE_LABELS)
-    lines = text.split("  \n")
-    assert len(lines) == 3
-    assert lines[0] == "**Model:** ser-mix · recognises 4 emotions: angry, happy, neutral, sad"
-    assert lines[1] == ("**Learned from:** acted speech (actors portraying emotions) from 3 collections, Emo-DB "
-                        "(Berlin Database of Emotional Speech), RAVDESS and EMOVO (Italian emotional speech): German, "
-                        "English and Italian, 6 speakers.")
+    short, details = describe_model(str(model), MIXTURE_LABELS)
+    assert short == ("Recognises 4 emotions: angry, happy, neutral and sad. Learned from actors speaking German, "
+                     "English and Italian (6 voices).")
+    lines = details.split("  \n")
+    assert len(lines) == 2 and "voices it never heard" in lines[0] and "guessing would be right 25%" in lines[0]
     per_corpus = results_file.per_corpus(results_file.read(model))
-    short = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}
-    assert "speakers it never heard" in lines[2] and "guessing would score 25%" in lines[2]
+    where = {"emodb": "German (Emo-DB)", "ravdess": "English (RAVDESS)", "emovo": "Italian (EMOVO)"}
     for corpus, numbers in per_corpus.items():  # pooled UA per corpus, mean over the seeds
-        assert f"{short[corpus]} {numbers['ua']['mean']:.0%}" in lines[2]
-    assert str(tmp_path) not in text and "configs/" not in text and "`" not in text
+        assert f"{where[corpus]} {numbers['ua']['mean']:.0%}" in lines[0]
+    assert lines[1] == ("**Learned from:** Emo-DB (Berlin Database of Emotional Speech), RAVDESS and EMOVO (Italian "
+                        "emotional speech).")
+    for text in (short, details):
+        assert str(tmp_path) not in text and "ser-mix" not in text and "`" not in text
+        assert not re.search(r"\bcorpus\b|\bUA\b|unweighted|macro", text, re.IGNORECASE)
 
     add_cross_corpus(model, loco)
-    lines = describe_model(str(model), MIXTURE_LABELS).split("  \n")
-    assert len(lines) == 4 and lines[3].startswith("**On a whole corpus left out of training**")
+    lines = describe_model(str(model), MIXTURE_LABELS)[1].split("  \n")
+    assert len(lines) == 3 and lines[1].startswith("**On a whole collection it never learned from**")
     for row in results_file.fold_table(results_file.read(loco)):
-        assert f"{short[row['name']]} {row['ua']['mean']:.0%}" in lines[3]
+        assert f"{where[row['name']]} {row['ua']['mean']:.0%}" in lines[1]
 
 
 def test_description_of_a_single_corpus_model_and_of_none():
@@ -391,10 +461,10 @@ def test_description_of_a_single_corpus_model_and_of_none():
     from ser import results as results_file
 
     results = results_file.read(ROOT / "models" / "ser-cnn-emodb")
-    text = describe_model(str(ROOT / "models" / "ser-cnn-emodb"), EMODB_EMOTIONS)
-    assert "Emo-DB (Berlin Database of Emotional Speech): German, 10 speakers." in text
-    assert f"never heard, each emotion counted equally: {results_file.headline(results)['ua']['mean']:.0%}; " \
-           "guessing would score 14%." in text
-    assert str(ROOT) not in text and "configs/" not in text and "left out of training" not in text
+    short, details = describe_model(str(ROOT / "models" / "ser-cnn-emodb"), EMODB_EMOTIONS)
+    assert short.endswith("Learned from actors speaking German (10 voices).")
+    assert f"never heard: {results_file.headline(results)['ua']['mean']:.0%} (every emotion counted the same; " \
+           "guessing would be right 14% of the time)." in details
+    assert str(ROOT) not in details and "configs/" not in details and "never learned from" not in details
     assert describe_model("no/such-model-offline", EMODB_EMOTIONS) == \
-        "**Model:** no/such-model-offline · recognises 7 emotions: " + ", ".join(EMODB_EMOTIONS)
+        ("Recognises 7 emotions: " + ", ".join(EMODB_EMOTIONS[:-1]) + " and sad.", "")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import EMODB, ROOT, TINY_SPECS, require
+from ser import speech
 from ser.corpora import load_emodb
 
 SPEAKERS = ("03", "08", "09")
@@ -289,15 +290,22 @@ def test_frozen_normalised_whisper_is_served_as_it_was_tested(tmp_path, normalis
     spec = tmp_path / "tiny-whisper.json"
     spec.write_text(json.dumps(SPEC))
     out = tmp_path / "run"
+    # the global variant also trains on one cached perturbed copy of each clip (evaluated on the clips as they are)
     option = ["--speaker_normalisation", "true"] if normalisation == "speaker" else \
-        ["--frame_normalisation", "global"]
+        ["--frame_normalisation", "global", "--copies", 1]
     train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", spec,
           "--mode", "frozen", "--feature_layer", 1, "--pooling", "stats", "--pooled_norm", "true", *option,
           "--only_folds", "speaker-03", "--num_train_epochs", 2, "--save_fold_models", "true",
           "--train_final_model", "false", "--output_dir", out)
     fold = json.loads((out / "speaker-03" / "fold_result.json").read_text())
+    results = json.loads((out / "results.json").read_text())
+    copies = 1 if normalisation == "global" else 0
+    assert results["feature_cache"]["misses"] == 36 * (1 + copies)  # the clips and their copies, encoded once
+    assert (results["augmentation"] or {}).get("copies", 0) == copies
     predictor = EmotionPredictor.from_pretrained(out / "speaker-03" / "model")
     assert predictor.model.config.frame_normalisation == normalisation
+    # what training did to the input, recorded in the model: the predictor repeats it
+    assert predictor.detector == speech.DEFAULT and predictor.trim_silence and predictor.level_normalisation
     clips = [c for c in load_emodb(require(EMODB)) if c.speaker == "03"][:12]
     audio = [predictor.load_file(clip.path) for clip in clips]
     stats = predictor.speaker_statistics(audio) if normalisation == "speaker" else None
