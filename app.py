@@ -120,7 +120,7 @@ def label_payload(analysis: demo.Analysis) -> dict:
     """The API's answer, what the page shows: the headline (an emotion, or "mixed" for a recording whose timeline
     has no dominant emotion), gr.Label's confidences (largest first), what they measure ("probability", or "share
     of speech time" for a timeline), whether the model is unsure, and the notes (damaged samples, a very quiet
-    recording, unsure, mixed)."""
+    recording, unsure)."""
     ranked = sorted(analysis.scores.items(), key=lambda item: -item[1])
     return {"label": analysis.headline, "confidences": [{"label": k, "confidence": v} for k, v in ranked],
             "measure": analysis.measure, "uncertain": analysis.uncertain, "notes": analysis.notes}

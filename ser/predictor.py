@@ -243,8 +243,8 @@ class EmotionPredictor:
         return stats.result()
 
     def _probabilities(self, clips: list[np.ndarray], stats: torch.Tensor | None = None) -> np.ndarray:
-        """Calibrated softmax rows (len(clips), num_labels) in input order; clips cut to their speech first when the
-        model was trained that way. `stats` (2, F): a speaker-normalised model's statistics for every clip."""
+        """Calibrated softmax rows (len(clips), num_labels) in input order; each clip first made what the model's
+        training clips were (`as_trained`). `stats` (2, F): a speaker-normalised model's statistics for every clip."""
         clips = [self.as_trained(clip) for clip in clips]
         probs = np.empty((len(clips), len(self.labels)), dtype=np.float32)
         for batch in self._batches([clip.size for clip in clips]):

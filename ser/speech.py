@@ -115,15 +115,6 @@ DEFAULT = Detector()
 ENERGY = Detector("energy")
 
 
-def speech_segments(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE, detector: Detector = DEFAULT
-                    ) -> list[Segment]:
-    return detector.segments(audio, sampling_rate)
-
-
-def trim(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE, detector: Detector = DEFAULT) -> np.ndarray:
-    return detector.trim(audio, sampling_rate)
-
-
 # --- silero-vad --------------------------------------------------------------------------------------------------
 
 

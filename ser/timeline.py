@@ -2,8 +2,8 @@
 writers (CSV, JSON lines) and plot.
 
 A recording is read twice, block by block, so memory does not grow with its length: the first pass runs the model's
-speech detector (ser.speech), the second cuts out each speech segment and classifies it
-whole. Segments longer than `max_segment_seconds` are split into equal pieces no longer than that.
+speech detector (ser.speech), the second cuts out each speech segment and classifies it whole. Segments longer than
+`max_segment_seconds` are split into equal pieces no longer than that.
 """
 
 from __future__ import annotations

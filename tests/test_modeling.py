@@ -14,7 +14,7 @@ from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 import modeling_ser
 from conftest import FAMILIES, TINY_SPECS
 from ser.encoders import feature_extractor_for, scratch_model
-from ser.speech import trim
+from ser import speech as speech_detection
 
 LABELS = ["angry", "sad"]
 LAYERS = ["last", "weighted", 1]
@@ -264,7 +264,7 @@ def test_logmel_cnn_mask_non_speech_hides_what_is_not_speech(mask, emodb_clips):
     far below the speech) cannot change the answer; without it, it does."""
     # four blocks: a receptive field of about 30 frames, wider than the margin trimming leaves around the speech
     model, fe = cnn(normalisation="utterance", mask_non_speech=mask, conv_channels=[8, 8, 8, 8])
-    speech = trim(emodb_clips[0][0])  # speech near both ends, within the filler's reach
+    speech = speech_detection.DEFAULT.trim(emodb_clips[0][0])  # speech near both ends, within the filler's reach
     faint = np.random.default_rng(0).normal(0, 1e-3, 16000).astype(np.float32)  # -60 dBFS: still not speech
     logits = []
     for filler in (np.zeros(16000, dtype=np.float32), faint):
