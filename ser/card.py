@@ -306,8 +306,9 @@ def detector_text(results) -> str:
     detector = results.get("speech_detector") or {"name": "energy"}
     if detector["name"] != "silero-vad":
         return "energy detector"
-    return (f"Silero VAD {detector['version']}, thresholds {detector['threshold']:g} / {detector['release']:g}, "
-            "the energy detector where it hears none")
+    return (f"Silero VAD {detector['version']}, thresholds {detector['threshold']:g} / {detector['release']:g}; "
+            f"the energy detector where no frame reaches {detector['threshold']:g} but one reaches "
+            f"{detector['fallback']:g}")
 
 
 def corpus_line(results):
