@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard  # noqa: E402
 
 from ser import corpora  # noqa: E402
 from ser import results as results_file  # noqa: E402
+from ser import speech  # noqa: E402
 from ser.card import render_card, write_card  # noqa: E402
 from ser.metrics import classification_metrics  # noqa: E402
 
@@ -380,6 +381,12 @@ def test_uncertain_threshold_matches_the_predictor():
 def test_trim_silence_is_stated():
     assert "- Silence: each clip cut to its speech" in render_card(make_mixture_results(trim_silence=True))
     assert "- Silence: clips used whole" in render_card(make_mixture_results(trim_silence=False))
+    assert "(energy detector)" in render_card(make_mixture_results(trim_silence=True))  # no detector recorded
+    silero = make_mixture_results(trim_silence=True, speech_detector=speech.DEFAULT.to_dict(),
+                                  level_normalisation=True)
+    text = render_card(silero)
+    assert f"(Silero VAD {speech.DEFAULT.to_dict()['version']}, thresholds 0.25 / 0.1;" in text
+    assert "- Level: each clip scaled to an RMS of -23 dBFS" in text
 
 
 def test_speaker_count_from_the_folds():
