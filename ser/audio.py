@@ -7,6 +7,7 @@ open (m4a, some opus files), and only when the binary is on PATH.
 
 from __future__ import annotations
 
+import enum
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -23,8 +24,25 @@ STREAM_READ_FRAMES = 65536
 _SOUNDFILE_ERRORS = (sf.SoundFileError, RuntimeError)
 
 
+class Reason(enum.Enum):
+    """Why an input is refused: what callers branch on, and what the demo and the command line put into words."""
+
+    UNREADABLE = "unreadable"
+    EMPTY = "empty"
+    NOT_FINITE = "not finite"
+    TOO_SHORT = "too short"
+    TOO_LONG = "too long"
+    SILENT = "silent"
+    NO_SPEECH = "no speech"
+
+
 class AudioError(ValueError):
-    """A file that cannot be used as audio (unreadable, empty, or all NaN)."""
+    """Audio that cannot be classified (a file that cannot be read, or a clip the predictor refuses): `reason` says
+    why, `details` holds the numbers behind it (e.g. `seconds`, `minimum_seconds`); the message is for a developer."""
+
+    def __init__(self, message: str, reason: Reason = Reason.UNREADABLE, **details):
+        super().__init__(message)
+        self.reason, self.details = reason, details
 
 
 SAMPLING_RATE = 16000  # what every encoder family here expects
@@ -73,7 +91,7 @@ def load_audio(path: str | Path, sampling_rate: int = SAMPLING_RATE) -> np.ndarr
         return _finish(path, _decode_with_ffmpeg(path, sampling_rate, err))
     mono = to_mono(data)
     if mono.size == 0:
-        raise AudioError(f"{path}: audio file is empty (0 samples)")
+        raise AudioError(f"{path}: audio file is empty (0 samples)", Reason.EMPTY)
     mono = _sanitize(path, mono)
     if rate != sampling_rate:
         mono = soxr.resample(mono, rate, sampling_rate).astype(np.float32, copy=False)
@@ -129,7 +147,7 @@ def iter_audio_blocks(
         yield emitted / sampling_rate, np.concatenate(pending)
         emitted += pending_len
     if emitted == 0:
-        raise AudioError(f"{path}: audio file is empty (0 samples)")
+        raise AudioError(f"{path}: audio file is empty (0 samples)", Reason.EMPTY)
 
 
 def _iter_resampled_chunks(path: Path, sampling_rate: int) -> Iterator[np.ndarray]:
@@ -198,7 +216,7 @@ def _decode_with_ffmpeg(path: Path, sampling_rate: int, cause: Exception) -> np.
     raw = result.stdout[: len(result.stdout) - len(result.stdout) % 4]
     mono = np.frombuffer(raw, dtype="<f4").astype(np.float32)
     if mono.size == 0:
-        raise AudioError(f"{path}: audio file is empty (0 samples)")
+        raise AudioError(f"{path}: audio file is empty (0 samples)", Reason.EMPTY)
     return _sanitize(path, mono)
 
 
@@ -247,11 +265,11 @@ def _sanitize(path: Path, mono: np.ndarray) -> np.ndarray:
     if finite.all():
         return mono
     if not finite.any():
-        raise AudioError(f"{path}: audio contains no finite samples (all NaN/inf)")
+        raise AudioError(f"{path}: audio contains no finite samples (all NaN/inf)", Reason.NOT_FINITE)
     return np.where(finite, mono, np.float32(0.0)).astype(np.float32)
 
 
 def _finish(path: Path, mono: np.ndarray) -> np.ndarray:
     if mono.size == 0:
-        raise AudioError(f"{path}: audio is empty after resampling")
+        raise AudioError(f"{path}: audio is empty after resampling", Reason.EMPTY)
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 
 from ser import timeline as timelines
-from ser.audio import AudioError, audio_duration, load_audio, to_mono
+from ser.audio import AudioError, Reason, audio_duration, load_audio, to_mono
 from ser.predictor import EmotionPredictor
 
 MAX_MINUTES = 10  # the longest upload or live session; ten minutes take a few seconds to classify on a small CPU
@@ -77,7 +77,7 @@ def check_recording(path: str | None, sampling_rate: int = EmotionPredictor.samp
             raise DemoError(plain_message(err)) from None
         seconds = audio.size / sampling_rate
     if seconds <= 0:
-        raise DemoError("The file holds no sound (0 samples). Please upload a recording of speech.")
+        raise DemoError(PLAIN_WORDS[Reason.EMPTY])
     if seconds > MAX_SECONDS:
         raise DemoError(f"The recording is {seconds / 60:.1f} minutes long; the demo takes recordings of up to "
                         f"{MAX_MINUTES} minutes. Please upload a shorter excerpt.")
@@ -108,18 +108,23 @@ def invalid_share(path: str | Path) -> float:
 
 
 def plain_message(error: Exception) -> str:
-    """The predictor's or decoder's message for a developer, said for a person (no paths, no dBFS)."""
-    text = str(error).lower()
-    if "too short" in text:
-        return (f"The recording is too short. Please record at least {EmotionPredictor.min_seconds:g} s of speech "
+    """Why a recording was refused (`AudioError.reason`), said for a person: no paths, no dBFS; the minimum length is
+    the model's own."""
+    reason = getattr(error, "reason", Reason.UNREADABLE)
+    if reason is Reason.TOO_SHORT:
+        return (f"The recording is too short. Please record at least {error.details['minimum_seconds']:g} s of speech "
                 "(a sentence is best).")
-    if "silent" in text or "no speech" in text:
-        return NO_SPEECH
-    if "no finite" in text or "nan" in text:
-        return "The file holds no valid sound (the samples are damaged). Please export the recording again."
-    if "empty" in text:
-        return "The file holds no sound (0 samples). Please upload a recording of speech."
-    return UNREADABLE
+    return PLAIN_WORDS[reason]
+
+
+PLAIN_WORDS = {
+    Reason.UNREADABLE: UNREADABLE,
+    Reason.EMPTY: "The file holds no sound (0 samples). Please upload a recording of speech.",
+    Reason.NOT_FINITE: "The file holds no valid sound (the samples are damaged). Please export the recording again.",
+    Reason.TOO_LONG: "The recording is too long to classify in one piece. Please upload a shorter one.",
+    Reason.SILENT: NO_SPEECH,
+    Reason.NO_SPEECH: NO_SPEECH,
+}
 
 
 def analyse(predictor: EmotionPredictor, recording: Recording, segment_seconds: float,

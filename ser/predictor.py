@@ -20,7 +20,7 @@ from torch import nn
 import modeling_ser
 from ser import defaults, speech
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
-from ser.audio import SAMPLING_RATE, audio_duration, load_audio, normalise_level, to_mono
+from ser.audio import SAMPLING_RATE, AudioError, Reason, audio_duration, load_audio, normalise_level, to_mono
 from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
@@ -131,7 +131,7 @@ class EmotionPredictor:
         mono = _to_float_mono(array, name)
         self._check_duration(mono.size / rate, name)
         if not np.isfinite(mono).all():
-            raise ValueError(f"{name}: audio contains NaN or infinite samples")
+            raise AudioError(f"{name}: audio contains NaN or infinite samples", Reason.NOT_FINITE)
         if rate != self.sampling_rate:
             mono = soxr.resample(mono, rate, self.sampling_rate).astype(np.float32, copy=False)
         self._check_clip(mono, name)
@@ -174,7 +174,8 @@ class EmotionPredictor:
         shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
         segments = [s for s in timelines.pieces(segments, longest) if s.end - s.start >= shortest]
         if not segments:
-            raise ValueError(f"{path}: no speech found: the recording is silent, or a steady sound or noise")
+            raise AudioError(f"{path}: no speech found: the recording is silent, or a steady sound or noise",
+                             Reason.NO_SPEECH)
         normalisation = stats.result() if stats and stats.seconds >= self.min_speaker_seconds else None
         batch: list[tuple[speech.Segment, np.ndarray]] = []
         for piece in timelines.cut(path, segments, self.sampling_rate):
@@ -203,25 +204,29 @@ class EmotionPredictor:
 
     def _check_duration(self, seconds: float, name: str) -> None:
         if seconds > self.max_seconds:
-            raise ValueError(f"{name}: audio is too long ({seconds:.1f} s > {self.max_seconds:g} s) to classify as "
-                             "one clip; use the timeline (EmotionPredictor.timeline, or predict_ser.py --timeline)")
+            raise AudioError(f"{name}: audio is too long ({seconds:.1f} s > {self.max_seconds:g} s) to classify as "
+                             "one clip; use the timeline (EmotionPredictor.timeline, or predict_ser.py --timeline)",
+                             Reason.TOO_LONG, seconds=seconds, maximum_seconds=self.max_seconds)
 
     def _check_clip(self, audio: np.ndarray, name: str) -> None:
         """The checks every clip gets before the model sees it."""
         if audio.size == 0:
-            raise ValueError(f"{name}: audio is empty (0 samples)")
+            raise AudioError(f"{name}: audio is empty (0 samples)", Reason.EMPTY)
         if not np.isfinite(audio).all():
-            raise ValueError(f"{name}: audio contains NaN or infinite samples")
+            raise AudioError(f"{name}: audio contains NaN or infinite samples", Reason.NOT_FINITE)
         seconds = audio.size / self.sampling_rate
         if seconds < self.min_seconds:
-            raise ValueError(f"{name}: audio is too short ({seconds:.3f} s < {self.min_seconds} s)")
+            raise AudioError(f"{name}: audio is too short ({seconds:.3f} s < {self.min_seconds} s)", Reason.TOO_SHORT,
+                             seconds=seconds, minimum_seconds=self.min_seconds)
         self._check_duration(seconds, name)
         peak = _peak(audio)
         if peak < _db_to_amplitude(self.silence_db):
             level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
-            raise ValueError(f"{name}: no speech: the audio is silent (peak {level}, below {self.silence_db:g} dBFS)")
+            raise AudioError(f"{name}: no speech: the audio is silent (peak {level}, below {self.silence_db:g} dBFS)",
+                             Reason.SILENT)
         if not self.detector.segments(audio, self.sampling_rate):
-            raise ValueError(f"{name}: no speech found: the audio is a steady sound or noise with nothing louder in it")
+            raise AudioError(f"{name}: no speech found: the audio is a steady sound or noise with nothing louder in it",
+                             Reason.NO_SPEECH)
 
     def is_uncertain(self, scores: dict[str, float]) -> bool:
         """The documented rule: the top probability (calibrated, where the model was) is below `uncertain_below`."""
@@ -319,7 +324,7 @@ def _to_float_mono(array, name: str) -> np.ndarray:
     if array.ndim not in (1, 2):
         raise ValueError(f"{name}: expected shape (samples,) or (samples, channels), got {array.shape}")
     if array.size == 0:
-        raise ValueError(f"{name}: audio is empty (0 samples)")
+        raise AudioError(f"{name}: audio is empty (0 samples)", Reason.EMPTY)
     kind = array.dtype.kind
     if kind == "f":
         samples = array.astype(np.float32, copy=False)

@@ -201,3 +201,34 @@ def test_the_level_of_a_clip_does_not_change_its_answer(predictor, speech):
         scores = predictor.classify_array(audio, 16000)
         for copy in (audio * 10 ** (-12 / 20), audio / np.abs(audio).max() * 10 ** (-48 / 20)):
             assert predictor.classify_array(copy.astype(np.float32), 16000) == pytest.approx(scores, abs=2e-3)
+
+
+def test_too_short_quotes_the_models_own_minimum(speech, tmp_path):
+    """The log-mel CNN needs 0.325 s (its blocks halve the frames), more than the predictor's general 0.25 s: the
+    words say the model's own minimum."""
+    cnn = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-emodb")
+    assert cnn.min_seconds > EmotionPredictor.min_seconds
+    recording = demo.check_recording(write(tmp_path / "short.wav", speech[0][: int(0.3 * 16000)]))
+    with pytest.raises(demo.DemoError) as caught:
+        demo.analyse(cnn, recording, 6.0, 10.0)
+    assert str(caught.value).startswith(f"The recording is too short. Please record at least {cnn.min_seconds:g} s")
+
+
+def test_refusals_carry_their_reason(predictor, speech):
+    """Each refusal is an AudioError whose `reason` says why (and `details` the numbers): callers branch on it, never
+    on the message's words."""
+    from ser.audio import AudioError, Reason
+
+    noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
+    cases = [(np.zeros(0, np.float32), Reason.EMPTY), (np.full(16000, np.nan, np.float32), Reason.NOT_FINITE),
+             (speech[0][:2000], Reason.TOO_SHORT), (np.zeros(32000, np.float32), Reason.SILENT),
+             (noise, Reason.NO_SPEECH), (np.tile(speech[0], 40), Reason.TOO_LONG)]
+    for audio, reason in cases:
+        with pytest.raises(AudioError) as caught:
+            predictor.classify_array(audio, 16000)
+        assert caught.value.reason is reason, (reason, str(caught.value))
+        if reason is not Reason.TOO_SHORT:  # (its words carry the model's minimum: the test above)
+            assert demo.plain_message(caught.value) == demo.PLAIN_WORDS[reason]
+    with pytest.raises(AudioError) as caught:
+        predictor.classify_array(speech[0][:2000], 16000)
+    assert caught.value.details == {"seconds": 2000 / 16000, "minimum_seconds": predictor.min_seconds}
