@@ -46,6 +46,7 @@ class AudioError(ValueError):
 
 
 SAMPLING_RATE = 16000  # what every encoder family here expects
+MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
 
 # Containers soundfile (libsndfile) reads, plus those only the ffmpeg fallback decodes.
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aac", ".aif", ".aiff",
@@ -251,6 +252,33 @@ def _check_exists(path: Path) -> None:
 def _unreadable(path: Path, cause: Exception) -> AudioError:
     hint = "" if shutil.which("ffmpeg") else " (ffmpeg is not installed, so no fallback decoder)"
     return AudioError(f"{path}: not a readable audio file: {cause}{hint}")
+
+
+def to_float_mono(array, name: str) -> np.ndarray:
+    """(n,) or (n, channels), float or integer PCM -> mono float32 (channels averaged, as in training). Integer PCM is
+    divided by 2**(bits - 1), so its most negative value is -1: the one scale for every caller (predictor, demo)."""
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array of samples, got {type(array).__name__}")
+    if array.ndim == 2 and array.shape[1] > MAX_CHANNELS:
+        raise ValueError(f"{name}: expected shape (samples, channels), got {array.shape}; "
+                         "transpose a (channels, samples) array first")
+    if array.ndim not in (1, 2):
+        raise ValueError(f"{name}: expected shape (samples,) or (samples, channels), got {array.shape}")
+    if array.size == 0:
+        raise AudioError(f"{name}: audio is empty (0 samples)", Reason.EMPTY)
+    kind = array.dtype.kind
+    if kind == "f":
+        samples = array.astype(np.float32, copy=False)
+    elif kind == "i":
+        samples = array.astype(np.float32) / np.float32(-np.iinfo(array.dtype).min)
+    elif kind == "u":
+        middle = np.float32(2 ** (8 * array.dtype.itemsize - 1))
+        samples = (array.astype(np.float32) - middle) / middle
+    else:
+        raise ValueError(f"{name}: expected float or integer PCM samples, got dtype {array.dtype}")
+    if samples.ndim == 2:
+        samples = to_mono(samples)
+    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def to_mono(data: np.ndarray) -> np.ndarray:

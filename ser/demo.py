@@ -15,7 +15,7 @@ import soundfile as sf
 import soxr
 
 from ser import timeline as timelines
-from ser.audio import AudioError, Reason, audio_duration, load_audio, to_mono
+from ser.audio import AudioError, Reason, audio_duration, load_audio, to_float_mono
 from ser.predictor import EmotionPredictor
 
 MAX_MINUTES = 10  # the longest upload or live session; ten minutes take a few seconds to classify on a small CPU
@@ -302,9 +302,7 @@ class LiveSession:
 
 
 def as_float(chunk: np.ndarray) -> np.ndarray:
-    """Browser microphone chunks (int16, mono or (samples, channels)) as mono float32 in [-1, 1]."""
+    """Browser microphone chunks (int16, mono or (samples, channels)) as mono float32, scaled as the predictor scales
+    PCM; an empty chunk is no audio yet."""
     chunk = np.asarray(chunk)
-    if np.issubdtype(chunk.dtype, np.integer):
-        chunk = chunk.astype(np.float32) / np.iinfo(chunk.dtype).max
-    chunk = chunk.astype(np.float32, copy=False)
-    return to_mono(chunk) if chunk.ndim == 2 else chunk
+    return np.zeros(0, np.float32) if chunk.size == 0 else to_float_mono(chunk, "microphone")

@@ -20,11 +20,11 @@ from torch import nn
 import modeling_ser
 from ser import defaults, speech
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
-from ser.audio import SAMPLING_RATE, AudioError, Reason, audio_duration, load_audio, normalise_level, to_mono
+from ser.audio import (SAMPLING_RATE, AudioError, Reason, audio_duration, load_audio, normalise_level,
+                       to_float_mono)
 from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
-MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
 
 
 class EmotionPredictor:
@@ -128,7 +128,7 @@ class EmotionPredictor:
     def prepare_array(self, array: np.ndarray, sampling_rate: int, name: str = "audio") -> np.ndarray:
         """Validated 16 kHz mono float32 from what a caller (e.g. a Gradio microphone) hands over."""
         rate = _check_rate(sampling_rate)
-        mono = _to_float_mono(array, name)
+        mono = to_float_mono(array, name)
         self._check_duration(mono.size / rate, name)
         if not np.isfinite(mono).all():
             raise AudioError(f"{name}: audio contains NaN or infinite samples", Reason.NOT_FINITE)
@@ -312,32 +312,6 @@ def _check_rate(sampling_rate) -> int:
     if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
     return int(sampling_rate)
-
-
-def _to_float_mono(array, name: str) -> np.ndarray:
-    """(n,) or (n, channels), float or integer PCM -> mono float32 (channels averaged, as in training)."""
-    if not isinstance(array, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array of samples, got {type(array).__name__}")
-    if array.ndim == 2 and array.shape[1] > MAX_CHANNELS:
-        raise ValueError(f"{name}: expected shape (samples, channels), got {array.shape}; "
-                         "transpose a (channels, samples) array first")
-    if array.ndim not in (1, 2):
-        raise ValueError(f"{name}: expected shape (samples,) or (samples, channels), got {array.shape}")
-    if array.size == 0:
-        raise AudioError(f"{name}: audio is empty (0 samples)", Reason.EMPTY)
-    kind = array.dtype.kind
-    if kind == "f":
-        samples = array.astype(np.float32, copy=False)
-    elif kind == "i":
-        samples = array.astype(np.float32) / np.float32(-np.iinfo(array.dtype).min)
-    elif kind == "u":
-        middle = np.float32(2 ** (8 * array.dtype.itemsize - 1))
-        samples = (array.astype(np.float32) - middle) / middle
-    else:
-        raise ValueError(f"{name}: expected float or integer PCM samples, got dtype {array.dtype}")
-    if samples.ndim == 2:
-        samples = to_mono(samples)
-    return np.ascontiguousarray(samples, dtype=np.float32)
 
 
 def _peak(audio: np.ndarray) -> float:

@@ -232,3 +232,12 @@ def test_refusals_carry_their_reason(predictor, speech):
     with pytest.raises(AudioError) as caught:
         predictor.classify_array(speech[0][:2000], 16000)
     assert caught.value.details == {"seconds": 2000 / 16000, "minimum_seconds": predictor.min_seconds}
+
+
+def test_microphone_pcm_is_scaled_as_the_predictor_scales_it(predictor, speech):
+    """One PCM scale (2**15 for int16) for the live microphone and for arrays handed to the predictor."""
+    pcm = np.array([[-32768, -32768], [16384, 16384], [0, 0]], dtype=np.int16)  # stereo, as a browser may send
+    np.testing.assert_array_equal(demo.as_float(pcm), [-1.0, 0.5, 0.0])
+    assert demo.as_float(np.zeros((0, 2), np.int16)).size == 0  # an empty chunk is no audio yet
+    spoken = (speech[0] * 32767).astype(np.int16)
+    assert predictor.classify_array(spoken, 16000) == predictor.classify_array(demo.as_float(spoken), 16000)
