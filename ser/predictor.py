@@ -39,7 +39,7 @@ class EmotionPredictor:
     batch_size = 8  # clips or timeline windows per forward pass
     max_padding = 0.1  # a padded batch may hold at most this fraction of padding (padding is wasted compute)
 
-    def __init__(self, model: nn.Module, feature_extractor, runtime: str = "fp32", owns_model: bool = False,
+    def __init__(self, model: nn.Module, feature_extractor, runtime: str = defaults.RUNTIME, owns_model: bool = False,
                  source: str | Path | None = None):
         """`owns_model`: the model may be rewritten in place (no copy: the int8 peak memory drops by the model's
         size); else the caller's model is left as it was. `source`: the folder or Hub id it was loaded from, whose
@@ -77,7 +77,7 @@ class EmotionPredictor:
             else None
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, runtime: str = "fp32") -> EmotionPredictor:
+    def from_pretrained(cls, name_or_path: str | Path, runtime: str = defaults.RUNTIME) -> EmotionPredictor:
         """A Hub id or a local folder, through the same `from_pretrained` path for both."""
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
