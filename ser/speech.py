@@ -36,8 +36,8 @@ from ser.audio import SAMPLING_RATE
 
 DETECTORS = ("silero-vad", "energy")
 SILERO_VERSION = "6.2.3"  # the pinned wheel (requirements.txt) whose model file is used
-SILERO_FRAME = 512  # samples per frame at 16 kHz (32 ms), and the 64 samples of the previous frame it also sees
-SILERO_CONTEXT = 64
+SILERO_FRAME = 512  # samples per frame at 16 kHz (32 ms)
+SILERO_CONTEXT = 64  # the last samples of the previous frame, which the network hears with each frame
 SILERO_BLOCK = 512 * SILERO_FRAME  # samples per onnxruntime call and per level normalisation (16.4 s)
 SILERO_PEAK = 0.5  # each block's peak is scaled to this (-6 dBFS) before the network hears it
 
