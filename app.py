@@ -26,7 +26,6 @@ from gradio.data_classes import FileData
 
 from ser.corpora import LANGUAGE_NAMES, corpus_info
 from ser import card, defaults, demo
-from ser import timeline as timelines
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
 from ser.runtime import RUNTIMES
@@ -210,7 +209,7 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         based_on = f"the last {row['end'] - row['start']:.1f} s"
         rows = session.recent_rows()
         plot = timeline_plot(rows, f"Last {demo.LIVE_HISTORY_SECONDS:g} s", utc_offset)
-        legend = demo.legend_text(list(timelines.summary(rows)["share"]), colors)
+        legend = demo.legend_text(rows, colors)
         return (gr.Label(value=row["scores"], label=f"Emotion of {based_on}"), plot,
                 f"{heard} · emotion of {based_on}  \n{legend}", session)
 

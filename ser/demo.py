@@ -198,8 +198,14 @@ def swatch(label: str, colors: dict[str, str] | None) -> str:
     return f'<span class="swatch" style="color: {colors[label]}">■</span> ' if colors else ""
 
 
-def legend_text(labels: list[str], colors: dict[str, str]) -> str:
-    return " · ".join(f"{swatch(label, colors)}{label}" for label in labels)
+def legend_text(rows: list[dict], colors: dict[str, str]) -> str:
+    """The plot's legend as text: each emotion `timeline_table` draws, with its colour."""
+    return " · ".join(f"{swatch(label, colors)}{label}" for label in plotted_emotions(rows))
+
+
+def plotted_emotions(rows: list[dict]) -> list[str]:
+    """The emotions that are the top label somewhere, most speech time first (the others would only crowd a plot)."""
+    return list(timelines.summary(rows)["share"])
 
 
 def headline_text(analysis: Analysis) -> str:
@@ -218,7 +224,7 @@ def clock(seconds: float) -> str:
 def timeline_table(rows: list[dict]) -> dict[str, list]:
     """Columns for a line plot: each segment's probabilities held from its start to its end (two points), for every
     emotion that is the top label somewhere (the others would only crowd the legend); time in seconds."""
-    shown = list(timelines.summary(rows)["share"])
+    shown = plotted_emotions(rows)
     table = {"time": [], "emotion": [], "probability": []}
     for row in rows:
         for time in (row["start"], row["end"]):

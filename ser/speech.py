@@ -135,7 +135,7 @@ def silero_session():
 
 class SileroMeter:
     """Speech probabilities of a recording fed block by block, identical to feeding it whole: the audio is scanned in
-    fixed blocks of SILERO_BLOCK_FRAMES frames counted from its start, the network's state and the previous frame's
+    fixed blocks of SILERO_BLOCK samples counted from its start, the network's state and the previous frame's
     last samples carry over between them, and the last frame is zero-padded (as Silero does). Each block is scaled
     to a peak of SILERO_PEAK first, so a quiet recording is heard as a loud one (noise stays noise at any level)."""
 
@@ -146,16 +146,20 @@ class SileroMeter:
         self.context = np.zeros(SILERO_CONTEXT, np.float32)
         self.pending: list[np.ndarray] = []  # samples of the block being filled
         self.probabilities: list[np.ndarray] = []
-        self.num_samples = 0
+        self.num_samples = self.scanned = 0  # samples added, and of those, scanned
+        self.finished = False
 
     def add(self, block: np.ndarray) -> None:
+        if self.finished:  # its last frame was zero-padded: more audio would not follow on from it
+            raise RuntimeError("this meter has given its segments; start a new one for more audio")
         self.pending.append(np.asarray(block, dtype=np.float32))
         self.levels.add(self.pending[-1])
         self.num_samples += block.size
-        while sum(part.size for part in self.pending) >= SILERO_BLOCK:
+        while self.num_samples - self.scanned >= SILERO_BLOCK:
             audio = np.concatenate(self.pending)
             self._scan(audio[:SILERO_BLOCK])
             self.pending = [audio[SILERO_BLOCK:]]
+            self.scanned += SILERO_BLOCK
 
     def _scan(self, audio: np.ndarray) -> None:
         peak = float(np.abs(audio).max()) if audio.size else 0.0
@@ -179,10 +183,9 @@ class SileroMeter:
 
     def segments(self) -> list[Segment]:
         """The speech of everything added (the meter is finished: nothing more can be added)."""
-        if self.pending:
-            self._scan(np.concatenate(self.pending))
-            self.pending = []
-        self.add = None  # a finished meter has scanned its last, zero-padded frame
+        if not self.finished:
+            self._scan(np.concatenate(self.pending) if self.pending else np.zeros(0, np.float32))
+            self.pending, self.finished = [], True
         probabilities = np.concatenate(self.probabilities) if self.probabilities else np.zeros(0, np.float32)
         speech = hysteresis(probabilities, self.detector.threshold, self.detector.release)
         if not speech.any():  # a shout Silero scores low is still speech; noise it scores lower still is not
