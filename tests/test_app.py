@@ -397,9 +397,9 @@ def test_browser_live_microphone_updates_while_api_requests_run(server, client, 
         expect(page.locator("#live-meter")).to_contain_text(re.compile(r"Emotion of the last \d\.\d s"))
         left, right = swatch_extent(page, "#live-status")  # the live legend, read at one instant (it updates)
         assert 0 <= left and right <= 390, (left, right)
-        quiet = watch_updates(status, seconds=4)  # the meter's updates: each says how much it has heard
+        quiet = watch_updates(page, "#live-status", seconds=4)  # the meter's updates: each says how much it has heard
         jobs = [client.submit(handle_file(str(clips[i % 2])), api_name="/predict") for i in range(8)]
-        busy = watch_updates(status, seconds=4)
+        busy = watch_updates(page, "#live-status", seconds=4)
         expected = [confidences(client.predict(handle_file(str(c)), api_name="/predict")) for c in clips]
         for i, job in enumerate(jobs):
             assert confidences(job.result(timeout=60)) == pytest.approx(expected[i % 2], abs=1e-5)
@@ -417,18 +417,24 @@ def test_browser_live_microphone_updates_while_api_requests_run(server, client, 
         screenshot(page, "live-microphone-stopped-390px", tmp_path)
 
 
-def watch_updates(status, seconds: float) -> list[float]:
+def watch_updates(page, selector: str, seconds: float) -> list[float]:
     """The gaps in seconds between meter updates (the live status changes to a new "N s heard · emotion of the
-    last ..."), polled every 0.1 s for `seconds`."""
-    changes, last = [time.monotonic()], status.inner_text()
-    while time.monotonic() - changes[0] < seconds:
-        time.sleep(0.1)
-        text = status.inner_text()
-        if text != last and "emotion of the last" in text:
-            changes.append(time.monotonic())
-            last = text
-    changes.append(time.monotonic())
-    return [b - a for a, b in zip(changes, changes[1:])]
+    last ..."), timed in the page itself by a MutationObserver over `seconds` (polling from the test would add its
+    own interval and round trips to every gap)."""
+    page.evaluate("""(selector) => {
+        const status = document.querySelector(selector);
+        let last = status.innerText;
+        window.meterUpdates = [performance.now()];
+        window.meterObserver = new MutationObserver(() => {
+            const text = status.innerText;
+            if (text !== last && text.includes("emotion of the last")) window.meterUpdates.push(performance.now());
+            last = text;
+        });
+        window.meterObserver.observe(status, {subtree: true, childList: true, characterData: true});
+    }""", selector)
+    time.sleep(seconds)
+    times = page.evaluate("() => { window.meterObserver.disconnect(); return [...window.meterUpdates, performance.now()]; }")
+    return [(b - a) / 1000 for a, b in zip(times, times[1:])]
 
 
 # --- the model description (describe_model): plain words, from the model folder's results files -------------------
