@@ -24,23 +24,30 @@ from tqdm.auto import tqdm
 from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
 
 import modeling_ser
-from ser import corpora, data, speech, splits
+from ser import corpora, data, dataset, speech, splits
 from ser import results as ser_results
 from ser.audio import LEVEL_DBFS, normalise_level
 from ser.augment import AugmentationArguments, WaveformAugmenter, perturbed_copies
 from ser.calibration import calibrate
 from ser.encoders import load_spec, pretrained_model, scratch_model
+from ser.dataset_export import export_dataset
 from ser.export import export_run, push_folder
 from ser.frozen import FeatureCache, FrozenEncoderHead
-from ser.metrics import classification_metrics, plot_confusion
+from ser.metrics import classification_metrics, compute_metrics_fn, plot_confusion
 from ser.statistics import cached_frame_statistics
 
 
 @dataclass
 class DataArguments:
-    corpus: list[str] = field(metadata={"help": f"{', '.join(corpora.CORPORA)}, folder (one folder per label) or csv; several names train on their mixture"})
-    data_root: list[str] = field(metadata={"help": "The corpus folder in its original layout, or the CSV file; one per --corpus, in the same order"})
-    speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
+    corpus: list[str] | None = field(default=None, metadata={"help": f"{', '.join(corpora.CORPORA)}, folder (one folder per label) or csv; several names train on their mixture"})
+    data_root: list[str] | None = field(default=None, metadata={"help": "The corpus folder in its original layout, or the CSV file; one per --corpus, in the same order"})
+    dataset_name: str | None = field(default=None, metadata={"help": "Instead of --corpus: any audio dataset, a Hub id or a local folder (saved with datasets' save_to_disk, or an audiofolder); all its splits are used"})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name: the dataset's configuration"})
+    audio_column_name: str = field(default="audio", metadata={"help": "--dataset_name: the column holding the audio"})
+    label_column_name: str = field(default="label", metadata={"help": "--dataset_name: the column holding the emotion"})
+    speaker_column_name: str | None = field(default=None, metadata={"help": "--dataset_name: the column holding the speaker; without it (or --speaker_regex), only --protocol random works, and the results say so"})
+    label_mapping: list[str] | None = field(default=None, metadata={"help": "--dataset_name: the dataset's labels onto ours, e.g. hap=happy ang=angry (known spellings map by themselves)"})
+    speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder or --dataset_name: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
     language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the named corpora)"})
     labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad (a mixture: default the emotions every corpus has)"})
     protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | loco (leave one corpus out) | fixed | random (speaker-dependent)"})
@@ -92,6 +99,7 @@ class ModelArguments:
 @dataclass
 class ExportArguments:
     export_dir: str | None = field(default=None, metadata={"help": "Write the Hub model repo (weights, config, card, results) here"})
+    export_dataset_dir: str | None = field(default=None, metadata={"help": "Instead of training: write the clips as a datasets folder, one split per fold of --protocol, with a dataset card (ser/dataset_export.py)"})
 
 
 def parse_arguments(argv: list[str]):
@@ -112,6 +120,10 @@ def parse_arguments(argv: list[str]):
     data_args, model_args, augment_args, training_args, export_args = parser.parse_args_into_dataclasses(args=argv)
     if training_args.push_to_hub and not (training_args.hub_model_id and export_args.export_dir):
         parser.error("--push_to_hub needs --hub_model_id org/name and --export_dir (the folder that is uploaded)")
+    if (data_args.corpus is None) == (data_args.dataset_name is None):
+        parser.error("give exactly one of --corpus (with --data_root) and --dataset_name")
+    if data_args.corpus and not data_args.data_root:
+        parser.error("--corpus needs --data_root (one per corpus)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
     if data_args.normalisation_group not in ("speaker", "corpus"):
@@ -140,28 +152,46 @@ def yaml_to_argv(path: str, recipe: str | None = None) -> list[str]:
 
 
 def corpus_name(args: DataArguments) -> str:
-    """How results, cards and logs name the training data: the corpus, or a mixture as "emodb+ravdess+emovo"."""
+    """How results, cards and logs name the training data: the corpus, a mixture as "emodb+ravdess+emovo", or the
+    dataset's Hub id or folder name."""
+    if args.dataset_name:
+        return Path(args.dataset_name).name if Path(args.dataset_name).is_dir() else args.dataset_name
     return ser_results.mixture_name(args.corpus)
 
 
 def read_corpus(args: DataArguments):
-    """Clips, their audio (cut to speech unless --trim_silence false) and the sorted label names."""
-    options = {"speaker_regex": args.speaker_regex} if args.speaker_regex else {}
-    clips = corpora.load_mixture(args.corpus, args.data_root, **options)
-    labels = args.labels or (corpora.shared_labels(clips) if len(args.corpus) > 1 else None)
+    """The labelled clips as a `datasets.Dataset` (readable rows only: see --skip_bad_files), their metadata for the
+    protocols, and the sorted label names. No audio is held: `prepared_audio` reads it when needed."""
+    if args.dataset_name:
+        table = dataset.load_any(args.dataset_name, args.dataset_config_name, args.audio_column_name,
+                                 args.label_column_name, args.speaker_column_name, args.speaker_regex, args.language,
+                                 dataset.parse_label_mapping(args.label_mapping))
+        clips = dataset.to_clips(table)
+    else:
+        options = {"speaker_regex": args.speaker_regex} if args.speaker_regex else {}
+        clips = corpora.load_mixture(args.corpus, args.data_root, **options)
+        table = None
+    labels = args.labels or (corpora.shared_labels(clips) if args.corpus and len(args.corpus) > 1 else None)
     if labels:
-        clips = corpora.select_labels(clips, labels)
+        wanted = {clip.label for clip in corpora.select_labels(clips, labels)}
+        rows = [i for i, clip in enumerate(clips) if clip.label in wanted]
+        table = table.select(rows) if table is not None else None
+        clips = [clips[i] for i in rows]
     names = sorted({clip.label for clip in clips})
     if len(names) < 2:
-        raise corpora.CorpusError(f"{' '.join(args.data_root)}: need at least two emotions, found {names}")
-    clips, audio = data.load_clips_audio(clips, skip_bad=args.skip_bad_files)
-    if args.trim_silence:
-        detector = speech.Detector(args.speech_detector)
-        audio = [detector.trim(samples) for samples in tqdm(audio, desc=f"cutting to speech ({detector.name})",
-                                                             unit="clip")]
-    if args.level_normalisation:
-        audio = [normalise_level(samples) for samples in audio]
-    return clips, audio, names
+        raise corpora.CorpusError(f"{corpus_name(args)}: need at least two emotions, found {names}")
+    table = dataset.readable(table if table is not None else dataset.from_clips(clips, args.language),
+                             skip_bad=args.skip_bad_files)
+    return table, dataset.to_clips(table), names
+
+
+def prepared_audio(table, args: DataArguments):
+    """Each clip's samples as the model sees them, one at a time: cut to speech (unless --trim_silence false) and
+    brought to the level (unless --level_normalisation false), as the predictor does."""
+    detector = speech.Detector(args.speech_detector) if args.trim_silence else None
+    for _, samples in dataset.decoded(table):
+        samples = detector.trim(samples) if detector else samples
+        yield normalise_level(samples) if args.level_normalisation else samples
 
 
 def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: bool):
@@ -183,27 +213,44 @@ def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: 
     return pretrained_model(args.encoder_name_or_path, labels, **head)
 
 
-def model_inputs(model, feature_extractor, audio, clips, args: DataArguments, augment_args, training_args, cache_dir):
-    """Per-clip inputs: encoder frames from the cache in frozen mode, else the feature extractor's output; and, in
-    frozen mode with --copies, the frames of each clip's perturbed copies (else None)."""
-    variants = None
+@dataclass
+class Inputs:
+    """Per-clip model inputs, the same for every seed: encoder frames (memory-mapped from the cache) in frozen mode,
+    else the feature extractor's output; the frames of each clip's perturbed copies (frozen mode with --copies);
+    the clips' durations in seconds; their audio (None in frozen mode, where nothing else needs it); cache counts."""
+
+    features: object
+    variants: list | None
+    durations: list[float]
+    audio: list | None
+    input_name: str
+    cache_stats: dict | None
+
+
+def model_inputs(model, feature_extractor, table, clips, args: DataArguments, augment_args, cache_dir) -> Inputs:
     if augment_args.copies and not model.config.freeze_backbone:
         raise ValueError("--copies is for --mode frozen (cached features); a model that reads samples takes --augment")
     if model.config.freeze_backbone:
-        with training_args.main_process_first(desc="encoder feature cache"):
-            cache = FeatureCache(cache_dir, model, feature_extractor)
-            features = cache.features(audio)
-            if augment_args.copies:  # perturbed after trimming; brought to the level again, as the predictor would
-                level = normalise_level if args.level_normalisation else (lambda copy: copy)
-                copies = cache.features([level(copy) for clip in audio for copy in perturbed_copies(clip, augment_args)])
-                variants = [copies[i:i + augment_args.copies] for i in range(0, len(copies), augment_args.copies)]
-        input_name, stats = "features", {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)}
-    else:
-        features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
-        input_name, stats = feature_extractor.model_input_names[0], None
+        cache = FeatureCache(cache_dir, model, feature_extractor)
+        level = normalise_level if args.level_normalisation else (lambda copy: copy)
+
+        def clips_and_copies():  # perturbed after trimming; brought to the level again, as the predictor would
+            for clip in prepared_audio(table, args):
+                yield clip
+                yield from (level(copy) for copy in perturbed_copies(clip, augment_args))
+
+        per_clip = 1 + augment_args.copies
+        frames = cache.features(clips_and_copies(), total=len(clips) * per_clip)
+        features = frames[::per_clip]
+        variants = [frames[i + 1:i + per_clip] for i in range(0, len(frames), per_clip)] if augment_args.copies else None
+        return Inputs(features, variants, features.durations(), None, "features",
+                      {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)})
+    audio = list(tqdm(prepared_audio(table, args), total=len(clips), desc="preparing audio", unit="clip"))
+    features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
     if args.speaker_normalisation and not model.speaker_normalised:  # fine-tuned filterbank encoders (w2v-BERT)
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])
-    return features, variants, input_name, stats
+    return Inputs(features, None, [len(a) / data.SAMPLING_RATE for a in audio], audio,
+                  feature_extractor.model_input_names[0], None)
 
 
 @dataclass
@@ -245,7 +292,7 @@ class Experiment:
     def subset(self, indices: list[int], train: bool = False) -> data.CropDataset:
         """Whole clips for evaluation; for training, random crops (raw samples: loop-padded and perturbed as
         --augment says, with a generator seeded by the run's seed)."""
-        pick = lambda values: [values[i] for i in indices]  # noqa: E731
+        pick = lambda values: data.take(values, indices)  # noqa: E731
         augment = None
         if train and self.raw_samples:
             augment = WaveformAugmenter(self.augment, self.crop_seconds, seed=self.training_args.seed)
@@ -254,10 +301,13 @@ class Experiment:
                                 pick(self.stats) if self.stats is not None else None,
                                 pick(self.variants) if train and self.variants is not None else None)
 
-    def trainer(self, name: str, train_idx: list[int]) -> Trainer:
+    def trainer(self, name: str, train_idx: list[int], test_idx: list[int] | None = None) -> Trainer:
         """A Trainer on the whole model, or on its head alone when the encoder is frozen and cached. The loss takes
-        class indices or, after mixup, class probabilities."""
+        class indices or, after mixup, class probabilities. With --eval_strategy epoch (or steps), the test clips
+        are evaluated during training for the log only (UA, WA, macro-F1): nothing is chosen by them."""
         args = replace(self.training_args, output_dir=str(self.output_dir / name))
+        if not test_idx:
+            args.eval_strategy = "no"  # the final model has no held-out clips
         if self.model.config.pooled_norm:  # batch statistics of a last batch of one clip are undefined
             args.dataloader_drop_last = True
         if self.corpus_balanced:  # before the class weights, which then count the repeated clips too
@@ -272,9 +322,13 @@ class Experiment:
 
         collator = replace_mixup(self.collator, self.augment.mixup_alpha if self.augment.augment else 0.0,
                                  len(self.names))
+        if collator.mixup_alpha and args.eval_strategy != "no":
+            raise ValueError("--eval_strategy with --mixup_alpha: the Trainer would evaluate mixed-up batches; "
+                             "evaluate after training (the fold results) or train without mixup")
         trainable = FrozenEncoderHead(self.model) if self.model.config.freeze_backbone else self.model
         return Trainer(model=trainable, args=args, train_dataset=self.subset(train_idx, train=True),
-                       data_collator=collator, compute_loss_func=loss)
+                       eval_dataset=self.subset(test_idx) if args.eval_strategy != "no" else None,
+                       data_collator=collator, compute_loss_func=loss, compute_metrics=compute_metrics_fn(len(self.names)))
 
     def train(self, name: str, train_idx: list[int], test_idx: list[int] | None = None) -> dict | None:
         """Trains from the initial weights (resuming from the fold's last checkpoint if there is one) and returns
@@ -285,8 +339,8 @@ class Experiment:
             clips = [torch.from_numpy(self.features[i]) for i in train_idx]
             self.model.base_model.global_stats.copy_(self.model.base_model.speech_statistics(clips))
         if self.model.config.frame_normalisation == "global":  # of the training clips' cached frames only
-            self.model.frame_stats.copy_(cached_frame_statistics([self.features[i] for i in train_idx]))
-        trainer = self.trainer(name, train_idx)
+            self.model.frame_stats.copy_(cached_frame_statistics(self.features[i] for i in train_idx))
+        trainer = self.trainer(name, train_idx, test_idx)
         checkpoint = self.last_complete_checkpoint(trainer.args.output_dir)
         if checkpoint:
             self.log(f"{name}: resuming from {checkpoint}")
@@ -295,7 +349,8 @@ class Experiment:
             return None
         trainer.data_collator = self.collator  # whole clips, no mixup
         trainer.args.dataloader_drop_last = False  # every test clip
-        prediction = trainer.predict(self.subset(test_idx))
+        prediction = trainer.predict(self.subset(test_idx), metric_key_prefix="test")
+        trainer.log(prediction.metrics)  # the fold's test UA, WA and macro-F1 in the Trainer's log and history
         logits = prediction.predictions
         return {"y_true": prediction.label_ids.tolist(), "y_pred": logits.argmax(-1).tolist(),
                 "logits": logits.round(4).tolist()}
@@ -373,7 +428,7 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
     names, model, training_args = experiment.names, experiment.model, experiment.training_args
     config = model.config
     results = ser_results.build(
-        corpus=corpus_name(data_args), language=data_args.language or corpora.mixture_language(data_args.corpus),
+        corpus=corpus_name(data_args), language=data_args.language or (corpora.mixture_language(data_args.corpus) if data_args.corpus else None),
         labels=names, protocol=protocol, speaker_normalisation=data_args.speaker_normalisation, runs=runs,
         normalisation_group=data_args.normalisation_group if data_args.speaker_normalisation else None,
         encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
@@ -448,8 +503,10 @@ def prepare_folds(clips, data_args: DataArguments):
     return folds, protocol
 
 
-def build_experiment(seed, clips, audio, names, data_args, model_args, augment_args, training_args):
-    """The model with this seed's initial weights, its per-clip inputs, and the seed's output folder."""
+def build_experiment(seed, table, clips, names, data_args, model_args, augment_args, training_args,
+                     inputs: Inputs | None = None):
+    """The model with this seed's initial weights, the per-clip inputs (computed unless given: they do not depend
+    on the seed), and the seed's output folder."""
     set_seed(seed)
     seeds = model_args.seeds or [training_args.seed]
     output_dir = Path(training_args.output_dir)
@@ -460,24 +517,23 @@ def build_experiment(seed, clips, audio, names, data_args, model_args, augment_a
     model.config.trim_silence = data_args.trim_silence
     model.config.level_normalisation = data_args.level_normalisation
     model.config.speech_detector = speech.Detector(data_args.speech_detector).to_dict()
-    features, variants, input_name, cache_stats = model_inputs(
-        model, feature_extractor, audio, clips, data_args, augment_args, args,
-        model_args.feature_cache_dir or output_dir / "feature-cache")
+    inputs = inputs or model_inputs(model, feature_extractor, table, clips, data_args, augment_args,
+                                    model_args.feature_cache_dir or output_dir / "feature-cache")
     stats = None
     if model.speaker_normalised:
         groups = [clip.corpus if data_args.normalisation_group == "corpus" else clip.speaker for clip in clips]
-        cached = features if model.config.freeze_backbone else None
-        stats = data.speaker_statistics(model, feature_extractor, audio, groups, cached)
+        cached = inputs.features if model.config.freeze_backbone else None
+        stats = data.speaker_statistics(model, feature_extractor, inputs.audio, groups, cached)
     experiment = Experiment(
-        model=model, features=features, variants=variants, labels=[names.index(clip.label) for clip in clips],
-        durations=[len(a) / data.SAMPLING_RATE for a in audio],
-        collator=data.PadCollator(input_name, float(getattr(feature_extractor, "padding_value", 0.0)),
-                                  time_last=input_name != "features" and data.time_last(feature_extractor)),
+        model=model, features=inputs.features, variants=inputs.variants,
+        labels=[names.index(clip.label) for clip in clips], durations=inputs.durations,
+        collator=data.PadCollator(inputs.input_name, float(getattr(feature_extractor, "padding_value", 0.0)),
+                                  time_last=inputs.input_name != "features" and data.time_last(feature_extractor)),
         names=names, training_args=args, class_balanced=model_args.class_balanced_loss,
         crop_seconds=data_args.crop_seconds, augment=augment_args, corpora=[clip.corpus for clip in clips],
         stats=stats, fold_model_extractor=feature_extractor if model_args.save_fold_models else None,
         corpus_balanced=model_args.corpus_balanced)
-    return experiment, feature_extractor, cache_stats
+    return experiment, feature_extractor, inputs
 
 
 def main(argv: list[str]) -> None:
@@ -485,12 +541,17 @@ def main(argv: list[str]) -> None:
     training_args.remove_unused_columns = False
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
     limit_threads()
-    clips, audio, names = read_corpus(data_args)
+    table, clips, names = read_corpus(data_args)
     folds, protocol = prepare_folds(clips, data_args)
-    runs = []
+    if export_args.export_dataset_dir:
+        folder = export_dataset(table, folds, protocol, corpus_name(data_args), data_args.corpus or [],
+                                export_args.export_dataset_dir)
+        print(f"dataset ({len(folds)} folds of {protocol['description']} as splits): {folder}")
+        return
+    runs, inputs = [], None
     for seed in model_args.seeds or [training_args.seed]:
-        experiment, feature_extractor, cache_stats = build_experiment(
-            seed, clips, audio, names, data_args, model_args, augment_args, training_args)
+        experiment, feature_extractor, inputs = build_experiment(
+            seed, table, clips, names, data_args, model_args, augment_args, training_args, inputs)
         if not runs:
             first = (experiment, feature_extractor)
         experiment.log(f"{corpus_name(data_args)}: {len(clips)} clips, {len(names)} emotions, {protocol['description']}, "
@@ -503,7 +564,7 @@ def main(argv: list[str]) -> None:
     tested = [fold for run in runs for fold in run["folds"]]
     calibration = calibrate(tested) if all("logits" in fold for fold in tested) else None  # older folds lack logits
     if experiment.is_main:
-        write_results(experiment, runs, protocol, data_args, model_args, augment_args, cache_stats, calibration)
+        write_results(experiment, runs, protocol, data_args, model_args, augment_args, inputs.cache_stats, calibration)
     if calibration:
         experiment.model.config.calibration_temperature = calibration["temperature"]
     if model_args.train_final_model:

@@ -22,7 +22,7 @@ from ser.defaults import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("README.md", "app.py", "modeling_ser.py", "packages.txt")
-FOLDERS = ("ser", DEFAULT_MODEL)
+FOLDERS = ("ser", "metrics", DEFAULT_MODEL)  # metrics: the evaluate module ser.metrics loads by path
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # The Space installs gradio itself at README.md's sdk_version (and gradio_client with it); a second pin in
 # requirements.txt could only disagree with it.

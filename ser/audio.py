@@ -8,6 +8,7 @@ open (m4a, some opus files), and only when the binary is on PATH.
 from __future__ import annotations
 
 import enum
+import io
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -90,13 +91,27 @@ def load_audio(path: str | Path, sampling_rate: int = SAMPLING_RATE) -> np.ndarr
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except _SOUNDFILE_ERRORS as err:
         return _finish(path, _decode_with_ffmpeg(path, sampling_rate, err))
+    return _to_clip(path, data, rate, sampling_rate)
+
+
+def load_audio_bytes(encoded: bytes, name: str, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
+    """An audio file held in memory (a dataset's embedded audio), decoded as load_audio decodes a file; `name` is
+    what errors call it."""
+    try:
+        data, rate = sf.read(io.BytesIO(encoded), dtype="float32", always_2d=True)
+    except _SOUNDFILE_ERRORS as err:
+        raise AudioError(f"{name}: not a readable audio file: {err}") from err
+    return _to_clip(name, data, rate, sampling_rate)
+
+
+def _to_clip(name, data: np.ndarray, rate: int, sampling_rate: int) -> np.ndarray:
     mono = to_mono(data)
     if mono.size == 0:
-        raise AudioError(f"{path}: audio file is empty (0 samples)", Reason.EMPTY)
-    mono = _sanitize(path, mono)
+        raise AudioError(f"{name}: audio file is empty (0 samples)", Reason.EMPTY)
+    mono = _sanitize(name, mono)
     if rate != sampling_rate:
         mono = soxr.resample(mono, rate, sampling_rate).astype(np.float32, copy=False)
-    return _finish(path, mono)
+    return _finish(name, mono)
 
 
 def audio_duration(path: str | Path) -> float:

@@ -12,6 +12,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
+from ser.metrics import metric_functions
+
 ECE_BINS = 15
 LOG_T_BOUNDS = (-3.0, 3.0)  # T between 0.05 and 20
 
@@ -31,16 +33,11 @@ def fit_temperature(logits, labels) -> float:
 
 
 def expected_calibration_error(probs, labels, bins: int = ECE_BINS) -> float:
-    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the share of predictions in each."""
-    probs, labels = np.asarray(probs), np.asarray(labels)
-    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in range(bins):
-        chosen = which == b
-        if chosen.any():
-            error += chosen.mean() * abs(correct[chosen].mean() - confidence[chosen].mean())
-    return float(error)
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the share of predictions in each.
+
+    Defined once, in the metric module metrics/ser_metrics, which also reports it as "ece" on the Hub.
+    """
+    return metric_functions().expected_calibration_error(probs, labels, bins)
 
 
 def calibrate(folds: list[dict]) -> dict:

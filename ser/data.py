@@ -2,37 +2,23 @@
 optional speaker normalisation, random-crop training sets and a padding collator."""
 
 import random
-import sys
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 from transformers import WhisperFeatureExtractor
 
-from ser.audio import SAMPLING_RATE, AudioError, load_audio
+from ser import dataset
+from ser.audio import SAMPLING_RATE
 from ser.augment import mixup
 from ser.corpora import Clip
 from ser.statistics import RunningStatistics, frame_source
 
 
 def load_clips_audio(clips: list[Clip], skip_bad: bool = False) -> tuple[list[Clip], list[np.ndarray]]:
-    """Decodes every clip. Unreadable or empty files are reported by name and count: an error by default, a
-    warning (and the clip left out) with `skip_bad`, never a silent drop."""
-    kept, audio, bad = [], [], []
-    for clip in tqdm(clips, desc="reading audio", unit="clip"):
-        try:
-            audio.append(load_audio(clip.path, SAMPLING_RATE))
-            kept.append(clip)
-        except AudioError as error:
-            bad.append(str(error))
-    if bad:
-        report = f"{len(bad)} of {len(clips)} audio files are unreadable or empty:\n  " + "\n  ".join(bad[:20])
-        if not skip_bad:
-            raise AudioError(report + "\n(fix or remove them, or pass --skip_bad_files to leave them out)")
-        print(report + "\n(left out because of --skip_bad_files)", file=sys.stderr)  # a report, not a filterable warning
-    if not kept:
-        raise AudioError("no readable audio left")
-    return kept, audio
+    """Every clip's audio in memory (for small sets: benchmarks); unreadable files as `dataset.decoded` reports them."""
+    decoded = list(dataset.decoded(dataset.from_clips(clips), skip_bad))
+    return [clips[i] for i, _ in decoded], [samples for _, samples in decoded]
 
 
 def extract_features(feature_extractor, audio: list[np.ndarray], per_utterance_norm: bool = True) -> list[np.ndarray]:
@@ -69,6 +55,11 @@ def speaker_normalise(features: list[np.ndarray], speakers: list[str]) -> list[n
             shape = features[i].shape
             out[i] = ((features[i].reshape(shape[0], -1) - mean) / std).reshape(shape).astype(np.float32)
     return out
+
+
+def take(values, indices: list[int]):
+    """values[i] for each of `indices`: a view of cached features (read only when indexed), else a list."""
+    return values.take(indices) if hasattr(values, "take") else [values[i] for i in indices]
 
 
 class CropDataset(torch.utils.data.Dataset):

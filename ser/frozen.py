@@ -1,15 +1,21 @@
 """Frozen-encoder training: encoder features computed once and cached on disk, then only the head trains.
 
-A cache entry is keyed by the encoder's weights, the layer choice and the audio content, so a changed encoder,
-layer or clip can never be served stale features, and later epochs, folds and runs read instead of recompute.
+A cache entry is keyed by the encoder's weights, the layer choice and the audio content (after trimming, level and
+augmentation), so a changed encoder, layer or clip can never be served stale features, and later epochs, folds,
+seeds and runs read instead of recompute.
 """
 
 import hashlib
 import json
+import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from accelerate import PartialState
+from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets.arrow_writer import ArrowWriter
 from torch import nn
 from tqdm.auto import tqdm
 from transformers.modeling_outputs import SequenceClassifierOutput
@@ -29,32 +35,64 @@ def encoder_fingerprint(model, feature_extractor) -> str:
     return digest.hexdigest()[:16]
 
 
+CACHE_FEATURES = Features({"key": Value("string"), "frames": Value("binary"), "shape": List(Value("int32")),
+                           "samples": Value("int64")})
+
+
 class FeatureCache:
-    """Encoder frames per clip, (T, H) or (T, L, H) for a weighted layer sum, as .npy files under `root`."""
+    """Encoder frames per clip, (T, H) or (T, L, H) for a weighted layer sum, as a `datasets` table: Arrow files
+    under `root/<encoder fingerprint>/`, one row per distinct audio (keyed by the hash of the samples the encoder
+    sees, so a change of trimming, level or augmentation is a new key). The files are memory-mapped: reading them
+    does not hold the features in process memory, and runs, folds and seeds share them.
+
+    Under several processes (`accelerate launch`), each encodes every `num_processes`-th clip not yet cached and
+    writes its own file; the frames are those one process computes, as every clip is encoded alone."""
 
     def __init__(self, root, model, feature_extractor):
         self.model, self.feature_extractor = model, feature_extractor
         self.folder = Path(root) / encoder_fingerprint(model, feature_extractor)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.state = PartialState()
+        if self.state.is_main_process:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        self.state.wait_for_everyone()
+        self.table, self.rows = self._open()
+        self.state.wait_for_everyone()  # no process writes before every process has read the same cache
         self.hits = self.misses = 0
 
-    def path(self, audio: np.ndarray) -> Path:
-        return self.folder / f"{hashlib.sha256(audio.tobytes()).hexdigest()[:24]}.npy"
+    def _open(self) -> tuple[Dataset | None, dict[str, int]]:
+        files = sorted(self.folder.glob("*.arrow"))
+        if not files:
+            return None, {}
+        table = concatenate_datasets([Dataset.from_file(str(f)) for f in files])
+        return table, {key: row for row, key in enumerate(table["key"])}
 
-    def features(self, audio_list: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for audio in tqdm(audio_list, desc="encoder features (cached)", unit="clip"):
-            path = self.path(audio)
-            if path.exists():
-                self.hits += 1
-                out.append(np.load(path))
+    def features(self, audio: Iterable[np.ndarray], total: int | None = None) -> "CachedFeatures":
+        """The frames of each clip of `audio` (read one at a time), encoding those not cached yet."""
+        keys, mine, seen = [], 0, set()
+        path = self.folder / f"{uuid.uuid4().hex}.arrow"
+        writer = None
+        for clip in tqdm(audio, total=total, desc="encoder features (cached)", unit="clip",
+                         disable=not self.state.is_main_process):
+            key = hashlib.sha256(clip.tobytes()).hexdigest()[:24]
+            keys.append(key)
+            if key in self.rows or key in seen:
                 continue
-            self.misses += 1
-            frames = self.encode(audio)
-            np.save(path.with_suffix(".tmp.npy"), frames)
-            path.with_suffix(".tmp.npy").replace(path)  # atomic: a killed run leaves no half-written entry
-            out.append(frames)
-        return out
+            seen.add(key)
+            mine += 1
+            if (mine - 1) % self.state.num_processes != self.state.process_index:
+                continue  # another process encodes it
+            frames = self.encode(clip)
+            writer = writer or ArrowWriter(features=CACHE_FEATURES, path=str(path.with_suffix(".tmp")))
+            writer.write({"key": key, "frames": frames.tobytes(), "shape": list(frames.shape), "samples": len(clip)})
+        if writer is not None:
+            writer.finalize()
+            writer.close()
+            path.with_suffix(".tmp").replace(path)  # atomic: a killed run leaves no half-written file behind
+        self.misses += len(seen)
+        self.hits += len(keys) - len(seen)
+        self.state.wait_for_everyone()
+        self.table, self.rows = self._open()
+        return CachedFeatures(self.table, [self.rows[key] for key in keys])
 
     @torch.no_grad()
     def encode(self, audio: np.ndarray) -> np.ndarray:
@@ -63,6 +101,30 @@ class FeatureCache:
         outputs = self.model.base_model(inputs[self.feature_extractor.model_input_names[0]],
                                         output_hidden_states=self.model.config.feature_layer != "last")
         return self.model.encoder_frames(outputs)[0].float().numpy()  # (T, H), or (T, L, H) for a weighted sum
+
+
+class CachedFeatures(Sequence):
+    """Clips' cached frames, read from the memory-mapped table when indexed; `durations` in seconds of the audio
+    each was computed from. Slicing gives another view of the same table."""
+
+    def __init__(self, table: Dataset, rows: list[int]):
+        self.table, self.row_of = table, rows
+
+    def __len__(self) -> int:
+        return len(self.row_of)
+
+    def take(self, indices: list[int]) -> "CachedFeatures":
+        return CachedFeatures(self.table, [self.row_of[i] for i in indices])
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return CachedFeatures(self.table, self.row_of[i])
+        row = self.table[self.row_of[i]]
+        return np.frombuffer(row["frames"], dtype=np.float32).reshape(row["shape"]).copy()
+
+    def durations(self) -> list[float]:
+        samples = self.table["samples"]
+        return [samples[row] / SAMPLING_RATE for row in self.row_of]
 
 
 class FrozenEncoderHead(nn.Module):

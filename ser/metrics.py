@@ -4,14 +4,40 @@ SER papers report two accuracies: WA (weighted accuracy, i.e. plain accuracy,
 dominated by frequent classes) and UA (unweighted average recall, every class
 counts the same). Emotion corpora are imbalanced, so both are reported, plus
 macro-F1, and a confusion matrix to see which emotions get mixed up.
+
+They are computed by one `evaluate` metric module, metrics/ser_metrics, the same
+script that can be pushed to the Hub as a metric Space.
 """
+
+import functools
+import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
 SUMMARY_KEYS = ("wa", "ua", "macro_f1")
+METRIC_PATH = Path(__file__).resolve().parents[1] / "metrics" / "ser_metrics"
+# A loaded metric keeps its inputs between add_batch and compute: one caller at a time (the demo serves threads).
+_COMPUTE_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1)
+def ser_metric():
+    """The metric module, loaded once per process (loading copies the script into the HF modules cache).
+
+    keep_in_memory: no cache file and file lock on disk for every compute.
+    """
+    import evaluate  # here, not at the top: importing evaluate (and datasets) takes seconds
+
+    return evaluate.load(str(METRIC_PATH), keep_in_memory=True)
+
+
+def metric_functions():
+    """The loaded metric script as a Python module, for its plain functions (e.g. expected_calibration_error)."""
+    return sys.modules[type(ser_metric()).__module__]
 
 
 def classification_metrics(y_true, y_pred, num_labels):
@@ -21,16 +47,8 @@ def classification_metrics(y_true, y_pred, num_labels):
     never produced a class must not drag UA down with an undefined recall.
     Macro-F1 and the confusion matrix use every label so that folds line up.
     """
-    y_true = [int(y) for y in y_true]
-    y_pred = [int(y) for y in y_pred]
-    labels = list(range(num_labels))
-    present = sorted(set(y_true))
-    return {
-        "wa": float(accuracy_score(y_true, y_pred)),
-        "ua": float(recall_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
-        "confusion": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
-    }
+    with _COMPUTE_LOCK:
+        return ser_metric().compute(predictions=y_pred, references=y_true, num_labels=num_labels)
 
 
 def summarize_folds(fold_results, num_labels):

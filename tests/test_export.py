@@ -10,7 +10,7 @@ from huggingface_hub import ModelCard
 from conftest import EMODB, ROOT
 from ser import results as results_file
 from test_modeling import run_fresh_pipeline
-from test_train import small_emodb_csv, tiny_spec, train
+from conftest import small_emodb_csv, tiny_spec, train
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,173 @@
+"""Labelled clips as a `datasets.Dataset`, one schema for our corpora, folders, CSVs and any audio dataset saved
+with `datasets` (`save_to_disk`), laid out as an audiofolder, or on the Hub.
+
+Columns: `audio` ({"path", "bytes"}: an `Audio` feature that datasets does not decode), `label` (a `ClassLabel`),
+`speaker`, `corpus` and `language`. The protocols split by these columns (through `to_clips`). Audio is decoded
+here with soundfile + soxr (ser.audio), about 10x faster per clip than datasets' torchcodec path on this machine,
+and without torchcodec, which has no CPU build in the package index here.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value, concatenate_datasets, load_dataset
+from datasets import load_from_disk
+
+from ser import corpora
+from ser.audio import SAMPLING_RATE, AudioError, load_audio, load_audio_bytes
+from ser.corpora import UNKNOWN_SPEAKER, Clip, CorpusError
+
+AUDIO = Audio(sampling_rate=SAMPLING_RATE, decode=False)
+METADATA_COLUMNS = ("speaker", "corpus", "language")
+
+
+def from_clips(clips: list[Clip], language: str | None = None) -> Dataset:
+    """Our clips (registered corpora, folders, CSVs) in the common schema, labels sorted by name."""
+    names = sorted({clip.label for clip in clips})
+    table = Dataset.from_dict({
+        "audio": [str(clip.path) for clip in clips],
+        "label": [names.index(clip.label) for clip in clips],
+        "speaker": [clip.speaker for clip in clips],
+        "corpus": [clip.corpus or "" for clip in clips],
+        "language": [language or _language(clip.corpus) for clip in clips],
+    })
+    return table.cast(Features({"audio": AUDIO, "label": ClassLabel(names=names), "speaker": Value("string"),
+                                "corpus": Value("string"), "language": Value("string")}))
+
+
+def _language(corpus: str | None) -> str:
+    info = corpora.corpus_info(corpus) if corpus else None
+    return info.language if info else ""
+
+
+def to_clips(dataset: Dataset) -> list[Clip]:
+    """The metadata the protocols need, one Clip per row (rows whose audio has no path are named `corpus[i]`)."""
+    names = dataset.features["label"].names
+    audio = dataset.data.column("audio").combine_chunks().field("path").to_pylist()  # without reading the bytes
+    columns = dataset.select_columns(["label", *METADATA_COLUMNS])[:]
+    return [Clip(path=path or f"{corpus}[{i}]", label=names[label], speaker=speaker, corpus=corpus or None)
+            for i, (path, label, speaker, corpus) in
+            enumerate(zip(audio, columns["label"], columns["speaker"], columns["corpus"]))]
+
+
+def decode(audio: dict, name: str) -> np.ndarray:
+    """One row's audio at SAMPLING_RATE: its embedded bytes, else its file."""
+    if audio.get("bytes"):
+        return load_audio_bytes(audio["bytes"], audio.get("path") or name)
+    if audio.get("path"):
+        return load_audio(audio["path"])
+    raise AudioError(f"{name}: the row has neither audio bytes nor a path")
+
+
+def decoded(dataset: Dataset, skip_bad: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(row, samples) for every readable row, one clip at a time, so memory does not grow with the dataset.
+    Unreadable rows are reported by name and count at the end: an error by default, a printed report (and the rows
+    left out) with `skip_bad`, never a silent drop."""
+    bad = []
+    for i, row in enumerate(dataset.select_columns(["audio", "corpus"])):
+        try:
+            yield i, decode(row["audio"], f"{row['corpus']}[{i}]")
+        except AudioError as error:
+            bad.append(str(error))
+    if bad:
+        report = f"{len(bad)} of {len(dataset)} audio files are unreadable or empty:\n  " + "\n  ".join(bad[:20])
+        if not skip_bad:
+            raise AudioError(report + "\n(fix or remove them, or pass --skip_bad_files to leave them out)")
+        print(report + "\n(left out because of --skip_bad_files)", file=sys.stderr)  # a report, not a warning
+    if len(bad) == len(dataset):
+        raise AudioError("no readable audio left")
+
+
+def readable(dataset: Dataset, skip_bad: bool = False) -> Dataset:
+    """The rows whose audio decodes (a first pass, one clip at a time; see `decoded` for the report)."""
+    rows = [i for i, _ in tqdm(decoded(dataset, skip_bad), total=len(dataset), desc="checking audio", unit="clip")]
+    return dataset if len(rows) == len(dataset) else dataset.select(rows)
+
+
+# --- any dataset in ---------------------------------------------------------------------------------------------
+def load_any(name: str, config: str | None = None, audio_column: str = "audio", label_column: str = "label",
+             speaker_column: str | None = None, speaker_regex: str | None = None, language: str | None = None,
+             label_mapping: dict[str, str] | None = None) -> Dataset:
+    """A dataset by Hub id, or a local folder (saved with `save_to_disk`, or an audiofolder: one folder per label,
+    optionally inside split folders), in the common schema: all splits together, labels as our names
+    (`corpora.canonical_label`, after `label_mapping`), speakers from `speaker_column` or, failing that, from the
+    file names by `speaker_regex`, else unknown (then only a random split is possible)."""
+    source = _read(name, config, audio_column)
+    for column in (audio_column, label_column, speaker_column):
+        if column and column not in source.column_names:
+            raise CorpusError(f"{name}: no column {column!r}; the columns are {source.column_names}")
+    labels = _label_names(source, label_column, label_mapping or {})
+    speakers = (source[speaker_column] if speaker_column else
+                _speakers_from_paths(source, audio_column, speaker_regex) if speaker_regex else None)
+    corpus = Path(name).name if Path(name).is_dir() else name
+    names = sorted(set(labels))
+    table = Dataset.from_dict({
+        "label": [names.index(label) for label in labels],
+        "speaker": [str(s) for s in speakers] if speakers is not None else [UNKNOWN_SPEAKER] * len(source),
+        "corpus": [corpus] * len(source), "language": [language or ""] * len(source),
+    }, features=Features({"label": ClassLabel(names=names), "speaker": Value("string"), "corpus": Value("string"),
+                          "language": Value("string")}))
+    audio = source.select_columns([audio_column]).cast_column(audio_column, AUDIO)
+    if audio_column != "audio":
+        audio = audio.rename_column(audio_column, "audio")
+    return concatenate_datasets([audio, table], axis=1)
+
+
+def _read(name: str, config: str | None, audio_column: str) -> Dataset:
+    folder = Path(name)
+    if folder.is_dir() and any((folder / f).exists() for f in ("dataset_dict.json", "state.json")):
+        data = load_from_disk(str(folder))
+    elif folder.is_dir():
+        data = _audiofolder(folder, audio_column)
+    else:
+        data = load_dataset(name, config)  # a Hub id (needs the network unless it is in the local cache)
+    if isinstance(data, DatasetDict):
+        data = concatenate_datasets([data[split] for split in data])
+    return data
+
+
+def _audiofolder(folder: Path, audio_column: str) -> Dataset:
+    """An audiofolder (label folders, optionally in split folders) through datasets' own builder. Its audio and
+    label are read as plain strings: datasets encodes an `Audio` column through torchcodec, which is not needed
+    to read paths. Metadata files are not supported this way: save such a dataset with `save_to_disk`."""
+    if any(folder.rglob("metadata.csv")) or any(folder.rglob("metadata.jsonl")):
+        raise CorpusError(f"{folder}: an audiofolder with a metadata file: load it with datasets and save it with "
+                          "save_to_disk, then pass that folder (or give the clips as --corpus csv)")
+    features = Features({audio_column: Value("string"), "label": Value("string")})
+    return load_dataset("audiofolder", data_dir=str(folder), drop_labels=False, features=features)
+
+
+def _label_names(source: Dataset, column: str, mapping: dict[str, str]) -> list[str]:
+    feature = source.features[column]
+    raw = source[column]
+    if isinstance(feature, ClassLabel):
+        raw = feature.int2str(raw)
+    return [corpora.canonical_label(mapping.get(str(label), str(label))) for label in raw]
+
+
+def _speakers_from_paths(source: Dataset, audio_column: str, pattern: str) -> list[str]:
+    paths = source.cast_column(audio_column, AUDIO).data.column(audio_column).combine_chunks().field("path")
+    regex, speakers = re.compile(pattern), []
+    for path in paths.to_pylist():
+        match = regex.search(Path(path or "").stem)
+        if not match:
+            raise CorpusError(f"--speaker_regex {pattern!r} finds no speaker in {path!r}")
+        speakers.append(match.group("speaker") if "speaker" in regex.groupindex else match.group(1))
+    return speakers
+
+
+def parse_label_mapping(pairs: list[str] | None) -> dict[str, str]:
+    """["0=angry", "hap=happy"] -> {"0": "angry", "hap": "happy"}: the dataset's label, then ours."""
+    mapping = {}
+    for pair in pairs or []:
+        source, sep, target = pair.partition("=")
+        if not sep or not source or not target:
+            raise ValueError(f"--label_mapping {pair!r}: write each as DATASET_LABEL=OUR_LABEL, e.g. hap=happy")
+        mapping[source] = target
+    return mapping

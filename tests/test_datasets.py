@@ -1,0 +1,110 @@
+"""Any audio dataset in (a folder saved with `datasets`, an audiofolder), corpora out as datasets, and the encoder
+feature cache as a `datasets` table shared by processes: real Emo-DB clips through train_ser.py."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+from datasets import Audio, ClassLabel, Dataset, concatenate_datasets, load_from_disk
+
+from conftest import EMODB, SPEAKERS, require, small_emodb_csv, tiny_spec, train
+from ser import dataset
+from ser.audio import load_audio
+from ser.corpora import load_emodb
+
+TWO_PROCESSES = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+
+
+def emodb_subset(per_speaker=8):
+    clips = load_emodb(require(EMODB))
+    return [c for s in SPEAKERS for c in [c for c in clips if c.speaker == s and c.label in ("angry", "sad")][:per_speaker]]
+
+
+def results_of(folder):
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_train_on_a_saved_dataset_with_its_own_column_names_and_labels(tmp_path):
+    """A dataset as someone else saved it: audio embedded, the emotion as a ClassLabel of other names (mapped
+    explicitly), the speaker in a column of its own. Leave-one-speaker-out works from that column."""
+    clips = emodb_subset()
+    codes = {"angry": "W", "sad": "T"}  # Emo-DB's own letters (Wut, Trauer)
+    saved = Dataset.from_dict({"file": [c.path for c in clips], "emotion": [codes[c.label] for c in clips],
+                               "actor": [int(c.speaker) for c in clips]})
+    saved = saved.cast_column("file", Audio()).cast_column("emotion", ClassLabel(names=["T", "W"]))
+    saved.train_test_split(test_size=0.25, seed=0).save_to_disk(str(tmp_path / "saved"))  # two splits, bytes inside
+    out = tmp_path / "run"
+    train(tmp_path, "--dataset_name", tmp_path / "saved", "--audio_column_name", "file", "--label_column_name",
+          "emotion", "--speaker_column_name", "actor", "--label_mapping", "W=angry", "T=sad", "--encoder_config",
+          tiny_spec(tmp_path), "--only_folds", "speaker-8", "--num_train_epochs", 1, "--train_final_model", "false",
+          "--output_dir", out)
+    results = results_of(out)
+    assert results["labels"] == ["angry", "sad"] and results["protocol"]["speaker_independent"]
+    fold = results["runs"][0]["folds"][0]
+    assert fold["test_speakers"] == ["8"] and fold["n_test"] == 8  # all splits together, one speaker held out
+
+
+def test_train_on_an_audiofolder_with_speakers_from_file_names(tmp_path):
+    folder = tmp_path / "audiofolder"
+    for clip in emodb_subset(per_speaker=6):
+        (folder / clip.label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip.path, folder / clip.label)
+    out = tmp_path / "run"
+    done = train(tmp_path, "--dataset_name", folder, "--speaker_regex", r"^(\d\d)", "--encoder_config",
+                 tiny_spec(tmp_path), "--only_folds", "speaker-03", "--num_train_epochs", 1,
+                 "--train_final_model", "false", "--output_dir", out)
+    results = results_of(out)
+    assert results["corpus"] == "audiofolder" and results["labels"] == ["angry", "sad"]
+    assert results["runs"][0]["folds"][0]["n_test"] == 6
+    assert "'test_ua'" in done.stdout  # the Trainer logs the fold's UA (metrics/ser_metrics)
+    # without speakers, only the random protocol is possible, and it says so
+    failed = train(tmp_path, "--dataset_name", folder, "--encoder_config", tiny_spec(tmp_path), "--output_dir",
+                   tmp_path / "nospeaker", check=False)
+    assert failed.returncode != 0 and "needs speaker ids" in failed.stderr
+
+
+def test_a_corpus_exported_as_a_dataset_has_its_folds_as_splits_and_trains_again(tmp_path):
+    corpus = small_emodb_csv(tmp_path, per_speaker=6)
+    exported = tmp_path / "exported"
+    train(tmp_path, "--corpus", "csv", "--data_root", corpus, "--encoder_config", tiny_spec(tmp_path),
+          "--export_dataset_dir", exported)
+    splits = load_from_disk(str(exported))
+    assert sorted(splits) == [f"speaker_{s}" for s in SPEAKERS]
+    assert "leave-one-speaker-out" in (exported / "README.md").read_text()
+    for name, part in splits.items():
+        assert set(part["speaker"]) == {name.split("_")[1]} and len(part) == 6
+        row = part.cast_column("audio", dataset.AUDIO)[0]["audio"]
+        assert row["bytes"]  # embedded: the folder stands alone
+        original = next(c for c in load_emodb(require(EMODB)) if c.path.endswith(row["path"]))
+        np.testing.assert_array_equal(dataset.decode(row, name), load_audio(original.path))
+    out = tmp_path / "again"
+    train(tmp_path, "--dataset_name", exported, "--speaker_column_name", "speaker", "--encoder_config",
+          tiny_spec(tmp_path), "--only_folds", "speaker-09", "--num_train_epochs", 1, "--train_final_model", "false",
+          "--output_dir", out)
+    assert results_of(out)["runs"][0]["folds"][0]["n_test"] == 6
+
+
+def cached_frames(folder) -> dict[str, bytes]:
+    table = concatenate_datasets([Dataset.from_file(str(f)) for f in sorted(folder.glob("*.arrow"))])
+    return dict(zip(table["key"], table["frames"]))
+
+
+def test_two_processes_extract_the_features_one_would_and_a_second_run_reads_them(tmp_path):
+    corpus, spec = small_emodb_csv(tmp_path, per_speaker=6), tiny_spec(tmp_path, "wavlm")
+    common = ["--corpus", "csv", "--data_root", corpus, "--encoder_config", spec, "--mode", "frozen",
+              "--num_train_epochs", 1, "--train_final_model", "false", "--only_folds", "speaker-03",
+              "--per_device_train_batch_size", 4, "--copies", 1]
+    train(tmp_path, *common, "--output_dir", tmp_path / "two", launcher=TWO_PROCESSES)
+    train(tmp_path, *common, "--output_dir", tmp_path / "one")
+    two, one = results_of(tmp_path / "two")["feature_cache"], results_of(tmp_path / "one")["feature_cache"]
+    assert (two["hits"], two["misses"]) == (one["hits"], one["misses"]) == (0, 36)  # 18 clips and a copy each
+    assert two["folder"].split("/")[-1] == one["folder"].split("/")[-1]  # the same encoder fingerprint
+    shared = tmp_path / "two" / "feature-cache"
+    assert len(list(next(shared.iterdir()).glob("*.arrow"))) == 2  # one file per process
+    assert cached_frames(next(shared.iterdir())) == cached_frames(next((tmp_path / "one" / "feature-cache").iterdir()))
+    train(tmp_path, *common, "--output_dir", tmp_path / "two", "--only_folds", "speaker-08", launcher=TWO_PROCESSES)
+    again = results_of(tmp_path / "two")["feature_cache"]
+    assert (again["hits"], again["misses"]) == (36, 0)
