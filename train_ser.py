@@ -253,6 +253,15 @@ def model_inputs(model, feature_extractor, table, clips, args: DataArguments, au
                   feature_extractor.model_input_names[0], None)
 
 
+class WatchedTrainer(Trainer):
+    """A Trainer whose evaluations during training (for the log) leave training's random stream as it was: a data
+    loader draws its seed from torch's generator, so evaluating would otherwise change later crops and dropout."""
+
+    def evaluate(self, *args, **kwargs):
+        with torch.random.fork_rng(devices=[]):
+            return super().evaluate(*args, **kwargs)
+
+
 @dataclass
 class Experiment:
     """Everything the folds share: the model and its initial weights, per-clip inputs, and where to write."""
@@ -326,7 +335,7 @@ class Experiment:
             raise ValueError("--eval_strategy with --mixup_alpha: the Trainer would evaluate mixed-up batches; "
                              "evaluate after training (the fold results) or train without mixup")
         trainable = FrozenEncoderHead(self.model) if self.model.config.freeze_backbone else self.model
-        return Trainer(model=trainable, args=args, train_dataset=self.subset(train_idx, train=True),
+        return WatchedTrainer(model=trainable, args=args, train_dataset=self.subset(train_idx, train=True),
                        eval_dataset=self.subset(test_idx) if args.eval_strategy != "no" else None,
                        data_collator=collator, compute_loss_func=loss, compute_metrics=compute_metrics_fn(len(self.names)))
 

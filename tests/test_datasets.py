@@ -52,14 +52,17 @@ def test_train_on_an_audiofolder_with_speakers_from_file_names(tmp_path):
     for clip in emodb_subset(per_speaker=6):
         (folder / clip.label).mkdir(parents=True, exist_ok=True)
         shutil.copy(clip.path, folder / clip.label)
-    out = tmp_path / "run"
-    done = train(tmp_path, "--dataset_name", folder, "--speaker_regex", r"^(\d\d)", "--encoder_config",
-                 tiny_spec(tmp_path), "--only_folds", "speaker-03", "--num_train_epochs", 1,
-                 "--train_final_model", "false", "--output_dir", out)
-    results = results_of(out)
+    common = ["--dataset_name", folder, "--speaker_regex", r"^(\d\d)", "--encoder_config", tiny_spec(tmp_path),
+              "--only_folds", "speaker-03", "--num_train_epochs", 2, "--train_final_model", "false"]
+    done = train(tmp_path, *common, "--output_dir", tmp_path / "run")
+    results = results_of(tmp_path / "run")
     assert results["corpus"] == "audiofolder" and results["labels"] == ["angry", "sad"]
     assert results["runs"][0]["folds"][0]["n_test"] == 6
-    assert "'test_ua'" in done.stdout  # the Trainer logs the fold's UA (metrics/ser_metrics)
+    assert done.stdout.count("'test_ua'") == 1  # the Trainer logs the fold's UA (metrics/ser_metrics)
+    # evaluating the test speaker after every epoch logs UA each time and changes nothing in the training
+    watched = train(tmp_path, *common, "--eval_strategy", "epoch", "--output_dir", tmp_path / "watched")
+    assert watched.stdout.count("'eval_ua'") == 2
+    assert results_of(tmp_path / "watched")["runs"][0]["folds"][0]["logits"] == results["runs"][0]["folds"][0]["logits"]
     # without speakers, only the random protocol is possible, and it says so
     failed = train(tmp_path, "--dataset_name", folder, "--encoder_config", tiny_spec(tmp_path), "--output_dir",
                    tmp_path / "nospeaker", check=False)
