@@ -7,7 +7,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,15 +47,6 @@ def machine() -> dict:
 
 def median(values):
     return float(statistics.median(values))
-
-
-class Timer:
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.start
 
 
 def table(rows: list[dict], columns: list[str], formats: dict | None = None) -> str:

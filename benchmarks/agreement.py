@@ -57,7 +57,7 @@ def main() -> None:
     from ser.runtime import RUNTIMES
 
     train, test = emodb_split(0 if args.trained_only else args.train_clips, args.test_clips)
-    audio = {c.path: load_audio(c.path, 16000) for c in test}
+    audio = {c.path: load_audio(c.path) for c in test}
     results, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         targets = {}

@@ -38,7 +38,7 @@ import yaml
 
 from _common import ROOT, median, table, write_result
 from ser import corpora, splits
-from ser.audio import load_audio
+from ser.audio import SAMPLING_RATE, load_audio
 from ser.metrics import classification_metrics, summarize_folds
 
 CORPORA = ("emodb", "ravdess", "emovo")
@@ -95,10 +95,10 @@ def extract(paths: list[str]) -> tuple[np.ndarray, list[float], float]:
                             feature_level=opensmile.FeatureLevel.Functionals)
     rows, seconds, audio_seconds = [], [], 0.0
     for path in paths:
-        audio = load_audio(path, 16000)
-        audio_seconds += len(audio) / 16000
+        audio = load_audio(path)
+        audio_seconds += len(audio) / SAMPLING_RATE
         start = time.perf_counter()
-        rows.append(smile.process_signal(audio, 16000).to_numpy()[0])
+        rows.append(smile.process_signal(audio, SAMPLING_RATE).to_numpy()[0])
         seconds.append(time.perf_counter() - start)
     return np.asarray(rows, dtype=np.float64), seconds, audio_seconds
 

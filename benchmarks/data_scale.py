@@ -7,7 +7,7 @@
 The clips are the three corpora's 2,563 real clips, repeated with a perturbation per repeat (gain, 30 dB white
 noise, a shift of up to 0.2 s: each repeat is new audio, so nothing is read from the feature cache), written as a
 `datasets` folder with the audio embedded as WAV. Each size runs in a fresh process, the user's own path:
-`train_ser.py`'s functions with the whisper-frozen recipe and `--dataset_name`, no copies, one epoch of one fold
+the functions of `train_ser.py` (ser.arguments, ser.experiment) with the whisper-frozen recipe and `--dataset_name`, no copies, one epoch of one fold
 (speaker 5-fold), an empty cache. Measured per phase: wall time per clip, and the process's peak resident memory,
 both in total (VmHWM: it counts the memory-mapped cache pages the kernel keeps, which it can drop at any time) and
 anonymous only (RssAnon, sampled every 0.1 s: the memory the process itself holds, which does not grow with the
@@ -90,22 +90,22 @@ def status(field: str) -> int:
 
 def measure(folder: Path, work: Path) -> dict:
     """One size, in this process: read the dataset, extract features (empty cache), train the head one epoch."""
-    sys.path.insert(0, str(ROOT))
-    import train_ser
+    from ser.arguments import parse_arguments
+    from ser.experiment import build_experiment, prepare_folds, read_corpus
 
     argv = ["--recipe", str(ROOT / "configs/recipes/whisper-frozen.yaml"), "--dataset_name", str(folder),
             "--speaker_column_name", "speaker", "--protocol", "speaker_kfold", "--num_folds", "5", "--copies", "0",
             "--num_train_epochs", "1", "--seeds", "0", "--output_dir", str(work / "run"), "--feature_cache_dir",
             str(work / "cache"), "--report_to", "none", "--disable_tqdm", "true", "--dataloader_num_workers", "0"]
-    data_args, model_args, augment_args, training_args, _ = train_ser.parse_arguments(argv)
+    data_args, model_args, augment_args, training_args, _ = parse_arguments(argv)
     training_args.remove_unused_columns = False
     sampler, phases = MemorySampler(), {}
     start = time.perf_counter()
-    table_, clips, names = train_ser.read_corpus(data_args)
-    folds, _ = train_ser.prepare_folds(clips, data_args)
+    table_, clips, names = read_corpus(data_args)
+    folds, _ = prepare_folds(clips, data_args)
     phases["read"] = {"seconds": time.perf_counter() - start, "anon_kb": sampler.reset()}
     start = time.perf_counter()
-    experiment, _, inputs = train_ser.build_experiment(0, table_, clips, names, data_args, model_args, augment_args,
+    experiment, _, inputs = build_experiment(0, table_, clips, names, data_args, model_args, augment_args,
                                                        training_args)
     phases["extract"] = {"seconds": time.perf_counter() - start, "anon_kb": sampler.reset(),
                          "misses": inputs.cache_stats["misses"]}
@@ -129,8 +129,8 @@ def main() -> None:
         for n in args.clips:
             folder, work = Path(tmp) / f"data-{n}", Path(tmp) / f"work-{n}"
             build_dataset(n, folder)
-            done = subprocess.run([sys.executable, __file__, "--one", str(folder), str(work)], capture_output=True,
-                                  text=True, check=True)
+            done = subprocess.run([sys.executable, __file__, "--one", str(folder), str(work)], stdout=subprocess.PIPE,
+                                  text=True, check=True)  # stderr (progress, errors) passes through
             result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
             phases = result["phases"]
             rows.append({"clips": result["clips"],

@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ser.audio import SAMPLING_RATE
 from _common import ROOT, fold_model, median, run_clips, table, write_result  # noqa: I001
 
-SR = 16000
+SR = SAMPLING_RATE  # ser.audio, the one definition
 
 
 def every_nth(items: list, count: int) -> list:

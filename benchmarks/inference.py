@@ -43,10 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ser.audio import SAMPLING_RATE
 from _common import EMODB, median, table, write_result  # noqa: I001
 
 LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
-SR = 16000
+SR = SAMPLING_RATE  # ser.audio, the one definition
 MODELS = {
     "base": ("wav2vec2", dict(feat_extract_norm="layer")),
     "large": ("hubert", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,

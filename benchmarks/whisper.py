@@ -28,9 +28,10 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
 
 import modeling_ser
+from ser.audio import SAMPLING_RATE
 from _common import EMODB, median, table, write_result  # noqa: I001
 
-SR = 16000
+SR = SAMPLING_RATE  # ser.audio, the one definition
 LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
 SIZES = {
     "tiny": dict(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536),

@@ -67,11 +67,6 @@ def corpus_name(results):
     return join_words(display_name(key) for key in corpus_keys(results))
 
 
-def dataset_id(results):
-    """The `datasets` metadata value of a single corpus: its short name, else its key."""
-    return short_name(results["corpus"])
-
-
 def dataset_ids(results):
     """The `datasets` metadata: every corpus's short name."""
     return [short_name(key) for key in corpus_keys(results)]

@@ -49,11 +49,20 @@ def _language(corpus: str | None) -> str:
 def to_clips(dataset: Dataset) -> list[Clip]:
     """The metadata the protocols need, one Clip per row (rows whose audio has no path are named `corpus[i]`)."""
     names = dataset.features["label"].names
-    audio = dataset.data.column("audio").combine_chunks().field("path").to_pylist()  # without reading the bytes
+    audio = audio_paths(dataset, "audio")
     columns = dataset.select_columns(["label", *METADATA_COLUMNS])[:]
     return [Clip(path=path or f"{corpus}[{i}]", label=names[label], speaker=speaker, corpus=corpus or None)
             for i, (path, label, speaker, corpus) in
             enumerate(zip(audio, columns["label"], columns["speaker"], columns["corpus"]))]
+
+
+def audio_paths(dataset: Dataset, column: str) -> list[str | None]:
+    """Each row's audio path, read from the Arrow column without touching the bytes (chunk by chunk: a column of
+    embedded audio can exceed the 2 GB a single Arrow binary array holds)."""
+    paths = [path for chunk in dataset.data.table.column(column).chunks for path in chunk.field("path").to_pylist()]
+    if dataset._indices is not None:  # a selection (`select`) maps rows onto the table it shares
+        paths = [paths[i] for i in dataset._indices.column(0).to_pylist()]
+    return paths
 
 
 def decode(audio: dict, name: str) -> np.ndarray:
@@ -152,9 +161,8 @@ def _label_names(source: Dataset, column: str, mapping: dict[str, str]) -> list[
 
 
 def _speakers_from_paths(source: Dataset, audio_column: str, pattern: str) -> list[str]:
-    paths = source.cast_column(audio_column, AUDIO).data.column(audio_column).combine_chunks().field("path")
     regex, speakers = re.compile(pattern), []
-    for path in paths.to_pylist():
+    for path in audio_paths(source.cast_column(audio_column, AUDIO), audio_column):
         match = regex.search(Path(path or "").stem)
         if not match:
             raise CorpusError(f"--speaker_regex {pattern!r} finds no speaker in {path!r}")

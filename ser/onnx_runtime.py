@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ser.audio import SAMPLING_RATE
 from ser.runtime import ONNX_RUNTIMES, copy_sharing_tensors, freeze_weight_norm
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -116,7 +117,7 @@ def export(model: nn.Module, feature_extractor, path: Path, with_stats: bool = F
     name = type(model).__name__
     if with_stats and not getattr(model, "speaker_normalised", False):
         raise ValueError(f"{name} is not speaker-normalised: it takes no speaker statistics")
-    example = _example_inputs(model, feature_extractor, [16000, 11200], with_stats)
+    example = _example_inputs(model, feature_extractor, [SAMPLING_RATE, int(0.7 * SAMPLING_RATE)], with_stats)
     probe = _example_inputs(model, feature_extractor, [7200, 20800, 12000], with_stats)
     input_names = list(example)
     # AUTO: the exporter infers each axis's range and relations itself; a named Dim could not express the
@@ -169,7 +170,7 @@ def _example_inputs(model: nn.Module, feature_extractor, lengths: list[int], wit
     """A padded batch of quiet noise with these lengths (samples), as the feature extractor prepares it."""
     rng = np.random.default_rng(0)
     clips = [0.05 * rng.standard_normal(n).astype(np.float32) for n in lengths]
-    inputs = feature_extractor(clips, sampling_rate=16000, padding=True, return_attention_mask=True,
+    inputs = feature_extractor(clips, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True,
                                return_tensors="pt")
     example = {model.main_input_name: inputs[model.main_input_name], "attention_mask": inputs["attention_mask"].long()}
     if with_stats:

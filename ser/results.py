@@ -274,10 +274,6 @@ def pooled(results: dict) -> dict:
     return results["summary"]["pooled"]
 
 
-def pooled_confusion(results: dict) -> list[list[int]]:
-    return pooled(results)["confusion"]
-
-
 def fold_table(results: dict) -> list[dict]:
     """One row per fold (in protocol order): name, test_speakers and n_test (of the first seed's run: the folds
     are the same for every seed) and, for "wa", "ua" and "macro_f1", {"mean", "std", "values"} over seeds."""

@@ -6,7 +6,6 @@ import shutil
 import sys
 
 import numpy as np
-import pytest
 from datasets import Audio, ClassLabel, Dataset, concatenate_datasets, load_from_disk
 
 from conftest import EMODB, SPEAKERS, require, small_emodb_csv, tiny_spec, train
@@ -111,3 +110,12 @@ def test_two_processes_extract_the_features_one_would_and_a_second_run_reads_the
     train(tmp_path, *common, "--output_dir", tmp_path / "two", "--only_folds", "speaker-08", launcher=TWO_PROCESSES)
     again = results_of(tmp_path / "two")["feature_cache"]
     assert (again["hits"], again["misses"]) == (36, 0)
+
+
+def test_the_clips_of_a_selection_are_the_selected_rows():
+    """A selection shares its table (datasets keeps an index mapping): the metadata must follow the mapping."""
+    clips = load_emodb(require(EMODB))
+    rows = [500, 3, 250]
+    picked = dataset.to_clips(dataset.from_clips(clips).select(rows))
+    assert [(c.path, c.label, c.speaker, c.corpus) for c in picked] == [
+        (clips[i].path, clips[i].label, clips[i].speaker, clips[i].corpus) for i in rows]

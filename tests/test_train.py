@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EMODB, ROOT, SPEAKERS, require, small_emodb_csv, tiny_spec, train
+from conftest import EMODB, ROOT, SPEAKERS, TINY_SPECS, require, small_emodb_csv, tiny_spec, train
 from ser import speech
 from ser.corpora import load_emodb
 
@@ -245,32 +245,38 @@ def test_whisper_trains_from_a_spec(tmp_path):
     assert all(abs(sum(row.values()) - 1) < 1e-4 for row in scores)
 
 
-@pytest.mark.parametrize("normalisation", ["speaker", "global"])
-def test_frozen_normalised_whisper_is_served_as_it_was_tested(tmp_path, normalisation):
-    """A frozen encoder's head with frame normalisation (a speaker's statistics, or the training clips' saved in the
-    model) gives, through the predictor, the held-out fold's own test probabilities: training and serving share one
-    definition of the statistics and of where they apply."""
+@pytest.mark.parametrize("family,normalisation", [("whisper", "speaker"), ("whisper", "global"),
+                                                  ("logmel-cnn", "speaker")])
+def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normalisation):
+    """A model that normalises with statistics (a frozen encoder's head: a speaker's, or the training clips' saved
+    in the model; the log-mel CNN, fine-tuned whole: a speaker's log-mel statistics) gives, through the predictor,
+    the held-out fold's own test probabilities: training and serving share one definition of the statistics and of
+    where they apply."""
     from test_modeling_whisper import SPEC
 
     from ser.predictor import EmotionPredictor
 
-    spec = tmp_path / "tiny-whisper.json"
-    spec.write_text(json.dumps(SPEC))
+    spec = tmp_path / f"tiny-{family}.json"
+    spec.write_text(json.dumps(SPEC if family == "whisper" else TINY_SPECS[family]))
     out = tmp_path / "run"
     # the global variant also trains on one cached perturbed copy of each clip (evaluated on the clips as they are)
     option = ["--speaker_normalisation", "true"] if normalisation == "speaker" else \
         ["--frame_normalisation", "global", "--copies", 1]
+    mode = ["--mode", "frozen", "--feature_layer", 1, "--pooled_norm", "true"] if family == "whisper" else []
     train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", spec,
-          "--mode", "frozen", "--feature_layer", 1, "--pooling", "stats", "--pooled_norm", "true", *option,
+          *mode, "--pooling", "stats", *option,
           "--only_folds", "speaker-03", "--num_train_epochs", 2, "--save_fold_models", "true",
           "--train_final_model", "false", "--output_dir", out)
     fold = json.loads((out / "speaker-03" / "fold_result.json").read_text())
     results = json.loads((out / "results.json").read_text())
-    copies = 1 if normalisation == "global" else 0
-    assert results["feature_cache"]["misses"] == 36 * (1 + copies)  # the clips and their copies, encoded once
-    assert (results["augmentation"] or {}).get("copies", 0) == copies
     predictor = EmotionPredictor.from_pretrained(out / "speaker-03" / "model")
-    assert predictor.model.config.frame_normalisation == normalisation
+    if family == "whisper":
+        copies = 1 if normalisation == "global" else 0
+        assert results["feature_cache"]["misses"] == 36 * (1 + copies)  # the clips and their copies, encoded once
+        assert (results["augmentation"] or {}).get("copies", 0) == copies
+        assert predictor.model.config.frame_normalisation == normalisation
+    else:
+        assert predictor.model.config.normalisation == normalisation
     # what training did to the input, recorded in the model: the predictor repeats it
     assert predictor.detector == speech.DEFAULT and predictor.trim_silence and predictor.level_normalisation
     clips = [c for c in load_emodb(require(EMODB)) if c.speaker == "03"][:12]
@@ -293,7 +299,7 @@ def test_frozen_normalised_whisper_is_served_as_it_was_tested(tmp_path, normalis
 def test_recipe_replaces_the_included_one_and_the_config_still_wins(tmp_path):
     """`--recipe` swaps the recipe a corpus config includes (the CNN instead of the Whisper default); the corpus
     config's own keys and then the command line still win."""
-    from train_ser import parse_arguments
+    from ser.arguments import parse_arguments
 
     config = ROOT / "configs" / "emodb.yaml"
     data, model, *_ = parse_arguments(["--config", str(config), "--output_dir", str(tmp_path)])
@@ -303,3 +309,15 @@ def test_recipe_replaces_the_included_one_and_the_config_still_wins(tmp_path):
                                                    "--num_train_epochs", "3"])
     assert model.encoder_name_or_path is None and model.encoder_config == "configs/encoders/logmel-cnn.json"
     assert data.corpus == ["emodb"] and training.output_dir == "runs/emodb" and training.num_train_epochs == 3
+
+
+def test_speaker_normalisation_a_saved_model_could_not_repeat_is_refused(tmp_path):
+    """A fine-tuned w2v-BERT normalises its filterbanks outside the model: its results are fine, a saved model would
+    be served without the normalisation, so saving one is refused before any training."""
+    common = ["--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", tiny_spec(tmp_path),
+              "--speaker_normalisation", "true", "--only_folds", "speaker-03", "--num_train_epochs", 1]
+    failed = train(tmp_path, *common, "--output_dir", tmp_path / "saved", check=False)
+    assert failed.returncode != 0 and "would be served without it" in failed.stderr
+    assert not (tmp_path / "saved" / "speaker-03").exists()
+    train(tmp_path, *common, "--train_final_model", "false", "--output_dir", tmp_path / "results-only")
+    assert json.loads((tmp_path / "results-only" / "results.json").read_text())["speaker_normalisation"] is True

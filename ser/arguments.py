@@ -1,0 +1,128 @@
+"""train_ser.py's options: one dataclass per owner (data, model, export; augmentation in ser.augment and the
+Trainer's own `TrainingArguments`), read from a corpus YAML, its included recipe, then the command line."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+import modeling_ser
+from ser import corpora, speech
+from ser.audio import LEVEL_DBFS
+from ser.augment import AugmentationArguments
+
+
+@dataclass
+class DataArguments:
+    corpus: list[str] | None = field(default=None, metadata={"help": f"{', '.join(corpora.CORPORA)}, folder (one folder per label) or csv; several names train on their mixture"})
+    data_root: list[str] | None = field(default=None, metadata={"help": "The corpus folder in its original layout, or the CSV file; one per --corpus, in the same order"})
+    dataset_name: str | None = field(default=None, metadata={"help": "Instead of --corpus: any audio dataset, a Hub id or a local folder (saved with datasets' save_to_disk, or an audiofolder); all its splits are used"})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name: the dataset's configuration"})
+    audio_column_name: str = field(default="audio", metadata={"help": "--dataset_name: the column holding the audio"})
+    label_column_name: str = field(default="label", metadata={"help": "--dataset_name: the column holding the emotion"})
+    speaker_column_name: str | None = field(default=None, metadata={"help": "--dataset_name: the column holding the speaker; without it (or --speaker_regex), only --protocol random works, and the results say so"})
+    label_mapping: list[str] | None = field(default=None, metadata={"help": "--dataset_name: the dataset's labels onto ours, e.g. hap=happy ang=angry (known spellings map by themselves)"})
+    speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder or --dataset_name: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
+    language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the named corpora)"})
+    labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad (a mixture: default the emotions every corpus has)"})
+    protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | loco (leave one corpus out) | fixed | random (speaker-dependent)"})
+    num_folds: int | None = field(default=None, metadata={"help": "k for speaker_kfold and random"})
+    fold_seed: int | None = field(default=None, metadata={"help": "Shuffle speakers (speaker_kfold) or clips (random) with this seed; unset: speakers in sorted order (EmoBox RAVDESS: actors 1-4, 5-8, ...)"})
+    split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
+    only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
+    speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
+    normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation: whose audio the statistics come from: speaker | corpus"})
+    trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
+    level_normalisation: bool = field(default=True, metadata={"help": f"Scale each clip (after --trim_silence) to an RMS of {LEVEL_DBFS:g} dBFS, as the predictor does; recorded in the saved model"})
+    speech_detector: str = field(default=speech.DEFAULT.name, metadata={"help": f"What finds the speech for --trim_silence: {' | '.join(speech.DETECTORS)}; recorded in the saved model", "choices": speech.DETECTORS})
+    crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})
+    skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
+
+
+@dataclass
+class ModelArguments:
+    encoder_name_or_path: str | None = field(default=None, metadata={"help": "Pretrained encoder: Hub id or local folder"})
+    encoder_config: str | None = field(default=None, metadata={"help": "Encoder spec JSON to train from scratch (configs/encoders/)"})
+    mode: str = field(default="full", metadata={"help": "full (fine-tune) | frozen (cached encoder features, head only)"})
+    pooling: str = field(default="mean", metadata={"help": "mean | stats | attentive"})
+    feature_layer: str = field(default="last", metadata={"help": "last | weighted | a layer index"})
+    classifier_proj_size: int | None = field(default=None, metadata={"help": "Projector size (default: the config's)"})
+    head_hidden_sizes: list[int] = field(default_factory=list, metadata={"help": "Hidden layers of the head"})
+    head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
+    frame_normalisation: str = field(default="none", metadata={"help": f"--mode frozen: z-normalise the encoder frames before the head: {' | '.join(modeling_ser.FRAME_NORMALISATIONS)} (--speaker_normalisation true means speaker)"})
+    pooled_norm: bool = field(default=False, metadata={"help": "Standardise the pooled vector (batch norm without learned scale) before the classifier"})
+    freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
+    class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
+    corpus_balanced: bool = field(default=False, metadata={"help": "A mixture: every corpus contributes as many training draws per epoch as the largest (smaller corpora repeated)"})
+    normalisation: str | None = field(default=None, metadata={"help": "logmel-cnn: global (training-set statistics) | utterance (each clip's own); --speaker_normalisation true means speaker"})
+    feature_cache_dir: str | None = field(default=None, metadata={"help": "--mode frozen: where encoder features are cached (default <output_dir>/feature-cache); runs sharing it extract each clip's features once"})
+    save_fold_models: bool = field(default=False, metadata={"help": "Keep each fold's trained model in <fold>/model (for benchmarks on held-out speakers)"})
+    train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
+    seeds: list[int] | None = field(default=None, metadata={"help": "Run the whole protocol once per seed (initial weights, crops, augmentation), e.g. 0 1 2; results report the mean ± std over seeds. Default: --seed alone. The final model uses the first."})
+
+    def head_options(self) -> dict:
+        layer = int(self.feature_layer) if self.feature_layer.isdigit() else self.feature_layer
+        options = dict(pooling=self.pooling, feature_layer=layer, head_hidden_sizes=self.head_hidden_sizes,
+                       head_dropout=self.head_dropout, freeze_feature_encoder=self.freeze_feature_encoder,
+                       freeze_backbone=self.mode == "frozen", pooled_norm=self.pooled_norm,
+                       frame_normalisation=self.frame_normalisation)
+        if self.classifier_proj_size:
+            options["classifier_proj_size"] = self.classifier_proj_size
+        return options
+
+
+@dataclass
+class ExportArguments:
+    export_dir: str | None = field(default=None, metadata={"help": "Write the Hub model repo (weights, config, card, results) here"})
+    export_dataset_dir: str | None = field(default=None, metadata={"help": "Instead of training: write the clips as a datasets folder, one split per fold of --protocol, with a dataset card (ser/dataset_export.py)"})
+
+
+def parse_arguments(argv: list[str]):
+    """YAML values first, then the command line, so any option can be overridden there. `--recipe FILE` replaces
+    the recipe a corpus config includes (e.g. configs/recipes/logmel-cnn.yaml, the from-scratch CNN)."""
+    parser = HfArgumentParser((DataArguments, ModelArguments, AugmentationArguments, TrainingArguments, ExportArguments))
+    recipe = None
+    if "--recipe" in argv:
+        at = argv.index("--recipe")
+        recipe, argv = argv[at + 1], argv[:at] + argv[at + 2 :]
+    if "--config" in argv:
+        at = argv.index("--config")
+        argv = yaml_to_argv(argv[at + 1], recipe) + argv[:at] + argv[at + 2 :]
+    elif recipe:
+        argv = yaml_to_argv(recipe) + argv
+    if not torch.cuda.is_available() and "--use_cpu" not in argv:
+        argv = argv + ["--use_cpu", "true"]  # without it, the Trainer ignores a 2-process CPU launch's process group
+    data_args, model_args, augment_args, training_args, export_args = parser.parse_args_into_dataclasses(args=argv)
+    if training_args.push_to_hub and not (training_args.hub_model_id and export_args.export_dir):
+        parser.error("--push_to_hub needs --hub_model_id org/name and --export_dir (the folder that is uploaded)")
+    if (data_args.corpus is None) == (data_args.dataset_name is None):
+        parser.error("give exactly one of --corpus (with --data_root) and --dataset_name")
+    if data_args.corpus and not data_args.data_root:
+        parser.error("--corpus needs --data_root (one per corpus)")
+    if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
+        parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
+    if data_args.normalisation_group not in ("speaker", "corpus"):
+        parser.error(f"--normalisation_group must be speaker or corpus, not {data_args.normalisation_group!r}")
+    if model_args.mode not in ("full", "frozen"):
+        parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
+    if model_args.frame_normalisation not in modeling_ser.FRAME_NORMALISATIONS:
+        parser.error(f"--frame_normalisation must be one of {modeling_ser.FRAME_NORMALISATIONS}")
+    if model_args.frame_normalisation != "none" and model_args.mode != "frozen":
+        parser.error("--frame_normalisation normalises a frozen encoder's frames: it needs --mode frozen")
+    return data_args, model_args, augment_args, training_args, export_args
+
+
+def yaml_to_argv(path: str, recipe: str | None = None) -> list[str]:
+    """A YAML config as command-line options. `include: other.yaml` (relative to the including file), or `recipe`
+    in its place, comes first, so the including file's own keys win, as the command line wins over both."""
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    argv = []
+    included = config.pop("include", None)
+    if recipe or included:
+        argv += yaml_to_argv(recipe or str(Path(path).parent / included))
+    for key, value in config.items():
+        values = value if isinstance(value, list) else [value]
+        argv += [f"--{key}", *(str(v) for v in values)]
+    return argv

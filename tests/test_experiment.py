@@ -1,0 +1,65 @@
+"""The fold loop (ser.experiment) in-process, on a few real Emo-DB clips and a tiny frozen encoder: what a fold
+returns, that a finished fold is read back instead of retrained, that every fold starts from the same weights, and
+that speaker-independent folds are checked."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import small_emodb_csv, tiny_spec
+from ser import splits
+from ser.arguments import parse_arguments
+from ser.experiment import build_experiment, prepare_folds, read_corpus
+from ser.metrics import classification_metrics
+
+
+@pytest.fixture
+def experiment_parts(tmp_path):
+    argv = ["--corpus", "csv", "--data_root", str(small_emodb_csv(tmp_path, per_speaker=6)), "--encoder_config",
+            str(tiny_spec(tmp_path, "wavlm")), "--mode", "frozen", "--num_train_epochs", "2",
+            "--per_device_train_batch_size", "4", "--report_to", "none", "--disable_tqdm", "true",
+            "--output_dir", str(tmp_path / "run")]
+    data_args, model_args, augment_args, training_args, _ = parse_arguments(argv)
+    training_args.remove_unused_columns = False
+    table, clips, names = read_corpus(data_args)
+    folds, protocol = prepare_folds(clips, data_args)
+    experiment, _, inputs = build_experiment(0, table, clips, names, data_args, model_args, augment_args,
+                                             training_args)
+    return experiment, clips, names, folds, protocol
+
+
+def test_each_fold_reports_its_test_clips_and_the_metrics_of_its_predictions(experiment_parts):
+    experiment, clips, names, folds, protocol = experiment_parts
+    assert protocol["description"] == "leave-one-speaker-out" and len(folds) == 3
+    results = experiment.run_folds(folds, clips, speaker_independent=True)
+    for fold, result in zip(folds, results):
+        assert result["name"] == fold.name and result["n_test"] == len(fold.test) == 6
+        assert result["y_true"] == [names.index(clips[i].label) for i in fold.test]
+        assert result["y_pred"] == [max(range(len(names)), key=row.__getitem__) for row in result["logits"]]
+        metrics = classification_metrics(result["y_true"], result["y_pred"], len(names))
+        assert {key: result[key] for key in metrics} == metrics
+        assert json.loads((experiment.output_dir / fold.name / "fold_result.json").read_text()) == result
+
+
+def test_a_finished_fold_is_read_back_and_every_fold_starts_from_the_same_weights(experiment_parts):
+    experiment, clips, _, folds, _ = experiment_parts
+    initial = {key: value.clone() for key, value in experiment.model.state_dict().items()}
+    first = experiment.run_folds(folds[:1], clips, speaker_independent=True)
+    trained = experiment.model.state_dict()
+    assert any(not torch.equal(initial[key], trained[key]) for key in initial)
+    done = experiment.output_dir / folds[0].name / "fold_result.json"
+    stamp = done.stat().st_mtime_ns
+    assert experiment.run_folds(folds[:1], clips, speaker_independent=True) == first  # read, not retrained
+    assert done.stat().st_mtime_ns == stamp
+    done.unlink()
+    again = experiment.run_folds(folds[:1], clips, speaker_independent=True)  # retrained from the initial weights
+    assert again[0]["logits"] == first[0]["logits"]
+
+
+def test_a_fold_sharing_a_speaker_between_training_and_test_is_refused(experiment_parts):
+    experiment, clips, _, folds, _ = experiment_parts
+    leaky = splits.Fold(name="leaky", train=folds[0].train + folds[0].test[:1], test=folds[0].test,
+                        test_speakers=folds[0].test_speakers)
+    with pytest.raises(ValueError, match="speaker"):
+        experiment.run_folds([leaky], clips, speaker_independent=True)
