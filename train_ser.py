@@ -20,8 +20,9 @@ from ser.experiment import build_experiment, corpus_name, limit_threads, prepare
 from ser.run_outputs import export, train_final_model, write_results
 
 
-def main(argv: list[str]) -> None:
-    data_args, model_args, augment_args, training_args, export_args = parse_arguments(argv)
+def main(argv: list[str] | None = None) -> None:
+    data_args, model_args, augment_args, training_args, export_args = parse_arguments(
+        sys.argv[1:] if argv is None else argv)
     training_args.remove_unused_columns = False
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
     limit_threads()
@@ -61,4 +62,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -39,7 +39,7 @@ def build_dataset(clips_wanted: int, folder: Path) -> None:
     from datasets import Dataset, Features, Value
 
     from ser import dataset
-    from ser.audio import load_audio
+    from ser.audio import SAMPLING_RATE, load_audio
     from ser.corpora import load_mixture
 
     clips = load_mixture(list(CORPORA), [DATA / name for name in CORPORA])
@@ -53,7 +53,7 @@ def build_dataset(clips_wanted: int, folder: Path) -> None:
                 audio = np.roll(audio, int(rng.integers(0, 3200))) * 10 ** (rng.uniform(-6, 6) / 20)
                 audio = audio + rng.normal(0, np.sqrt(np.mean(audio ** 2)) * 10 ** (-30 / 20), len(audio))
             encoded = io.BytesIO()
-            sf.write(encoded, np.clip(audio, -1, 1), 16000, format="WAV", subtype="PCM_16")
+            sf.write(encoded, np.clip(audio, -1, 1), SAMPLING_RATE, format="WAV", subtype="PCM_16")
             yield {"audio": {"bytes": encoded.getvalue(), "path": f"{Path(clip.path).stem}-{repeat}.wav"},
                    "label": clip.label, "speaker": f"{clip.corpus}-{clip.speaker}"}
 

@@ -441,7 +441,7 @@ def watch_updates(page, selector: str, seconds: float) -> list[float]:
 def test_description_of_a_mixture_for_a_person(tmp_path):
     """One short line in plain words, and the details (how often it is right, where it learned) for a fold; no file
     names, no "corpus", no metric names."""
-    from app import describe_model
+    from ser.description import describe_model
     from ser import results as results_file
     from ser.export import add_cross_corpus
     from test_card import MIXTURE_LABELS, write_model_and_loco
@@ -470,7 +470,7 @@ def test_description_of_a_mixture_for_a_person(tmp_path):
 
 
 def test_description_of_a_single_corpus_model_and_of_none():
-    from app import describe_model
+    from ser.description import describe_model
     from ser import results as results_file
 
     results = results_file.read(ROOT / "models" / "ser-cnn-emodb")

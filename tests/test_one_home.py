@@ -1,0 +1,43 @@
+"""Facts with one home: the sample rate, the integer-PCM scale and the predictor's clip limits are defined once, and
+every other file refers to that definition (a literal elsewhere is how two definitions start to drift)."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# the model file is uploaded next to every model and may import only torch and transformers: it keeps its own
+SOURCES = [p for p in [*ROOT.glob("*.py"), *(ROOT / "ser").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
+                       *(ROOT / "metrics").rglob("*.py")] if p.name != "modeling_ser.py"]
+
+
+def places(pattern: str) -> list[str]:
+    """`file: line` for every line of code (comments left out) matching `pattern`."""
+    regex = re.compile(pattern)
+    return sorted(f"{path.relative_to(ROOT)}: {line.strip()}" for path in SOURCES
+                  for line in path.read_text().splitlines() if regex.search(line.split("#")[0]))
+
+
+def test_the_sample_rate_is_written_once():
+    assert places(r"\b16_?000\b") == ["ser/audio.py: SAMPLING_RATE = 16000  # what every encoder family here expects"]
+
+
+def test_integer_pcm_has_one_scale():
+    assert places(r"\b3276[78]\b|2 ?\*\* ?15\b") == []
+    assert len(places(r"2 ?\*\* ?\(.*bits")) == 1  # ser.audio.to_float_mono: 2**(bits - 1), for every caller
+
+
+def test_the_clip_limits_are_the_predictors():
+    assert places(r"\b(min|max)_seconds\s*=\s*[\d.]+") == ["ser/predictor.py: max_seconds = 60.0",
+                                                            "ser/predictor.py: min_seconds = 0.25"]
+
+
+def test_the_entry_points_are_console_commands_too(tmp_path):
+    """`pip install -e .` (scripts/setup.sh) installs train_ser.py, predict_ser.py and app.py as commands that run
+    from any folder."""
+    import subprocess
+    import sys
+
+    for command, first_option in [("ser-train", "--corpus"), ("ser-predict", "--model"), ("ser-demo", "--model")]:
+        done = subprocess.run([str(Path(sys.executable).parent / command), "--help"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and first_option in done.stdout, done.stderr[-2000:]
