@@ -7,14 +7,16 @@ seeds and runs read instead of recompute.
 
 import hashlib
 import json
+import mmap
 import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from accelerate import PartialState
-from datasets import Dataset, Features, List, Value, concatenate_datasets
+from datasets import Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 from torch import nn
 from tqdm.auto import tqdm
@@ -41,9 +43,10 @@ CACHE_FEATURES = Features({"key": Value("string"), "frames": Value("binary"), "s
 
 class FeatureCache:
     """Encoder frames per clip, (T, H) or (T, L, H) for a weighted layer sum, as a `datasets` table: Arrow files
-    under `root/<encoder fingerprint>/`, one row per distinct audio (keyed by the hash of the samples the encoder
-    sees, so a change of trimming, level or augmentation is a new key). The files are memory-mapped: reading them
-    does not hold the features in process memory, and runs, folds and seeds share them.
+    under `root/<encoder fingerprint>/` (written by datasets' ArrowWriter; `Dataset.from_file` reads them), one row
+    per distinct audio, keyed by the hash of the samples the encoder sees, so a change of trimming, level or
+    augmentation is a new key. Runs, folds and seeds share them; reading them does not hold them in memory
+    (CacheFiles).
 
     Under several processes (`accelerate launch`), each encodes every `num_processes`-th clip not yet cached and
     writes its own file; the frames are those one process computes, as every clip is encoded alone."""
@@ -55,16 +58,9 @@ class FeatureCache:
         if self.state.is_main_process:
             self.folder.mkdir(parents=True, exist_ok=True)
         self.state.wait_for_everyone()
-        self.table, self.rows = self._open()
+        self.files = CacheFiles(self.folder)
         self.state.wait_for_everyone()  # no process writes before every process has read the same cache
         self.hits = self.misses = 0
-
-    def _open(self) -> tuple[Dataset | None, dict[str, int]]:
-        files = sorted(self.folder.glob("*.arrow"))
-        if not files:
-            return None, {}
-        table = concatenate_datasets([Dataset.from_file(str(f)) for f in files])
-        return table, {key: row for row, key in enumerate(table["key"])}
 
     def features(self, audio: Iterable[np.ndarray], total: int | None = None) -> "CachedFeatures":
         """The frames of each clip of `audio` (read one at a time), encoding those not cached yet."""
@@ -75,7 +71,7 @@ class FeatureCache:
                          disable=not self.state.is_main_process):
             key = hashlib.sha256(clip.tobytes()).hexdigest()[:24]
             keys.append(key)
-            if key in self.rows or key in seen:
+            if key in self.files.index or key in seen:
                 continue
             seen.add(key)
             mine += 1
@@ -91,8 +87,8 @@ class FeatureCache:
         self.misses += len(seen)
         self.hits += len(keys) - len(seen)
         self.state.wait_for_everyone()
-        self.table, self.rows = self._open()
-        return CachedFeatures(self.table, [self.rows[key] for key in keys])
+        self.files = CacheFiles(self.folder)
+        return CachedFeatures(self.files, [self.files.index[key] for key in keys])
 
     @torch.no_grad()
     def encode(self, audio: np.ndarray) -> np.ndarray:
@@ -103,28 +99,57 @@ class FeatureCache:
         return self.model.encoder_frames(outputs)[0].float().numpy()  # (T, H), or (T, L, H) for a weighted sum
 
 
-class CachedFeatures(Sequence):
-    """Clips' cached frames, read from the memory-mapped table when indexed; `durations` in seconds of the audio
-    each was computed from. Slicing gives another view of the same table."""
+class CacheFiles:
+    """The cache's Arrow files, memory-mapped, with `index`: key -> (file, row). Pages read through a memory map stay
+    resident in the process (and count in its RSS) until released, so every RELEASE_EVERY reads the maps are
+    released (madvise DONTNEED): the pages stay in the kernel's page cache, and the process's memory does not grow
+    with the cache (benchmarks/data_scale.py)."""
 
-    def __init__(self, table: Dataset, rows: list[int]):
-        self.table, self.row_of = table, rows
+    RELEASE_EVERY = 256
+
+    def __init__(self, folder: Path):
+        self.maps, self.tables, self.index, self.reads = [], [], {}, 0
+        for number, path in enumerate(sorted(folder.glob("*.arrow"))):
+            with open(path, "rb") as handle:
+                self.maps.append(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+            table = pa.ipc.open_stream(pa.py_buffer(self.maps[-1])).read_all()  # datasets' Arrow stream format
+            self.tables.append(table)
+            self.index.update((key, (number, row)) for row, key in enumerate(table.column("key").to_pylist()))
+
+    def read(self, where: tuple[int, int]) -> np.ndarray:
+        table, row = self.tables[where[0]], where[1]
+        frames = np.frombuffer(table.column("frames")[row].as_buffer(), dtype=np.float32)
+        frames = frames.reshape(table.column("shape")[row].as_py()).copy()
+        self.reads += 1
+        if self.reads % self.RELEASE_EVERY == 0:
+            for memory in self.maps:
+                memory.madvise(mmap.MADV_DONTNEED)
+        return frames
+
+    def samples(self, where: tuple[int, int]) -> int:
+        return self.tables[where[0]].column("samples")[where[1]].as_py()
+
+
+class CachedFeatures(Sequence):
+    """Clips' cached frames, read from the cache files when indexed; `durations` in seconds of the audio each was
+    computed from. Slicing and `take` give other views of the same files."""
+
+    def __init__(self, files: CacheFiles, rows: list[tuple[int, int]]):
+        self.files, self.row_of = files, rows
 
     def __len__(self) -> int:
         return len(self.row_of)
 
     def take(self, indices: list[int]) -> "CachedFeatures":
-        return CachedFeatures(self.table, [self.row_of[i] for i in indices])
+        return CachedFeatures(self.files, [self.row_of[i] for i in indices])
 
     def __getitem__(self, i):
         if isinstance(i, slice):
-            return CachedFeatures(self.table, self.row_of[i])
-        row = self.table[self.row_of[i]]
-        return np.frombuffer(row["frames"], dtype=np.float32).reshape(row["shape"]).copy()
+            return CachedFeatures(self.files, self.row_of[i])
+        return self.files.read(self.row_of[i])
 
     def durations(self) -> list[float]:
-        samples = self.table["samples"]
-        return [samples[row] / SAMPLING_RATE for row in self.row_of]
+        return [self.files.samples(row) / SAMPLING_RATE for row in self.row_of]
 
 
 class FrozenEncoderHead(nn.Module):
