@@ -3,8 +3,8 @@ with `datasets` (`save_to_disk`), laid out as an audiofolder, or on the Hub.
 
 Columns: `audio` ({"path", "bytes"}: an `Audio` feature that datasets does not decode), `label` (a `ClassLabel`),
 `speaker`, `corpus` and `language`. The protocols split by these columns (through `to_clips`). Audio is decoded
-here with soundfile + soxr (ser.audio), about 10x faster per clip than datasets' torchcodec path on this machine,
-and without torchcodec, which has no CPU build in the package index here.
+here with soundfile + soxr (ser.audio): 10x faster per clip than datasets' torchcodec path in the measurement issue
+20 cites, and without torchcodec, which has no CPU build in the package index here.
 """
 
 from __future__ import annotations
