@@ -95,6 +95,8 @@ def cached_frames(folder) -> dict[str, bytes]:
 
 
 def test_two_processes_extract_the_features_one_would_and_a_second_run_reads_them(tmp_path):
+    """Each of two processes encodes half the clips into its own file; together they hold exactly the frames one
+    process computes, and a later run finds every clip there."""
     corpus, spec = small_emodb_csv(tmp_path, per_speaker=6), tiny_spec(tmp_path, "wavlm")
     common = ["--corpus", "csv", "--data_root", corpus, "--encoder_config", spec, "--mode", "frozen",
               "--num_train_epochs", 1, "--train_final_model", "false", "--only_folds", "speaker-03",
@@ -107,7 +109,7 @@ def test_two_processes_extract_the_features_one_would_and_a_second_run_reads_the
     shared = tmp_path / "two" / "feature-cache"
     assert len(list(next(shared.iterdir()).glob("*.arrow"))) == 2  # one file per process
     assert cached_frames(next(shared.iterdir())) == cached_frames(next((tmp_path / "one" / "feature-cache").iterdir()))
-    train(tmp_path, *common, "--output_dir", tmp_path / "two", "--only_folds", "speaker-08", launcher=TWO_PROCESSES)
+    train(tmp_path, *common, "--output_dir", tmp_path / "two", "--only_folds", "speaker-08")  # one process reads it
     again = results_of(tmp_path / "two")["feature_cache"]
     assert (again["hits"], again["misses"]) == (36, 0)
 

@@ -39,12 +39,22 @@ def batch(feature_extractor, audio, seconds=1.0):
 @pytest.mark.parametrize("pooling", modeling_ser.POOLINGS)
 @pytest.mark.parametrize("family,layer", [(f, layer) for f in FAMILIES for layer in layers_of(f)])
 def test_shapes_and_loss_falls_on_real_clips(family, pooling, layer, emodb_clips):
-    torch.manual_seed(0)
+    """The model learns 4 real clips. From an unlucky start such a tiny model can settle on the uniform guess (seen
+    once for hubert-last-attentive, in one process of the full suite: CPU kernels are not bitwise reproducible
+    across processes), so a second start is allowed."""
     audio, labels = emodb_clips
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        losses = train_briefly(family, pooling, layer, audio, torch.tensor(labels))
+        if min(losses[-5:]) < losses[0] * 0.8:
+            break
+    assert min(losses[-5:]) < losses[0] * 0.8, losses
+
+
+def train_briefly(family, pooling, layer, audio, labels) -> list[float]:
     model, fe = scratch_model(TINY_SPECS[family], LABELS, pooling=pooling, feature_layer=layer,
                               head_hidden_sizes=[16], head_dropout=0.0)
     inputs = batch(fe, audio)
-    labels = torch.tensor(labels)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
     losses = []
     for _ in range(STEPS):
@@ -54,7 +64,7 @@ def test_shapes_and_loss_falls_on_real_clips(family, pooling, layer, emodb_clips
         optimizer.zero_grad()
         out.loss.backward()
         optimizer.step()
-    assert min(losses[-5:]) < losses[0] * 0.8, losses
+    return losses
 
 
 @pytest.mark.parametrize("family", FAMILIES)
