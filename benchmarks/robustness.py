@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from sklearn.metrics import balanced_accuracy_score
 from tqdm import tqdm
 
 from _common import DATA, fold_model, run_clips, write_result
@@ -38,9 +37,11 @@ from ser.audio import SAMPLING_RATE as SR
 from ser.audio import load_audio
 from ser.augment import add_noise, band_limit
 from ser.corpora import load_corpus
+from ser.metrics import classification_metrics
 from ser.predictor import EmotionPredictor
 from ser.speech import DETECTORS, Detector
 
+REFUSED = "refused"  # a clip the predictor refused, as a class of its own in the UA
 NOISE_DB = -50.0
 
 
@@ -122,8 +123,12 @@ def evaluate(jobs, rng, detector: str | None = None) -> dict:
 
 
 def unweighted_accuracy(truth: list[str], predicted: list[str | None]) -> float:
-    """Mean recall over the true classes; a refused clip (None) is a miss."""
-    return float(balanced_accuracy_score(truth, [label or "refused" for label in predicted]))
+    """UA as every result of the project measures it (metrics/ser_metrics: mean recall over the true classes); a
+    refused clip (None) counts as a class of its own, so it is a miss."""
+    names = sorted(set(truth) | {label for label in predicted if label}) + [REFUSED]
+    index = {name: i for i, name in enumerate(names)}
+    return classification_metrics([index[label] for label in truth], [index[label or REFUSED] for label in predicted],
+                                  len(names))["ua"]
 
 
 def main() -> None:
