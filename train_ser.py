@@ -15,7 +15,7 @@ so a killed run resumes at its last checkpoint. Results: `<output_dir>/results.j
 import sys
 from pathlib import Path
 
-from ser.arguments import parse_arguments
+from ser.arguments import parse_arguments, write_resolved
 from ser.calibration import calibrate
 from ser.dataset_export import export_dataset
 from ser.experiment import build_experiment, corpus_name, limit_threads, prepare_folds, read_corpus
@@ -25,6 +25,8 @@ from ser.run_outputs import export, train_final_model, write_results
 def main(argv: list[str] | None = None) -> None:
     data_args, model_args, augment_args, training_args, export_args = parse_arguments(
         sys.argv[1:] if argv is None else argv)
+    if training_args.process_index == 0 and not export_args.export_dataset_dir:
+        write_resolved(training_args.output_dir, data_args, model_args, augment_args, training_args, export_args)
     training_args.remove_unused_columns = False
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
     limit_threads()

@@ -9,9 +9,11 @@ import statistics
 import sys
 from pathlib import Path
 
+from ser.corpora import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = ROOT.parent / "shared" / "data"  # the real corpora, one folder per registry name
+DATA = SHARED_DATA  # the real corpora, one folder per registry name
 EMODB = DATA / "emodb"
 
 

@@ -1,7 +1,7 @@
 """train_ser.py's options: one dataclass per owner (data, model, export; augmentation in ser.augment and the
 Trainer's own `TrainingArguments`), read from a corpus YAML, its included recipe, then the command line."""
 
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -126,3 +126,27 @@ def yaml_to_argv(path: str, recipe: str | None = None) -> list[str]:
         values = value if isinstance(value, list) else [value]
         argv += [f"--{key}", *(str(v) for v in values)]
     return argv
+
+
+RESOLVED_CONFIG = "run_config.yaml"  # in the run's output folder
+
+
+def write_resolved(output_dir: str | Path, *groups) -> Path:
+    """Every option of the run that differs from its default, as the YAML files and the command line resolved it:
+    `train_ser.py --config <output_dir>/run_config.yaml` repeats the run (tokens are never written)."""
+    values = {}
+    for group in groups:
+        for option in fields(group):
+            default = option.default_factory() if option.default_factory is not MISSING else option.default
+            value = getattr(group, option.name)
+            if not option.init or value in (default, []) or option.name.endswith("token"):  # []: report_to none
+                continue
+            value = [getattr(v, "value", v) for v in value] if isinstance(value, (list, tuple)) else value
+            value = getattr(value, "value", value)  # an enum (lr_scheduler_type) as its name
+            if all(isinstance(v, (str, int, float)) for v in (value if isinstance(value, list) else [value])):
+                values[option.name] = value  # not objects TrainingArguments derives (accelerator_config)
+    path = Path(output_dir) / RESOLVED_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("# This run's options, resolved from its YAML files and command line (the rest are the defaults)\n"
+                    + yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
+    return path

@@ -24,6 +24,10 @@ from pathlib import Path
 
 from ser.audio import find_audio_files
 
+# Where the real corpora sit beside this repository (../shared/data), one folder per registry name: the configs' data_root,
+# the tests and the benchmarks read them in place.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
 CANONICAL_LABELS = (
     "angry", "boredom", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise",
 )

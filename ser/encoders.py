@@ -71,7 +71,12 @@ def checkpoint_folder(name_or_path: str) -> str:
 
 
 def load_spec(path: str | Path) -> dict:
+    """An encoder spec: the family and the config fields it sets differently from the config class's defaults."""
     spec = json.loads(Path(path).read_text())
     if "family" not in spec or "encoder" not in spec:
         raise ValueError(f"{path}: an encoder spec needs 'family' and 'encoder' keys")
+    defaults = emotion_class(spec["family"]).config_class()
+    unknown = sorted(key for key in spec["encoder"] if not hasattr(defaults, key))
+    if unknown:  # a config class keeps unknown keys silently, so a misspelt field would change nothing
+        raise ValueError(f"{path}: {unknown} are not fields of {type(defaults).__name__}")
     return spec

@@ -216,7 +216,7 @@ class Experiment:
         the predictions on whole test clips."""
         self.model.load_state_dict(self.initial_state)
         self.model.apply_freezing()
-        if getattr(self.model.config, "normalisation", None) == "global":  # statistics of the training clips only
+        if self.model.normalises_inputs and self.model.config.normalisation == "global":  # the training clips' only
             clips = [torch.from_numpy(self.features[i]) for i in train_idx]
             self.model.base_model.global_stats.copy_(self.model.base_model.speech_statistics(clips))
         if self.model.config.frame_normalisation == "global":  # of the training clips' cached frames only

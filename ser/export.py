@@ -33,6 +33,31 @@ def export_run(run_dir: str | Path, export_dir: str | Path, hub_model_id: str | 
     return export_dir
 
 
+def refresh(model_folder: str | Path) -> Path:
+    """Re-writes an exported model folder as export writes it with the current code, from its own weights and
+    results: config.json, modeling_ser.py (custom heads) and the feature extractor as `save_pretrained` writes them
+    now, the same weights, the card rendered again. Run after changing modeling_ser.py or ser/card.py."""
+    import tempfile
+
+    import torch
+    from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
+
+    import modeling_ser
+
+    model_folder = Path(model_folder)
+    modeling_ser.register_auto_classes()
+    model = AutoModelForAudioClassification.from_pretrained(model_folder, dtype=torch.float32)
+    extractor = AutoFeatureExtractor.from_pretrained(model_folder)
+    with tempfile.TemporaryDirectory() as staged:
+        model.save_pretrained(staged)
+        extractor.save_pretrained(staged)
+        (model_folder / "modeling_ser.py").unlink(missing_ok=True)  # a head now saved as the stock class needs none
+        for path in Path(staged).iterdir():
+            shutil.copy2(path, model_folder / path.name)
+    write_card(model_folder)
+    return model_folder
+
+
 def add_cross_corpus(model_folder: str | Path, loco_run_folder: str | Path) -> Path:
     """Stores a leave-one-corpus-out run's results beside a model as cross_corpus_results.json and re-renders the
     card, which then shows how the recipe does on corpora it never heard. `loco_run_folder` is the run's folder or

@@ -66,12 +66,13 @@ class EmotionPredictor:
         if shortest:
             self.min_seconds = max(self.min_seconds, shortest / self.sampling_rate)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
-        self.trim_silence = bool(getattr(config, "trim_silence", False))
-        self.detector = speech.Detector.from_dict(getattr(config, "speech_detector", None))
-        self.level_normalisation = bool(getattr(config, "level_normalisation", False))
+        serving = modeling_ser.serving_settings(config)
+        self.trim_silence = bool(serving.trim_silence)
+        self.detector = speech.Detector.from_dict(serving.speech_detector)
+        self.level_normalisation = bool(serving.level_normalisation)
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
         calibrated_inside = getattr(model, "applies_calibration", False)
-        self.temperature = 1.0 if calibrated_inside else float(getattr(config, "calibration_temperature", None) or 1.0)
+        self.temperature = 1.0 if calibrated_inside else float(serving.calibration_temperature or 1.0)
         # speaker-normalised models: what their speaker statistics are taken over (ser.statistics)
         self.frame_source = frame_source(model, feature_extractor) if getattr(model, "speaker_normalised", False) \
             else None

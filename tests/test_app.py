@@ -6,11 +6,9 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from playwright.sync_api import expect, sync_playwright
 
-from conftest import EMODB, ROOT, require
+from helpers import EMODB, ROOT, free_port, require, serving
 
 from ser.defaults import DEFAULT_MODEL
 from ser.demo import MAX_MINUTES, MAX_SECONDS, NO_INPUT, NO_SPEECH, UNREADABLE
@@ -33,7 +31,6 @@ EMOTION_PATTERN = re.compile("^(" + "|".join(EMOTIONS) + ")$")  # the label head
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-START_TIMEOUT = 120  # importing torch, transformers and gradio on two busy cores
 
 
 @pytest.fixture(scope="module")
@@ -55,48 +52,10 @@ def server(tmp_path_factory):
         yield url
 
 
-@contextlib.contextmanager
-def serving(command: list[str], cwd: Path, env: dict, port: int, log_path: Path):
-    """Runs a demo server (its output to `log_path`), yields its URL once it answers, and stops it."""
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_until_serving(process, url, log_path)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def client(server, tmp_path_factory):
     return Client(server, verbose=False, download_files=str(tmp_path_factory.mktemp("client-downloads")),
                   analytics_enabled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_serving(process: subprocess.Popen, url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"app.py did not serve {url} within {START_TIMEOUT} s:\n{log_path.read_text()[-3000:]}")
 
 
 def confidences(result: dict) -> dict[str, float]:
@@ -435,49 +394,3 @@ def watch_updates(page, selector: str, seconds: float) -> list[float]:
     time.sleep(seconds)
     times = page.evaluate("() => { window.meterObserver.disconnect(); return [...window.meterUpdates, performance.now()]; }")
     return [(b - a) / 1000 for a, b in zip(times, times[1:])]
-
-
-# --- the model description (describe_model): plain words, from the model folder's results files -------------------
-def test_description_of_a_mixture_for_a_person(tmp_path):
-    """One short line in plain words, and the details (how often it is right, where it learned) for a fold; no file
-    names, no "corpus", no metric names."""
-    from ser.description import describe_model
-    from ser import results as results_file
-    from ser.export import add_cross_corpus
-    from test_card import MIXTURE_LABELS, write_model_and_loco
-
-    model, loco = write_model_and_loco(tmp_path, seeds=(0, 1))
-    short, details = describe_model(str(model), MIXTURE_LABELS)
-    assert short == ("Recognises 4 emotions: angry, happy, neutral and sad. Learned from actors speaking German, "
-                     "English and Italian (6 voices).")
-    lines = details.split("  \n")
-    assert len(lines) == 2 and "voices it never heard" in lines[0] and "guessing would be right 25%" in lines[0]
-    per_corpus = results_file.per_corpus(results_file.read(model))
-    where = {"emodb": "German (Emo-DB)", "ravdess": "English (RAVDESS)", "emovo": "Italian (EMOVO)"}
-    for corpus, numbers in per_corpus.items():  # pooled UA per corpus, mean over the seeds
-        assert f"{where[corpus]} {numbers['ua']['mean']:.0%}" in lines[0]
-    assert lines[1] == ("**Learned from:** Emo-DB (Berlin Database of Emotional Speech), RAVDESS and EMOVO (Italian "
-                        "emotional speech).")
-    for text in (short, details):
-        assert str(tmp_path) not in text and "ser-mix" not in text and "`" not in text
-        assert not re.search(r"\bcorpus\b|\bUA\b|unweighted|macro", text, re.IGNORECASE)
-
-    add_cross_corpus(model, loco)
-    lines = describe_model(str(model), MIXTURE_LABELS)[1].split("  \n")
-    assert len(lines) == 3 and lines[1].startswith("**On a whole collection it never learned from**")
-    for row in results_file.fold_table(results_file.read(loco)):
-        assert f"{where[row['name']]} {row['ua']['mean']:.0%}" in lines[1]
-
-
-def test_description_of_a_single_corpus_model_and_of_none():
-    from ser.description import describe_model
-    from ser import results as results_file
-
-    results = results_file.read(ROOT / "models" / "ser-cnn-emodb")
-    short, details = describe_model(str(ROOT / "models" / "ser-cnn-emodb"), EMODB_EMOTIONS)
-    assert short.endswith("Learned from actors speaking German (10 voices).")
-    assert f"never heard: {results_file.headline(results)['ua']['mean']:.0%} (every emotion counted the same; " \
-           "guessing would be right 14% of the time)." in details
-    assert str(ROOT) not in details and "configs/" not in details and "never learned from" not in details
-    assert describe_model("no/such-model-offline", EMODB_EMOTIONS) == \
-        ("Recognises 7 emotions: " + ", ".join(EMODB_EMOTIONS[:-1]) + " and sad.", "")

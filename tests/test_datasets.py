@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from datasets import Audio, ClassLabel, Dataset, concatenate_datasets, load_from_disk
 
-from conftest import EMODB, SPEAKERS, require, small_emodb_csv, tiny_spec, train
+from helpers import EMODB, SPEAKERS, require, small_emodb_csv, tiny_spec, train
 from ser import dataset
 from ser.audio import load_audio
 from ser.corpora import load_emodb

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import EMODB, ROOT, require
+from helpers import EMODB, ROOT, require
 
 from ser import demo, timeline
 from ser.defaults import DEFAULT_MODEL

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import EMODB, ROOT, require
-from test_app import free_port, serving
+from helpers import EMODB, ROOT, require
+from helpers import free_port, serving
 from ser.defaults import DEFAULT_MODEL
 
 SPACE_FILES = {"README.md", "app.py", "modeling_ser.py", "packages.txt", "requirements.txt", "ser/__init__.py",

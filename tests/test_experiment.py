@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import small_emodb_csv, tiny_spec
+from helpers import small_emodb_csv, tiny_spec
 from ser import splits
 from ser.arguments import parse_arguments
 from ser.experiment import build_experiment, prepare_folds, read_corpus
@@ -63,3 +63,23 @@ def test_a_fold_sharing_a_speaker_between_training_and_test_is_refused(experimen
                         test_speakers=folds[0].test_speakers)
     with pytest.raises(ValueError, match="speaker"):
         experiment.run_folds([leaky], clips, speaker_independent=True)
+
+
+@pytest.mark.parametrize("recipe", [[], ["--recipe", "configs/recipes/logmel-cnn.yaml"]])
+def test_the_resolved_configuration_repeats_the_run(tmp_path, recipe):
+    """run_config.yaml holds what the corpus YAML, its recipe and the command line resolved to: read back as a
+    config, it gives every option the same value, and no token is written."""
+    from dataclasses import asdict
+
+    from ser.arguments import write_resolved
+
+    argv = ["--config", "configs/emodb.yaml", *recipe, "--learning_rate", "0.002", "--only_folds", "03", "08",
+            "--hub_token", "secret", "--output_dir", str(tmp_path / "run")]
+    resolved = parse_arguments(argv)
+    path = write_resolved(tmp_path / "run", *resolved)
+    assert "secret" not in path.read_text() and "learning_rate: 0.002" in path.read_text()
+    again = parse_arguments(["--config", str(path)])
+    for first, second in zip(resolved, again):
+        as_dict = (lambda args: args.to_dict()) if hasattr(first, "to_dict") else asdict
+        expected = {key: value for key, value in as_dict(first).items() if key != "hub_token"}
+        assert {key: value for key, value in as_dict(second).items() if key != "hub_token"} == expected

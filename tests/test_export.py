@@ -7,10 +7,10 @@ import shutil
 import pytest
 from huggingface_hub import ModelCard
 
-from conftest import EMODB, ROOT
+from helpers import EMODB, ROOT
 from ser import results as results_file
-from test_modeling import run_fresh_pipeline
-from conftest import small_emodb_csv, tiny_spec, train
+from helpers import run_fresh_pipeline
+from helpers import small_emodb_csv, tiny_spec, train
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +75,22 @@ def test_push_without_token_fails_clearly_and_with_one_reaches_the_upload(export
     assert bad.returncode != 0 and "--hub_model_id" in bad.stderr
 
 
-def test_shipped_models_carry_the_current_modeling_file():
-    """Every model folder in the repo was produced by export with the top-level modeling_ser.py beside it; a model
-    whose copy differs would load different code from the Hub than the code tested here."""
-    folders = sorted((ROOT / "models").glob("*/config.json"))
+def test_shipped_models_are_what_the_current_code_writes(tmp_path):
+    """Every committed model folder equals what `scripts/refresh_models.py` writes from its own weights and results
+    with the current code (config, modeling_ser.py, feature extractor, card): a folder that differs would load other
+    code, or state other facts, on the Hub than the code tested here."""
+    from ser.export import refresh
+
+    folders = sorted(config.parent for config in (ROOT / "models").glob("*/config.json"))
     assert folders, "no exported models in models/"
-    top = (ROOT / "modeling_ser.py").read_text()
-    for config in folders:
-        copy = config.parent / "modeling_ser.py"
-        assert copy.read_text() == top, f"{copy} differs from modeling_ser.py: re-export the model"
+    for folder in folders:
+        copy = shutil.copytree(folder, tmp_path / folder.name, ignore=shutil.ignore_patterns("onnx"))
+        refresh(copy)
+        written = sorted(path.name for path in copy.iterdir())
+        assert written == sorted(path.name for path in folder.iterdir() if path.name != "onnx"), folder.name
+        for name in written:
+            assert (copy / name).read_bytes() == (folder / name).read_bytes(), \
+                f"models/{folder.name}/{name} is not what the current code writes: run scripts/refresh_models.py"
 
 
 @pytest.mark.slow

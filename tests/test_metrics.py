@@ -12,7 +12,7 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 from transformers import EvalPrediction
 
-from conftest import ROOT
+from helpers import ROOT
 from ser import calibration
 from ser.metrics import (METRIC_PATH, classification_metrics, compute_metrics_fn, metric_functions, plot_confusion,
                          summarize_folds)

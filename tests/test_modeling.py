@@ -1,9 +1,5 @@
 """The emotion model classes: shapes, learning, exact padding, freezing, saving and loading."""
 
-import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -12,7 +8,7 @@ from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 
 import modeling_ser
-from conftest import FAMILIES, TINY_SPECS
+from helpers import FAMILIES, TINY_SPECS, run_fresh_pipeline
 from ser.encoders import feature_extractor_for, scratch_model
 from ser import speech as speech_detection
 
@@ -124,34 +120,12 @@ def save(tmp_path, family, **head_options):
     return model, fe, folder
 
 
-FRESH_PROCESS = textwrap.dedent("""
-    import json, sys
-    import numpy as np, soundfile as sf
-    from transformers import pipeline
-    folder, clip, remote = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-    assert "modeling_ser" not in sys.modules
-    kwargs = {"trust_remote_code": True} if remote else {}
-    classify = pipeline("audio-classification", model=folder, top_k=None, **kwargs)
-    audio = sf.read(clip, dtype="float32")[0]
-    print(json.dumps({"class": type(classify.model).__name__, "out": classify(audio)}))
-""")
-
-
-def run_fresh_pipeline(folder, clip, remote):
-    """The stock pipeline in a new Python that cannot import the project (as a Hub user would run it)."""
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(folder.parent / "hf-home")}
-    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(clip), "1" if remote else "0"],
-                          cwd=folder.parent, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("family,head", [(f, h) for f in FAMILIES
                                          for h in (["mean", "mlp"] if f == "logmel-cnn" else ["stock", "mlp"])])
 def test_saved_model_loads_in_stock_pipeline_in_fresh_process(family, head, tmp_path, emodb_clips):
     """A SUPERB-style head is saved as the stock class; any other (and every logmel-cnn, which has no stock class)
     with its code."""
-    from conftest import EMODB
+    from helpers import EMODB
     options = {"stock": {"feature_layer": "weighted"}, "mean": {"pooling": "mean"},
                "mlp": {"pooling": "attentive", "head_hidden_sizes": [8]}}[head]
     model, fe, folder = save(tmp_path, family, **options)

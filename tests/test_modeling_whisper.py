@@ -9,19 +9,12 @@ from transformers import (AutoFeatureExtractor, AutoModelForAudioClassification,
                           WhisperModel)
 
 import modeling_ser
-from conftest import EMODB
+from helpers import EMODB, TINY_WHISPER as TINY, WHISPER_SPEC as SPEC
 from ser.encoders import feature_extractor_for, pretrained_model, scratch_model
 from ser.predictor import EmotionPredictor
-from test_modeling import run_fresh_pipeline
+from helpers import run_fresh_pipeline
 
 LABELS = ["angry", "happy", "neutral", "sad"]
-# A tiny Whisper: 80 mel bins and 1500 positions (30 s) as every Whisper checkpoint; the decoder fields only matter
-# for the WhisperModel checkpoints that from_backbone reads.
-TINY = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1,
-            decoder_attention_heads=2, decoder_ffn_dim=64, classifier_proj_size=16)
-SPEC = {"family": "whisper", "encoder": TINY}
-
-
 def tiny_model(**head_options):
     torch.manual_seed(0)
     model, fe = scratch_model(SPEC, LABELS, **head_options)

@@ -43,3 +43,25 @@ def test_the_entry_points_are_console_commands_too():
     commands = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name.startswith("ser-")}
     for name, module in [("ser-train", train_ser), ("ser-predict", predict_ser), ("ser-demo", app)]:
         assert commands[name].load() is module.main
+
+
+def test_encoder_specs_hold_only_overrides_of_the_config_defaults(tmp_path):
+    """A default has one home, the config class: a spec repeating one would silently keep the old value if the
+    class's default changed. A field the class does not have is refused (a config keeps unknown keys silently)."""
+    import json
+
+    import pytest
+
+    from ser import encoders
+
+    specs = sorted((ROOT / "configs" / "encoders").glob("*.json"))
+    assert specs
+    for path in specs:
+        spec = encoders.load_spec(path)
+        defaults = encoders.emotion_class(spec["family"]).config_class().to_dict()
+        repeated = [key for key, value in spec["encoder"].items() if json.loads(json.dumps(defaults[key])) == value]
+        assert not repeated, f"{path.name} repeats the defaults of {repeated}"
+    misspelt = tmp_path / "spec.json"
+    misspelt.write_text(json.dumps({"family": "logmel-cnn", "encoder": {"num_mel_bin": 32}}))
+    with pytest.raises(ValueError, match="num_mel_bin"):
+        encoders.load_spec(misspelt)

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 import predict_ser
-from conftest import EMODB, ROOT, require
+from helpers import EMODB, ROOT, require
 from ser import archive
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 import predict_ser
-from conftest import EMODB, ROOT, TINY_SPECS, require
+from helpers import EMODB, ROOT, TINY_SPECS, require
 from ser.audio import load_audio
 from ser.encoders import scratch_model
 from ser.predictor import EmotionPredictor

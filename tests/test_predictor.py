@@ -15,7 +15,7 @@ import torch
 from matplotlib.figure import Figure
 
 import modeling_ser
-from conftest import EMODB, ROOT, TINY_SPECS, require
+from helpers import EMODB, ROOT, TINY_SPECS, require
 from ser.audio import AudioError, load_audio
 from ser.encoders import scratch_model
 from ser.predictor import EmotionPredictor

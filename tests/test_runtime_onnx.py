@@ -7,12 +7,12 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
-from conftest import EMODB, TINY_SPECS, require
+from helpers import EMODB, TINY_SPECS, require
 from ser.audio import load_audio
 from ser.encoders import scratch_model
 from ser.onnx_runtime import cache_folder
 from ser.predictor import EmotionPredictor
-from test_modeling_whisper import SPEC as WHISPER_SPEC
+from helpers import WHISPER_SPEC
 
 pytestmark = pytest.mark.slow  # six exports with torch.export: about 2 minutes on 2 shared cores
 
@@ -150,7 +150,7 @@ BF16_TOLERANCE = 16 * 2 ** -8
 
 
 def test_bf16_agrees_with_fp32_on_the_trained_default_model(audio):
-    from conftest import ROOT
+    from helpers import ROOT
     from ser.defaults import DEFAULT_MODEL
 
     fp32, bf16 = (EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, runtime=r) for r in ("fp32", "bf16"))
@@ -166,7 +166,7 @@ def test_the_embedded_default_model_runs_in_onnx_runtime(audio, tmp_path):
     probabilities on real clips, the shortest one it takes included."""
     import shutil
 
-    from conftest import ROOT
+    from helpers import ROOT
     from ser.defaults import DEFAULT_MODEL
 
     folder = shutil.copytree(ROOT / DEFAULT_MODEL, tmp_path / "default")  # the graph is cached in the copy

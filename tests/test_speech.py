@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import DATA, EMODB, RAVDESS, require
+from helpers import DATA, EMODB, RAVDESS, require
 from ser import speech
 
 EMOVO = DATA / "emovo"

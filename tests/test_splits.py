@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers import DATA
 from ser.corpora import Clip, load_emodb, load_mixture, load_ravdess
 from ser.splits import (
     Fold,
@@ -18,7 +19,6 @@ from ser.splits import (
     speaker_kfold,
 )
 
-DATA = Path(__file__).parents[1] / "../shared/data"
 
 
 @pytest.fixture(scope="module")

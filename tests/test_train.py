@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EMODB, ROOT, SPEAKERS, TINY_SPECS, require, small_emodb_csv, tiny_spec, train
+from helpers import EMODB, ROOT, SPEAKERS, TINY_SPECS, require, small_emodb_csv, tiny_spec, train
 from ser import speech
 from ser.corpora import load_emodb
 
@@ -32,6 +32,7 @@ def test_real_emodb_end_to_end(tmp_path):
     pooled = results["summary"]["pooled"]
     assert np.sum(pooled["confusion"]) == 120 and 0 <= pooled["ua"] <= 1
     assert (out / "confusion_matrix.png").stat().st_size > 5000
+    assert "only_folds:\n- speaker-03\n- speaker-16\n" in (out / "run_config.yaml").read_text()  # the resolved options
     assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_ser.py"} <= {
         p.name for p in (out / "final").iterdir()}
 
@@ -227,7 +228,7 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
 def test_whisper_trains_from_a_spec(tmp_path):
     """Whisper's log-mels are (mel bins, frames): train_ser.py crops and pads them along time like every other
     family (ser.data time-first features, transposed back by the collator), and the saved model predicts."""
-    from test_modeling_whisper import SPEC
+    from helpers import WHISPER_SPEC as SPEC
 
     spec = tmp_path / "tiny-whisper.json"
     spec.write_text(json.dumps(SPEC))
@@ -252,7 +253,7 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
     in the model; the log-mel CNN, fine-tuned whole: a speaker's log-mel statistics) gives, through the predictor,
     the held-out fold's own test probabilities: training and serving share one definition of the statistics and of
     where they apply."""
-    from test_modeling_whisper import SPEC
+    from helpers import WHISPER_SPEC as SPEC
 
     from ser.predictor import EmotionPredictor
 

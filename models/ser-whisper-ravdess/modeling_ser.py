@@ -19,7 +19,7 @@ This file is uploaded next to every published model: it imports torch and transf
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from huggingface_hub.dataclasses import strict
@@ -59,13 +59,29 @@ from transformers.utils import logging as hf_logging
 
 POOLINGS = ("mean", "stats", "attentive")
 FRAME_NORMALISATIONS = ("none", "global", "utterance", "speaker")
-HEAD_FIELDS = ("pooling", "feature_layer", "head_hidden_sizes", "head_dropout", "freeze_feature_encoder", "freeze_backbone",
-               "pooled_norm", "frame_normalisation")
 
 
 @dataclass(repr=False)
-class EmotionHeadFields:
-    """Head options shared by every encoder family (`classifier_proj_size` comes from the encoder config)."""
+class ServingFields:
+    """What training did to a model's input and scores, which serving must repeat: declared here, set by training,
+    and read by the predictor through `serving_settings` only. The defaults are a model that records none of it."""
+
+    trim_silence: bool = False  # each clip was cut to its speech before anything else
+    speech_detector: dict | None = None  # what found the speech (ser.speech.Detector.to_dict); None: energy
+    level_normalisation: bool = False  # each trimmed clip was scaled to one RMS level (ser.audio.normalise_level)
+    calibration_temperature: float | int | None = None  # logits / T (fitted on out-of-fold predictions)
+
+
+def serving_settings(config) -> ServingFields:
+    """The serving fields of any config: declared by our classes; carried as extra attributes by a head saved as a
+    stock class; absent (the defaults) in models saved before they existed."""
+    return ServingFields(**{f.name: getattr(config, f.name, f.default) for f in fields(ServingFields)})
+
+
+@dataclass(repr=False)
+class EmotionHeadFields(ServingFields):
+    """Head options shared by every encoder family (`classifier_proj_size` comes from the encoder config), and
+    the serving fields (kept when a head is saved as a stock class)."""
 
     pooling: str = "mean"  # "mean" | "stats" (mean and std) | "attentive"
     feature_layer: str | int = "last"  # "last" | "weighted" (learned softmax over all layers) | a layer index
@@ -83,6 +99,10 @@ class EmotionHeadFields:
     # speaker's speech; without them, the clip's own). "none" leaves them as they are. The log-mel CNN normalises
     # its log-mels instead (`normalisation`).
     frame_normalisation: str = "none"
+
+
+# The head's own options: a stock class cannot hold them (the serving fields it carries along)
+HEAD_FIELDS = tuple(f.name for f in fields(EmotionHeadFields) if f.name not in {g.name for g in fields(ServingFields)})
 
 
 @strict
@@ -202,7 +222,7 @@ def check_head_options(config) -> None:
         raise ValueError(f"feature_layer={layer!r} needs layerdrop=0 (got layerdrop={config.layerdrop})")
     if config.frame_normalisation not in FRAME_NORMALISATIONS:
         raise ValueError(f"frame_normalisation={config.frame_normalisation!r} is not one of {FRAME_NORMALISATIONS}")
-    if config.frame_normalisation != "none" and hasattr(config, "normalisation"):
+    if config.frame_normalisation != "none" and isinstance(config, LogMelCnnConfig):
         raise ValueError("the log-mel CNN normalises its log-mels: use normalisation='speaker', "
                          "not frame_normalisation")
     if getattr(config, "add_adapter", False):
@@ -396,7 +416,7 @@ class EmotionModelMixin:
         if frame_mask is None:
             frame_mask = self.frame_mask(frames, attention_mask)
         logits = self.classify(frames, frame_mask, None if self.normalises_inputs else normalisation_stats)
-        temperature = getattr(self.config, "calibration_temperature", None)  # fitted on out-of-fold predictions
+        temperature = self.config.calibration_temperature
         if temperature and not self.training:
             logits = logits / temperature  # calibrated probabilities for the pipeline too; the top label is unchanged
         loss = None
@@ -431,7 +451,9 @@ class EmotionModelMixin:
     @property
     def speaker_normalised(self) -> bool:
         """Whether forward expects one speaker's `normalisation_stats` (ser.statistics computes them)."""
-        return self.config.frame_normalisation == "speaker" or getattr(self.config, "normalisation", None) == "speaker"
+        if self.normalises_inputs:
+            return self.config.normalisation == "speaker"
+        return self.config.frame_normalisation == "speaker"
 
     def to_stock(self):
         """The same weights as the family's stock *ForSequenceClassification (shares tensors, copies nothing)."""

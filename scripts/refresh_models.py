@@ -1,12 +1,13 @@
-"""Re-render README.md model cards from the results.json files beside them.
+"""Re-write model folders with the current code: config.json, modeling_ser.py and the feature extractor as
+`save_pretrained` writes them now, the same weights, and README.md cards rendered from the results.json beside them.
 
-Run after changing ser/card.py so every published card picks up the new
-template; the numbers always come from results.json (read, and upgraded from the
-first one-seed format, by ser.results), never from the old card.
+Run after changing modeling_ser.py or ser/card.py: the numbers always come from results.json (read, and upgraded
+from the first one-seed format, by ser.results), never from the old card, and a test fails while a committed
+folder differs from what this writes. A folder with results but no model gets its card only.
 
-    python scripts/render_cards.py                      # every card under models/ and exports/
-    python scripts/render_cards.py models/ser-cnn-emodb # one folder (or a root searched recursively)
-    python scripts/render_cards.py models/ser-mix --cross_corpus runs/mix-loco
+    python scripts/refresh_models.py                      # every folder under models/ and exports/
+    python scripts/refresh_models.py models/ser-cnn-emodb # one folder (or a root searched recursively)
+    python scripts/refresh_models.py models/ser-mix --cross_corpus runs/mix-loco
         # store a leave-one-corpus-out run's results.json beside one model (as cross_corpus_results.json,
         # validated) and re-render its card with the cross-corpus section
 """
@@ -15,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from ser.card import write_card
-from ser.export import add_cross_corpus
+from ser.export import add_cross_corpus, refresh
 from ser.results import FILENAME
 
 DEFAULT_ROOTS = ("models", "exports")
@@ -34,7 +35,7 @@ def result_folders(roots):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Re-render README.md model cards for every folder containing a results.json."
+        description="Re-write every model folder (and card) containing a results.json with the current code."
     )
     parser.add_argument(
         "roots",
@@ -62,7 +63,7 @@ def main(argv=None):
     roots = args.roots or [root for root in DEFAULT_ROOTS if Path(root).is_dir()]
     folders = result_folders(roots)
     for folder in folders:
-        print(f"rewrote {write_card(folder)}")
+        print(f"rewrote {refresh(folder) if (folder / 'config.json').is_file() else write_card(folder)}")
     if not folders:
         print(f"no results.json found under: {', '.join(map(str, roots)) or '(no roots)'}")
 
