@@ -6,8 +6,8 @@ Variants run as parallel processes of one thread each (on 2 cores, two at once i
 other with two threads each).
 
     python benchmarks/recipe_search.py --config configs/emodb.yaml --name spk-aug \\
-        --variant "aug=--speaker_normalisation true" \\
-        --variant "no-aug=--speaker_normalisation true --augment false" \\
+        --variant "aug=--normalisation speaker" \\
+        --variant "no-aug=--normalisation speaker --augment false" \\
         --common "--only_folds speaker-03 speaker-09 speaker-11 speaker-13 speaker-15"
 
 Writes benchmarks/results/recipe_search-<name>.json (per variant: the overrides, pooled WA/UA/macro-F1 mean ± std

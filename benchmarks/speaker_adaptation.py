@@ -1,5 +1,5 @@
 """How much of a new speaker's speech does a speaker-normalised model need? Fold models of a speaker-normalised
-leave-one-speaker-out run (train_ser.py --speaker_normalisation true --save_fold_models true) classify their held-out
+leave-one-speaker-out run (train_ser.py --normalisation speaker --save_fold_models true) classify their held-out
 speaker's clips through the predictor, normalised with statistics from S seconds of that speaker's speech.
 
     python benchmarks/speaker_adaptation.py runs/emodb6-speaker

@@ -32,8 +32,7 @@ class DataArguments:
     fold_seed: int | None = field(default=None, metadata={"help": "Shuffle speakers (speaker_kfold) or clips (random) with this seed; unset: speakers in sorted order (EmoBox RAVDESS: actors 1-4, 5-8, ...)"})
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
     only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
-    speaker_normalisation: bool = field(default=False, metadata={"help": "Z-normalise features per speaker with that speaker's unlabelled audio"})
-    normalisation_group: str = field(default="speaker", metadata={"help": "With --speaker_normalisation: whose audio the statistics come from: speaker | corpus"})
+    normalisation_group: str = field(default="speaker", metadata={"help": "With --normalisation speaker: whose unlabelled audio the statistics come from", "choices": ("speaker", "corpus")})
     trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
     level_normalisation: bool = field(default=True, metadata={"help": f"Scale each clip (after --trim_silence) to an RMS of {LEVEL_DBFS:g} dBFS, as the predictor does; recorded in the saved model"})
     speech_detector: str = field(default=speech.DEFAULT.name, metadata={"help": f"What finds the speech for --trim_silence: {' | '.join(speech.DETECTORS)}; recorded in the saved model", "choices": speech.DETECTORS})
@@ -41,33 +40,39 @@ class DataArguments:
     skip_bad_files: bool = field(default=False, metadata={"help": "Leave out (and report) unreadable files instead of stopping"})
 
 
+HEAD = modeling_ser.EmotionHeadFields  # the head's defaults
+
+
 @dataclass
 class ModelArguments:
     encoder_name_or_path: str | None = field(default=None, metadata={"help": "Pretrained encoder: Hub id or local folder"})
     encoder_config: str | None = field(default=None, metadata={"help": "Encoder spec JSON to train from scratch (configs/encoders/)"})
     mode: str = field(default="full", metadata={"help": "full (fine-tune) | frozen (cached encoder features, head only)"})
-    pooling: str = field(default="mean", metadata={"help": "mean | stats | attentive"})
-    feature_layer: str = field(default="last", metadata={"help": "last | weighted | a layer index"})
+    # The head's options: their defaults are the config class's (modeling_ser.EmotionHeadFields)
+    pooling: str = field(default=HEAD.pooling, metadata={"help": " | ".join(modeling_ser.POOLINGS), "choices": modeling_ser.POOLINGS})
+    feature_layer: str = field(default=str(HEAD.feature_layer), metadata={"help": "last | weighted | a layer index"})
     classifier_proj_size: int | None = field(default=None, metadata={"help": "Projector size (default: the config's)"})
-    head_hidden_sizes: list[int] = field(default_factory=list, metadata={"help": "Hidden layers of the head"})
-    head_dropout: float = field(default=0.1, metadata={"help": "Dropout in the head"})
-    frame_normalisation: str = field(default="none", metadata={"help": f"--mode frozen: z-normalise the encoder frames before the head: {' | '.join(modeling_ser.FRAME_NORMALISATIONS)} (--speaker_normalisation true means speaker)"})
-    pooled_norm: bool = field(default=False, metadata={"help": "Standardise the pooled vector (batch norm without learned scale) before the classifier"})
-    freeze_feature_encoder: bool = field(default=False, metadata={"help": "Keep the convolutional front end fixed"})
+    head_hidden_sizes: list[int] = field(default_factory=lambda: list(HEAD.head_hidden_sizes), metadata={"help": "Hidden layers of the head"})
+    head_dropout: float = field(default=HEAD.head_dropout, metadata={"help": "Dropout in the head"})
+    pooled_norm: bool = field(default=HEAD.pooled_norm, metadata={"help": "Standardise the pooled vector (batch norm without learned scale) before the classifier"})
+    freeze_feature_encoder: bool = field(default=HEAD.freeze_feature_encoder, metadata={"help": "Keep the convolutional front end fixed"})
     class_balanced_loss: bool = field(default=True, metadata={"help": "Weight the loss by inverse class frequency"})
     corpus_balanced: bool = field(default=False, metadata={"help": "A mixture: every corpus contributes as many training draws per epoch as the largest (smaller corpora repeated)"})
-    normalisation: str | None = field(default=None, metadata={"help": "logmel-cnn: global (training-set statistics) | utterance (each clip's own); --speaker_normalisation true means speaker"})
+    normalisation: str | None = field(default=None, metadata={"help": "Z-normalise per dimension: " + "; ".join(f"{name} ({meaning})" for name, meaning in modeling_ser.NORMALISATIONS.items()) + ". What is normalised: the log-mel CNN's log-mels, a --mode frozen head's encoder frames (in --mode full only speaker works, for results). Unset: the family's default (logmel-cnn global, others none)", "choices": tuple(modeling_ser.NORMALISATIONS)})
     feature_cache_dir: str | None = field(default=None, metadata={"help": "--mode frozen: where encoder features are cached (default <output_dir>/feature-cache); runs sharing it extract each clip's features once"})
     save_fold_models: bool = field(default=False, metadata={"help": "Keep each fold's trained model in <fold>/model (for benchmarks on held-out speakers)"})
     train_final_model: bool = field(default=True, metadata={"help": "After the folds, train once on all clips and save it to <output_dir>/final"})
     seeds: list[int] | None = field(default=None, metadata={"help": "Run the whole protocol once per seed (initial weights, crops, augmentation), e.g. 0 1 2; results report the mean ± std over seeds. Default: --seed alone. The final model uses the first."})
 
+    @property
+    def speaker_normalisation(self) -> bool:
+        return self.normalisation == "speaker"
+
     def head_options(self) -> dict:
         layer = int(self.feature_layer) if self.feature_layer.isdigit() else self.feature_layer
         options = dict(pooling=self.pooling, feature_layer=layer, head_hidden_sizes=self.head_hidden_sizes,
                        head_dropout=self.head_dropout, freeze_feature_encoder=self.freeze_feature_encoder,
-                       freeze_backbone=self.mode == "frozen", pooled_norm=self.pooled_norm,
-                       frame_normalisation=self.frame_normalisation)
+                       freeze_backbone=self.mode == "frozen", pooled_norm=self.pooled_norm)
         if self.classifier_proj_size:
             options["classifier_proj_size"] = self.classifier_proj_size
         return options
@@ -103,14 +108,8 @@ def parse_arguments(argv: list[str]):
         parser.error("--corpus needs --data_root (one per corpus)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
-    if data_args.normalisation_group not in ("speaker", "corpus"):
-        parser.error(f"--normalisation_group must be speaker or corpus, not {data_args.normalisation_group!r}")
     if model_args.mode not in ("full", "frozen"):
         parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
-    if model_args.frame_normalisation not in modeling_ser.FRAME_NORMALISATIONS:
-        parser.error(f"--frame_normalisation must be one of {modeling_ser.FRAME_NORMALISATIONS}")
-    if model_args.frame_normalisation != "none" and model_args.mode != "frozen":
-        parser.error("--frame_normalisation normalises a frozen encoder's frames: it needs --mode frozen")
     return data_args, model_args, augment_args, training_args, export_args
 
 

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Trainer, TrainingArguments, set_seed
 
+import modeling_ser
 from ser import corpora, data, dataset, speech, splits
 from ser import results as ser_results
 from ser.arguments import DataArguments, ModelArguments
@@ -66,23 +67,23 @@ def prepared_audio(table, args: DataArguments):
         yield normalise_level(samples) if args.level_normalisation else samples
 
 
-def build_model(args: ModelArguments, labels: list[str], speaker_normalisation: bool):
-    """The model and its feature extractor. Speaker normalisation is part of the saved model: the log-mel CNN
-    normalises its log-mels, a frozen pretrained encoder's head its encoder frames, both with statistics passed in."""
+def build_model(args: ModelArguments, labels: list[str]):
+    """The model and its feature extractor. --normalisation is part of the saved model: the log-mel CNN normalises
+    its log-mels, a frozen encoder's head its encoder frames (speaker statistics passed in). In --mode full a
+    pretrained encoder reads its inputs as they are, so only speaker normalisation (outside the model) is possible."""
     head = args.head_options()
     spec = load_spec(args.encoder_config) if args.encoder_config else None
-    cnn = spec is not None and spec["family"] == "logmel-cnn"
-    if speaker_normalisation and args.mode == "frozen" and not cnn:
-        head["frame_normalisation"] = "speaker"
-    if spec:
-        normalisation = args.normalisation
-        if normalisation and not cnn:
-            raise ValueError("--normalisation is a logmel-cnn option; other encoders normalise their own way")
-        if speaker_normalisation and cnn:
-            normalisation = "speaker"
-        extra = {"normalisation": normalisation} if normalisation else {}
-        return scratch_model(spec, labels, **head, **extra)
-    return pretrained_model(args.encoder_name_or_path, labels, **head)
+    if spec is not None and spec["family"] == "logmel-cnn":
+        if args.normalisation == "none":
+            raise ValueError(f"--normalisation none: the log-mel CNN always normalises its log-mels; choose one of "
+                             f"{modeling_ser.CNN_NORMALISATIONS}")
+        return scratch_model(spec, labels, **head, **({"normalisation": args.normalisation} if args.normalisation else {}))
+    if args.mode == "frozen":
+        head["frame_normalisation"] = args.normalisation or "none"
+    elif args.normalisation not in (None, "none", "speaker"):
+        raise ValueError(f"--normalisation {args.normalisation} normalises a frozen encoder's frames: it needs "
+                         "--mode frozen (in --mode full only speaker normalisation is possible)")
+    return scratch_model(spec, labels, **head) if spec else pretrained_model(args.encoder_name_or_path, labels, **head)
 
 
 @dataclass
@@ -99,7 +100,8 @@ class Inputs:
     cache_stats: dict | None
 
 
-def model_inputs(model, feature_extractor, table, clips, args: DataArguments, augment_args, cache_dir) -> Inputs:
+def model_inputs(model, feature_extractor, table, clips, args: DataArguments, augment_args, cache_dir,
+                 speaker_normalisation: bool = False) -> Inputs:
     if augment_args.copies and not model.config.freeze_backbone:
         raise ValueError("--copies is for --mode frozen (cached features); a model that reads samples takes --augment")
     if model.config.freeze_backbone:
@@ -118,8 +120,8 @@ def model_inputs(model, feature_extractor, table, clips, args: DataArguments, au
         return Inputs(features, variants, features.durations(), None, "features",
                       {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)})
     audio = list(tqdm(prepared_audio(table, args), total=len(clips), desc="preparing audio", unit="clip"))
-    features = data.extract_features(feature_extractor, audio, per_utterance_norm=not args.speaker_normalisation)
-    if args.speaker_normalisation and not model.speaker_normalised:  # fine-tuned filterbank encoders (w2v-BERT)
+    features = data.extract_features(feature_extractor, audio, per_utterance_norm=not speaker_normalisation)
+    if speaker_normalisation and not model.speaker_normalised:  # fine-tuned filterbank encoders (w2v-BERT)
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])
     return Inputs(features, None, [len(a) / data.SAMPLING_RATE for a in audio], audio,
                   feature_extractor.model_input_names[0], None)
@@ -313,19 +315,20 @@ def build_experiment(seed, table, clips, names, data_args, model_args, augment_a
     output_dir = Path(training_args.output_dir)
     args = replace(training_args, seed=seed,
                    output_dir=str(output_dir / f"seed-{seed}" if len(seeds) > 1 else output_dir))
-    model, feature_extractor = build_model(model_args, names, data_args.speaker_normalisation)
+    model, feature_extractor = build_model(model_args, names)
     # the predictor finds speech as training did, and cuts to it exactly when training did
     model.config.trim_silence = data_args.trim_silence
     model.config.level_normalisation = data_args.level_normalisation
     model.config.speech_detector = speech.Detector(data_args.speech_detector).to_dict()
-    if data_args.speaker_normalisation and not model.speaker_normalised and (
+    if model_args.speaker_normalisation and not model.speaker_normalised and (
             model_args.train_final_model or model_args.save_fold_models):
-        raise ValueError("--speaker_normalisation: this encoder in --mode full normalises its inputs outside the model "
+        raise ValueError("--normalisation speaker: this encoder in --mode full normalises its inputs outside the model "
                          "(only the logmel-cnn and --mode frozen heads carry it), so a saved model would be served "
                          "without it. Use --mode frozen, or --train_final_model false --save_fold_models false for "
                          "results only")
     inputs = inputs or model_inputs(model, feature_extractor, table, clips, data_args, augment_args,
-                                    model_args.feature_cache_dir or output_dir / "feature-cache")
+                                    model_args.feature_cache_dir or output_dir / "feature-cache",
+                                    model_args.speaker_normalisation)
     stats = None
     if model.speaker_normalised:
         groups = [clip.corpus if data_args.normalisation_group == "corpus" else clip.speaker for clip in clips]

@@ -41,8 +41,8 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
     config = model.config
     results = ser_results.build(
         corpus=corpus_name(data_args), language=data_args.language or (corpora.mixture_language(data_args.corpus) if data_args.corpus else None),
-        labels=names, protocol=protocol, speaker_normalisation=data_args.speaker_normalisation, runs=runs,
-        normalisation_group=data_args.normalisation_group if data_args.speaker_normalisation else None,
+        labels=names, protocol=protocol, speaker_normalisation=model_args.speaker_normalisation, runs=runs,
+        normalisation_group=data_args.normalisation_group if model_args.speaker_normalisation else None,
         encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
                  "family": model.family, "pretrained": model_args.encoder_name_or_path is not None,
                  "parameters": sum(p.numel() for p in model.parameters()), **weights_origin(config)},

@@ -24,8 +24,11 @@ it was trained with (`Detector.to_dict`, saved as `speech_detector` in its confi
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -93,10 +96,24 @@ class Detector:
         return SileroMeter(self) if self.name == "silero-vad" else LevelMeter(sampling_rate)
 
     def segments(self, audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> list[Segment]:
-        """Speech regions, widened by MARGIN_SECONDS, with short pauses bridged and clicks dropped; [] when none."""
-        meter = self.meter(sampling_rate)
-        meter.add(audio)
-        return meter.segments()
+        """Speech regions, widened by MARGIN_SECONDS, with short pauses bridged and clicks dropped; [] when none.
+        The last few answers are kept by the audio's content: the predictor asks twice for each clip (is there
+        speech, then where to trim), and hashing the samples costs a tenth of scanning them."""
+        samples = np.ascontiguousarray(audio)
+        key = (self, sampling_rate, samples.dtype.str, hashlib.blake2b(samples.view(np.uint8), digest_size=16).digest())
+        with _RECENT_LOCK:
+            found = _RECENT.get(key)
+            if found is not None:
+                _RECENT.move_to_end(key)
+        if found is None:
+            meter = self.meter(sampling_rate)
+            meter.add(samples)
+            found = tuple(meter.segments())
+            with _RECENT_LOCK:
+                _RECENT[key] = found
+                while len(_RECENT) > RECENT_ANSWERS:
+                    _RECENT.popitem(last=False)
+        return list(found)
 
     def trim(self, audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> np.ndarray:
         """The clip from its first speech to its last (pauses inside kept); the clip unchanged when it holds no
@@ -113,6 +130,9 @@ class Detector:
 
 DEFAULT = Detector()
 ENERGY = Detector("energy")
+RECENT_ANSWERS = 64  # Detector.segments: answers kept (a batch of clips is checked, then trimmed)
+_RECENT: OrderedDict = OrderedDict()
+_RECENT_LOCK = threading.Lock()
 
 
 # --- silero-vad --------------------------------------------------------------------------------------------------

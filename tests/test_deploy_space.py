@@ -48,6 +48,9 @@ def test_dry_run_lists_only_what_the_space_needs(dry_run):
     assert SPACE_FILES <= set(files)
     assert not any(name.startswith(("runs/", "tests/", "benchmarks/", "configs/", ".venv/")) for name in files)
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in files)
+    training = {"ser/experiment.py", "ser/arguments.py", "ser/frozen.py", "ser/dataset.py", "ser/augment.py",
+                "ser/run_outputs.py", "ser/convert_whisper.py", "ser/export.py"}
+    assert not training & set(files)  # inference only: the modules app.py imports, not the training code
     models = {name.rsplit("/", 1)[0] for name in files if name.startswith("models/")}
     assert models == {DEFAULT_MODEL}  # the default model only, never the others under models/
     # The staged folder is exactly the list (it is what gets uploaded), with the generated requirements.
@@ -88,6 +91,23 @@ def test_every_import_of_the_space_is_installed_there(dry_run):
             if not {normalise(name) for name in distributions.get(module, [module])} & installed:
                 missing.add(f"{module} ({path.relative_to(staged)})")
     assert not missing, f"imported on the Space but not installed there: {sorted(missing)}"
+
+
+def test_every_module_of_the_package_the_space_imports_is_staged(dry_run):
+    """Only part of `ser` is staged: every `ser` module a staged file imports, in a function too (a runtime or an
+    upload the demo's first request may not reach), must be there."""
+    _, _, staged = dry_run
+    absent = set()
+    for path in staged.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "ser":
+                wanted = [f"ser/{alias.name}.py" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ser."):
+                wanted = [node.module.replace(".", "/") + ".py"]
+            else:
+                continue
+            absent |= {f"{name} ({path.relative_to(staged)})" for name in wanted if not (staged / name).is_file()}
+    assert not absent, f"imported on the Space but not staged: {sorted(absent)}"
 
 
 def normalise(name: str) -> str:

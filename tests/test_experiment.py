@@ -83,3 +83,34 @@ def test_the_resolved_configuration_repeats_the_run(tmp_path, recipe):
         as_dict = (lambda args: args.to_dict()) if hasattr(first, "to_dict") else asdict
         expected = {key: value for key, value in as_dict(first).items() if key != "hub_token"}
         assert {key: value for key, value in as_dict(second).items() if key != "hub_token"} == expected
+
+
+def test_one_normalisation_flag_with_its_choices_declared_once(tmp_path, capsys, monkeypatch):
+    """--normalisation takes modeling_ser.NORMALISATIONS (its help lists them all, argparse refuses others); what it
+    normalises follows the family and mode, and a choice the model cannot carry is refused before any training."""
+    import modeling_ser
+    from ser.experiment import build_model
+
+    monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps the help at the terminal's width
+    with pytest.raises(SystemExit):
+        parse_arguments(["--help"])
+    help_text = capsys.readouterr().out
+    for name, meaning in modeling_ser.NORMALISATIONS.items():
+        assert f"{name} ({meaning})" in help_text
+    common = ["--corpus", "csv", "--data_root", "x.csv", "--output_dir", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        parse_arguments([*common, "--encoder_config", str(tiny_spec(tmp_path, "wavlm")), "--normalisation", "corpus"])
+
+    def built(family, *options):
+        model_args = parse_arguments([*common, "--encoder_config", str(tiny_spec(tmp_path, family)), *options])[1]
+        return build_model(model_args, ["angry", "sad"])[0].config
+
+    assert built("logmel-cnn").normalisation == "global"  # the family's default
+    assert built("logmel-cnn", "--normalisation", "speaker").normalisation == "speaker"
+    assert built("wavlm", "--mode", "frozen").frame_normalisation == "none"
+    assert built("wavlm", "--mode", "frozen", "--normalisation", "utterance").frame_normalisation == "utterance"
+    assert built("wavlm", "--normalisation", "speaker").frame_normalisation == "none"  # full mode: outside the model
+    with pytest.raises(ValueError, match="always normalises its log-mels"):
+        built("logmel-cnn", "--normalisation", "none")
+    with pytest.raises(ValueError, match="needs --mode frozen"):
+        built("wavlm", "--normalisation", "global")

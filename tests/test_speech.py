@@ -281,3 +281,14 @@ def test_detector_is_recorded_and_read_back():
     assert speech.Detector.from_dict(None) == ENERGY  # models from before the detector was recorded
     with pytest.raises(ValueError, match="unknown speech detector 'webrtc'"):
         speech.Detector("webrtc")
+
+
+@pytest.mark.parametrize("detector", DETECTORS, ids=lambda d: d.name)
+def test_remembered_answers_follow_the_audio_not_the_array(detector):
+    """The detector keeps its last answers by the samples' content: the same clip again gets the same segments, and
+    an array changed in place (a reused buffer) is scanned again, never answered from before."""
+    audio = read(EMODB / "wav" / "03a01Wa.wav").copy()
+    first = detector.segments(audio)
+    assert first and detector.segments(audio.copy()) == first
+    audio[:] = 0.0
+    assert detector.segments(audio) == []

@@ -106,7 +106,7 @@ def test_frozen_mode_reads_features_from_the_cache_the_second_time(tmp_path):
     corpus, spec = small_emodb_csv(tmp_path), tiny_spec(tmp_path, "wavlm")
     common = ["--corpus", "csv", "--data_root", corpus, "--encoder_config", spec, "--mode", "frozen",
               "--feature_layer", "weighted", "--num_train_epochs", 2, "--train_final_model", "false",
-              "--output_dir", tmp_path / "run", "--speaker_normalisation", "true"]
+              "--output_dir", tmp_path / "run", "--normalisation", "speaker"]
     train(tmp_path, *common, "--only_folds", "speaker-03")
     first = json.loads((tmp_path / "run" / "results.json").read_text())["feature_cache"]
     assert (first["hits"], first["misses"]) == (0, 36)
@@ -207,7 +207,7 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
     out = tmp_path / "run"
     train(tmp_path, "--corpus", "csv", "csv", "--data_root", emodb, emovo, "--protocol", "loco",
           "--encoder_config", tiny_spec(tmp_path, "logmel-cnn"), "--pooling", "stats", "--num_train_epochs", 1,
-          "--speaker_normalisation", "true", "--normalisation_group", "corpus", "--corpus_balanced", "true",
+          "--normalisation", "speaker", "--normalisation_group", "corpus", "--corpus_balanced", "true",
           "--output_dir", out)
     results = json.loads((out / "results.json").read_text())
     assert results["corpus"] == "csv+csv" and results["protocol"]["description"] == "leave-one-corpus-out"
@@ -261,8 +261,8 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
     spec.write_text(json.dumps(SPEC if family == "whisper" else TINY_SPECS[family]))
     out = tmp_path / "run"
     # the global variant also trains on one cached perturbed copy of each clip (evaluated on the clips as they are)
-    option = ["--speaker_normalisation", "true"] if normalisation == "speaker" else \
-        ["--frame_normalisation", "global", "--copies", 1]
+    option = ["--normalisation", "speaker"] if normalisation == "speaker" else \
+        ["--normalisation", "global", "--copies", 1]
     mode = ["--mode", "frozen", "--feature_layer", 1, "--pooled_norm", "true"] if family == "whisper" else []
     train(tmp_path, "--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", spec,
           *mode, "--pooling", "stats", *option,
@@ -317,7 +317,7 @@ def test_speaker_normalisation_a_saved_model_could_not_repeat_is_refused(tmp_pat
     --train_final_model false), a saved model would be served without the normalisation, so saving one is refused
     before any training."""
     common = ["--corpus", "csv", "--data_root", small_emodb_csv(tmp_path), "--encoder_config", tiny_spec(tmp_path),
-              "--speaker_normalisation", "true", "--only_folds", "speaker-03", "--num_train_epochs", 1]
+              "--normalisation", "speaker", "--only_folds", "speaker-03", "--num_train_epochs", 1]
     failed = train(tmp_path, *common, "--output_dir", tmp_path / "saved", check=False)
     assert failed.returncode != 0 and "would be served without it" in failed.stderr
     assert not (tmp_path / "saved" / "speaker-03").exists()
