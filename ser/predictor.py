@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,24 +27,43 @@ from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
 
+@dataclass(frozen=True)
+class InputPolicy:
+    """What the predictor accepts as one clip, and how much of one speaker's speech it needs: one definition, which
+    the command line and the demo read from their predictor. A model's own limits narrow it (`for_model`); a
+    refusal is an AudioError whose Reason names the limit."""
+
+    min_seconds: float = 0.25
+    max_seconds: float = 60.0  # longer recordings go through the timeline, in segments
+    silence_db: float = -70.0  # a clip whose peak is below this (dBFS) holds no speech; quieter than -70 is not a recording
+    min_speaker_seconds: float = 10.0  # speech needed before a speaker's own statistics are stable enough to normalise with
+
+    def for_model(self, model: nn.Module, feature_extractor) -> InputPolicy:
+        """Narrowed to what the model can take: a Whisper encoder has positions for 30 s (two mel frames each); the
+        log-mel CNN needs `shortest_input_samples` (each of its blocks halves the frames)."""
+        longest, shortest = self.max_seconds, self.min_seconds
+        if getattr(model, "family", None) == "whisper":
+            longest = min(longest, 2 * model.config.max_source_positions * feature_extractor.hop_length / SAMPLING_RATE)
+        samples = getattr(model.config, "shortest_input_samples", None)
+        if samples:
+            shortest = max(shortest, samples / SAMPLING_RATE)
+        return replace(self, min_seconds=shortest, max_seconds=longest)
+
 
 class EmotionPredictor:
     """Emotion probabilities for clips, files and long recordings."""
 
     sampling_rate = SAMPLING_RATE
-    min_seconds = 0.25
-    max_seconds = 60.0
-    silence_db = -70.0  # a clip whose peak is below this (dBFS) holds no speech; quieter than -70 is not a recording
     uncertain_below = defaults.UNCERTAIN_BELOW
-    min_speaker_seconds = 10.0  # speech needed before a speaker's own statistics are stable enough to normalise with
     batch_size = 8  # clips or timeline windows per forward pass
     max_padding = 0.1  # a padded batch may hold at most this fraction of padding (padding is wasted compute)
 
     def __init__(self, model: nn.Module, feature_extractor, runtime: str = defaults.RUNTIME, owns_model: bool = False,
-                 source: str | Path | None = None):
+                 source: str | Path | None = None, policy: InputPolicy = InputPolicy()):
         """`owns_model`: the model may be rewritten in place (no copy: the int8 peak memory drops by the model's
         size); else the caller's model is left as it was. `source`: the folder or Hub id it was loaded from, whose
-        files key the ONNX runtimes' cache of exported graphs (ser/onnx_runtime.py)."""
+        files key the ONNX runtimes' cache of exported graphs (ser/onnx_runtime.py). `policy`: what it accepts,
+        narrowed to the model's own limits (`self.policy`)."""
         check_runtime(runtime)
         rate = getattr(feature_extractor, "sampling_rate", None)
         if rate != self.sampling_rate:
@@ -59,12 +79,7 @@ class EmotionPredictor:
         else:
             self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
-        if getattr(model, "family", None) == "whisper":  # its encoder has positions for 30 s, two mel frames each
-            hop = feature_extractor.hop_length / self.sampling_rate
-            self.max_seconds = min(self.max_seconds, 2 * config.max_source_positions * hop)
-        shortest = getattr(config, "shortest_input_samples", None)  # the log-mel CNN's blocks each halve the frames
-        if shortest:
-            self.min_seconds = max(self.min_seconds, shortest / self.sampling_rate)
+        self.policy = policy.for_model(model, feature_extractor)
         # What training did to the input and to the scores, as the saved config records it (older models: neither)
         serving = modeling_ser.serving_settings(config)
         self.trim_silence = bool(serving.trim_silence)
@@ -77,8 +92,14 @@ class EmotionPredictor:
         self.frame_source = frame_source(model, feature_extractor) if getattr(model, "speaker_normalised", False) \
             else None
 
+    min_seconds = property(lambda self: self.policy.min_seconds)
+    max_seconds = property(lambda self: self.policy.max_seconds)
+    silence_db = property(lambda self: self.policy.silence_db)
+    min_speaker_seconds = property(lambda self: self.policy.min_speaker_seconds)
+
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, runtime: str = defaults.RUNTIME) -> EmotionPredictor:
+    def from_pretrained(cls, name_or_path: str | Path, runtime: str = defaults.RUNTIME,
+                        policy: InputPolicy = InputPolicy()) -> EmotionPredictor:
         """A Hub id or a local folder, through the same `from_pretrained` path for both."""
         from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
@@ -98,7 +119,7 @@ class EmotionPredictor:
                 f"Hugging Face Hub ({reason})"
             ) from err
         return cls(model, feature_extractor, runtime=runtime, owns_model=True,  # nobody else holds this model
-                   source=name)
+                   source=name, policy=policy)
 
     # --- clips ------------------------------------------------------------------------------------------------------
 

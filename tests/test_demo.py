@@ -9,7 +9,7 @@ from helpers import EMODB, ROOT, require
 
 from ser import demo, timeline
 from ser.defaults import DEFAULT_MODEL
-from ser.predictor import EmotionPredictor
+from ser.predictor import EmotionPredictor, InputPolicy
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +207,7 @@ def test_too_short_quotes_the_models_own_minimum(speech, tmp_path):
     """The log-mel CNN needs 0.325 s (its blocks halve the frames), more than the predictor's general 0.25 s: the
     words say the model's own minimum."""
     cnn = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-emodb")
-    assert cnn.min_seconds > EmotionPredictor.min_seconds
+    assert cnn.min_seconds > InputPolicy().min_seconds
     recording = demo.check_recording(write(tmp_path / "short.wav", speech[0][: int(0.3 * 16000)]))
     with pytest.raises(demo.DemoError) as caught:
         demo.analyse(cnn, recording, 6.0, 10.0)
@@ -232,6 +232,20 @@ def test_refusals_carry_their_reason(predictor, speech):
     with pytest.raises(AudioError) as caught:
         predictor.classify_array(speech[0][:2000], 16000)
     assert caught.value.details == {"seconds": 2000 / 16000, "minimum_seconds": predictor.min_seconds}
+
+
+def test_the_input_policy_given_is_the_one_applied_narrowed_by_the_model(speech):
+    """A stricter policy is applied as given; a looser one is narrowed to what the model can take (the default
+    Whisper model's encoder holds 30 s)."""
+    from ser.audio import AudioError, Reason
+
+    strict = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, policy=InputPolicy(max_seconds=2.0))
+    clip = np.tile(speech[0], 2)[: 3 * 16000]
+    with pytest.raises(AudioError) as caught:
+        strict.classify_array(clip, 16000)
+    assert caught.value.reason is Reason.TOO_LONG and caught.value.details["maximum_seconds"] == 2.0
+    loose = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, policy=InputPolicy(max_seconds=600.0))
+    assert loose.policy.max_seconds == 30.0 and loose.classify_array(clip, 16000)
 
 
 def test_microphone_pcm_is_scaled_as_the_predictor_scales_it(predictor, speech):

@@ -26,9 +26,13 @@ def test_integer_pcm_has_one_scale():
     assert len(places(r"2 ?\*\* ?\(.*bits")) == 1  # ser.audio.to_float_mono: 2**(bits - 1), for every caller
 
 
-def test_the_clip_limits_are_the_predictors():
-    assert places(r"\b(min|max)_seconds\s*=\s*[\d.]+") == ["ser/predictor.py: max_seconds = 60.0",
-                                                            "ser/predictor.py: min_seconds = 0.25"]
+def test_the_clip_limits_are_the_input_policys():
+    """The predictor's InputPolicy defines every limit on what it accepts; the command line and the demo read them
+    from their predictor."""
+    limit = r"\b((min|max)_(speaker_)?seconds|silence_db)\s*(:\s*\w+\s*)?=\s*-?[\d.]+"
+    assert [place.split("  #")[0] for place in places(limit)] == [
+        "ser/predictor.py: max_seconds: float = 60.0", "ser/predictor.py: min_seconds: float = 0.25",
+        "ser/predictor.py: min_speaker_seconds: float = 10.0", "ser/predictor.py: silence_db: float = -70.0"]
 
 
 def test_the_entry_points_are_console_commands_too():
