@@ -514,3 +514,28 @@ def test_description_of_a_single_corpus_model_and_of_none():
     assert str(REPO) not in details and "configs/" not in details and "never learned from" not in details
     assert describe_model("no/such-model-offline", EMODB_LABELS) == \
         ("Recognises 7 emotions: " + ", ".join(EMODB_LABELS[:-1]) + " and sad.", "")
+
+
+def test_export_again_keeps_the_cross_corpus_results_of_the_same_task(tmp_path):
+    """Exporting a run into a model folder that holds a leave-one-corpus-out run's results (add_cross_corpus) keeps
+    them and their card section when the task (the labels) is the same, and drops them when it is not."""
+    from ser.card import CROSS_CORPUS_HEADING
+    from ser.export import add_cross_corpus, export_run
+
+    model, loco = write_model_and_loco(tmp_path)
+    run = tmp_path / "runs" / "mix"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "model.safetensors").write_bytes(b"weights")
+    (run / "confusion_matrix.png").write_bytes(b"png")
+    results_file.write(make_mixture_results(), run)
+    add_cross_corpus(model, loco)
+    stored = (model / "cross_corpus_results.json").read_bytes()
+    export_run(run, model)
+    assert (model / "cross_corpus_results.json").read_bytes() == stored
+    assert CROSS_CORPUS_HEADING in (model / "README.md").read_text()
+    other = make_mixture_results()
+    other["labels"] = other["labels"][:3] + ["surprise"]
+    results_file.write(other, run)
+    export_run(run, model)
+    assert not (model / "cross_corpus_results.json").exists()
+    assert CROSS_CORPUS_HEADING not in (model / "README.md").read_text()
