@@ -58,7 +58,16 @@ from transformers.models.whisper.modeling_whisper import WhisperEncoder, Whisper
 from transformers.utils import logging as hf_logging
 
 POOLINGS = ("mean", "stats", "attentive")
-FRAME_NORMALISATIONS = ("none", "global", "utterance", "speaker")
+# How a head z-normalises per dimension (the log-mel CNN its log-mels, `normalisation`; the other families the
+# chosen encoder frames, `frame_normalisation`):
+NORMALISATIONS = {
+    "none": "the frames as they are; not for the log-mel CNN",
+    "global": "the training clips' statistics, saved in the model",
+    "utterance": "each clip's own statistics",
+    "speaker": "the statistics of all of one speaker's speech, given beside the clip (predict_ser.py --same-speaker)",
+}
+FRAME_NORMALISATIONS = tuple(NORMALISATIONS)
+CNN_NORMALISATIONS = tuple(name for name in NORMALISATIONS if name != "none")
 
 
 @dataclass(repr=False)
@@ -192,8 +201,8 @@ class LogMelCnnConfig(PreTrainedConfig):
         return self.hop_length * (self.frames_per_output - 1) + self.n_fft
 
     def validate_architecture(self):
-        if self.normalisation not in NORMALISATIONS:
-            raise ValueError(f"normalisation={self.normalisation!r} is not one of {NORMALISATIONS}")
+        if self.normalisation not in CNN_NORMALISATIONS:
+            raise ValueError(f"normalisation={self.normalisation!r} is not one of {CNN_NORMALISATIONS}")
         if self.num_mel_bins < 2 ** len(self.conv_channels):
             raise ValueError(f"num_mel_bins={self.num_mel_bins} is too few for {len(self.conv_channels)} blocks "
                              "that each halve frequency")
@@ -202,9 +211,6 @@ class LogMelCnnConfig(PreTrainedConfig):
 @strict
 class LogMelCnnEmotionConfig(LogMelCnnConfig, EmotionHeadFields):
     model_type = "logmel-cnn-emotion"
-
-
-NORMALISATIONS = ("global", "utterance", "speaker")
 
 
 def check_head_options(config) -> None:
