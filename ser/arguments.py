@@ -9,7 +9,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 import modeling_ser
-from ser import corpora, speech
+from ser import corpora, speech, splits
 from ser.audio import LEVEL_DBFS
 from ser.augment import AugmentationArguments
 
@@ -27,7 +27,7 @@ class DataArguments:
     speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder or --dataset_name: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
     language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the named corpora)"})
     labels: list[str] | None = field(default=None, metadata={"help": "Keep only these emotions, e.g. angry happy neutral sad (a mixture: default the emotions every corpus has)"})
-    protocol: str = field(default="loso", metadata={"help": "loso | speaker_kfold | loco (leave one corpus out) | fixed | random (speaker-dependent)"})
+    protocol: str = field(default="loso", metadata={"help": f"{' | '.join(splits.PROTOCOLS)} (loco: leave one corpus out; random: speaker-dependent, labelled so)", "choices": splits.PROTOCOLS})
     num_folds: int | None = field(default=None, metadata={"help": "k for speaker_kfold and random"})
     fold_seed: int | None = field(default=None, metadata={"help": "Shuffle speakers (speaker_kfold) or clips (random) with this seed; unset: speakers in sorted order (EmoBox RAVDESS: actors 1-4, 5-8, ...)"})
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
@@ -47,7 +47,7 @@ HEAD = modeling_ser.EmotionHeadFields  # the head's defaults
 class ModelArguments:
     encoder_name_or_path: str | None = field(default=None, metadata={"help": "Pretrained encoder: Hub id or local folder"})
     encoder_config: str | None = field(default=None, metadata={"help": "Encoder spec JSON to train from scratch (configs/encoders/)"})
-    mode: str = field(default="full", metadata={"help": "full (fine-tune) | frozen (cached encoder features, head only)"})
+    mode: str = field(default="full", metadata={"help": "full (fine-tune) | frozen (cached encoder features, head only)", "choices": ("full", "frozen")})
     # The head's options: their defaults are the config class's (modeling_ser.EmotionHeadFields)
     pooling: str = field(default=HEAD.pooling, metadata={"help": " | ".join(modeling_ser.POOLINGS), "choices": modeling_ser.POOLINGS})
     feature_layer: str = field(default=str(HEAD.feature_layer), metadata={"help": "last | weighted | a layer index"})
@@ -108,8 +108,6 @@ def parse_arguments(argv: list[str]):
         parser.error("--corpus needs --data_root (one per corpus)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
-    if model_args.mode not in ("full", "frozen"):
-        parser.error(f"--mode must be full or frozen, not {model_args.mode!r}")
     return data_args, model_args, augment_args, training_args, export_args
 
 

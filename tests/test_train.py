@@ -250,9 +250,9 @@ def test_whisper_trains_from_a_spec(tmp_path):
                                                   ("logmel-cnn", "speaker")])
 def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normalisation):
     """A model that normalises with statistics (a frozen encoder's head: a speaker's, or the training clips' saved
-    in the model; the log-mel CNN, fine-tuned whole: a speaker's log-mel statistics) gives, through the predictor,
-    the held-out fold's own test probabilities: training and serving share one definition of the statistics and of
-    where they apply."""
+    in the model; the log-mel CNN, fine-tuned whole: a speaker's log-mel statistics) gives, through the predictor
+    and for a speaker-normalised model through `predict_ser.py --same-speaker`, the held-out fold's own test
+    probabilities: training and serving share one definition of the statistics and of where they apply."""
     from helpers import WHISPER_SPEC as SPEC
 
     from ser.predictor import EmotionPredictor
@@ -285,6 +285,16 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
     stats = predictor.speaker_statistics(audio) if normalisation == "speaker" else None
     scores = predictor.classify_batch(audio, stats)
     got = np.array([[row[label] for label in predictor.labels] for row in scores])
+    if normalisation == "speaker":  # as a user serves it: the command line, told the clips are one speaker's
+        import predict_ser
+
+        table = tmp_path / "served.csv"
+        assert predict_ser.main(["--model", str(out / "speaker-03" / "model"), "--same-speaker",
+                                 *(str(clip.path) for clip in clips), "--output", str(table)]) == 0
+        with open(table, newline="") as handle:
+            served = {row["file"]: row for row in csv.DictReader(handle)}
+        cli = np.array([[float(served[str(clip.path)][label]) for label in predictor.labels] for clip in clips])
+        assert np.abs(cli - got).max() < 1e-5
     logits = np.array(fold["logits"])
     expected = np.exp(logits - logits.max(1, keepdims=True))
     expected /= expected.sum(1, keepdims=True)
