@@ -93,22 +93,31 @@ FRESH_PROCESS = textwrap.dedent("""
     import json, sys
     import numpy as np, soundfile as sf
     from transformers import pipeline
-    folder, clip, remote = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
-    assert "modeling_ser" not in sys.modules
-    kwargs = {"trust_remote_code": True} if remote else {}
-    classify = pipeline("audio-classification", model=folder, top_k=None, **kwargs)
-    audio = sf.read(clip, dtype="float32")[0]
-    print(json.dumps({"class": type(classify.model).__name__, "out": classify(audio)}))
+    audio = sf.read(sys.argv[1], dtype="float32")[0]
+    for folder, remote in zip(sys.argv[2::2], sys.argv[3::2]):
+        assert "modeling_ser" not in sys.modules
+        kwargs = {"trust_remote_code": True} if remote == "1" else {}
+        classify = pipeline("audio-classification", model=folder, top_k=None, **kwargs)
+        print(json.dumps({"class": type(classify.model).__name__, "out": classify(audio)}))
 """)
 
 
-def run_fresh_pipeline(folder, clip, remote):
-    """The stock pipeline in a new Python that cannot import the project (as a Hub user would run it)."""
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(folder.parent / "hf-home")}
-    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(folder), str(clip), "1" if remote else "0"],
-                          cwd=folder.parent, env=env, capture_output=True, text=True, timeout=300)
+def run_fresh_pipelines(folders_remote: list[tuple[Path, bool]], clip) -> list[dict]:
+    """The stock pipeline in a new Python that cannot import the project (as a Hub user would run it), once per
+    (folder, needs trust_remote_code) in one process; one result per folder."""
+    home = folders_remote[0][0].parent
+    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HF_HOME": str(home / "hf-home")}
+    args = [str(value) for folder, remote in folders_remote for value in (folder, "1" if remote else "0")]
+    done = subprocess.run([sys.executable, "-c", FRESH_PROCESS, str(clip), *args], cwd=home, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"class"')]
+    assert len(results) == len(folders_remote), done.stdout[-3000:]
+    return results
+
+
+def run_fresh_pipeline(folder, clip, remote):
+    return run_fresh_pipelines([(folder, remote)], clip)[0]
 
 
 # --- a demo server ------------------------------------------------------------------------------------------------

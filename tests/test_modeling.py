@@ -8,7 +8,7 @@ from huggingface_hub.errors import StrictDataclassError
 from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 
 import modeling_ser
-from helpers import FAMILIES, TINY_SPECS, run_fresh_pipeline
+from helpers import FAMILIES, TINY_SPECS, run_fresh_pipelines
 from ser.encoders import feature_extractor_for, scratch_model
 from ser import speech as speech_detection
 
@@ -120,31 +120,36 @@ def save(tmp_path, family, **head_options):
     return model, fe, folder
 
 
-@pytest.mark.parametrize("family,head", [(f, h) for f in FAMILIES
-                                         for h in (["mean", "mlp"] if f == "logmel-cnn" else ["stock", "mlp"])])
-def test_saved_model_loads_in_stock_pipeline_in_fresh_process(family, head, tmp_path, emodb_clips):
+CASES = [(f, h) for f in FAMILIES for h in (["mean", "mlp"] if f == "logmel-cnn" else ["stock", "mlp"])]
+
+
+def test_saved_models_load_in_stock_pipeline_in_a_fresh_process(tmp_path, emodb_clips):
     """A SUPERB-style head is saved as the stock class; any other (and every logmel-cnn, which has no stock class)
-    with its code."""
+    with its code. Every family and head loads in one fresh process (it imports transformers once) and gives the
+    saved model's own probabilities."""
     from helpers import EMODB
     options = {"stock": {"feature_layer": "weighted"}, "mean": {"pooling": "mean"},
-               "mlp": {"pooling": "attentive", "head_hidden_sizes": [8]}}[head]
-    model, fe, folder = save(tmp_path, family, **options)
-    assert model.is_stock_expressible == (head == "stock")
-    files = {p.name for p in folder.iterdir()}
-    assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
-    assert ("modeling_ser.py" in files) == (head != "stock")
-    clip = EMODB / "wav" / "03a01Wa.wav"
-    result = run_fresh_pipeline(folder, clip, remote=head != "stock")
-    expected_class = model.stock_class.__name__ if head == "stock" else type(model).__name__
-    assert result["class"] == expected_class
-    scores = {r["label"]: r["score"] for r in result["out"]}
-    assert set(scores) == {"angry", "happy", "neutral", "sad"}
-    assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
-    with torch.no_grad():
-        audio = emodb_clips[0][0]
-        probs = model(**fe([audio], sampling_rate=16000, return_tensors="pt")).logits.softmax(-1)[0]
-    for i, label in model.config.id2label.items():
-        assert scores[label] == pytest.approx(probs[i].item(), abs=1e-5)
+               "mlp": {"pooling": "attentive", "head_hidden_sizes": [8]}}
+    saved = []
+    for family, head in CASES:
+        model, fe, folder = save(tmp_path / f"{family}-{head}", family, **options[head])
+        assert model.is_stock_expressible == (head == "stock"), (family, head)
+        files = {p.name for p in folder.iterdir()}
+        assert "model.safetensors" in files and not any(f.endswith(".bin") for f in files)
+        assert ("modeling_ser.py" in files) == (head != "stock"), (family, head)
+        saved.append((model, fe, folder))
+    results = run_fresh_pipelines([(folder, head != "stock") for (_, head), (_, _, folder) in zip(CASES, saved)],
+                                  EMODB / "wav" / "03a01Wa.wav")
+    for (family, head), (model, fe, _), result in zip(CASES, saved, results):
+        expected_class = model.stock_class.__name__ if head == "stock" else type(model).__name__
+        assert result["class"] == expected_class, (family, head)
+        scores = {r["label"]: r["score"] for r in result["out"]}
+        assert set(scores) == {"angry", "happy", "neutral", "sad"}
+        assert sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+        with torch.no_grad():
+            probs = model(**fe([emodb_clips[0][0]], sampling_rate=16000, return_tensors="pt")).logits.softmax(-1)[0]
+        for i, label in model.config.id2label.items():
+            assert scores[label] == pytest.approx(probs[i].item(), abs=1e-5), (family, head, label)
 
 
 def test_auto_model_loads_custom_head_after_registration(tmp_path, emodb_clips):
