@@ -18,6 +18,7 @@ from pathlib import Path
 from ser.arguments import parse_arguments, write_resolved
 from ser.calibration import calibrate
 from ser.dataset_export import export_dataset
+from ser.export import hub_repo
 from ser.experiment import build_experiment, corpus_name, limit_threads, prepare_folds, read_corpus
 from ser.run_outputs import export, train_final_model, write_results
 
@@ -29,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         write_resolved(training_args.output_dir, data_args, model_args, augment_args, training_args, export_args)
     training_args.remove_unused_columns = False
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we upload the exported folder ourselves
+    if push and training_args.process_index == 0:  # a missing token or a refused repo stops the run now, not after it
+        hub_repo(training_args.hub_model_id, training_args.hub_token, bool(training_args.hub_private_repo))
     limit_threads()
     table, clips, names = read_corpus(data_args)
     folds, protocol = prepare_folds(clips, data_args)

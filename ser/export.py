@@ -79,8 +79,10 @@ def add_cross_corpus(model_folder: str | Path, loco_run_folder: str | Path) -> P
     return write_card(model_folder)
 
 
-def push_folder(export_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
-    """Uploads the exported folder as it is. The token comes from the argument, HF_TOKEN or `hf auth login`."""
+def hub_repo(repo_id: str, token: str | None = None, private: bool = False) -> HfApi:
+    """The Hub client, with the model repo created if missing: called before training too, so that a missing token
+    or a refused repo stops a run at its start, not after it. The token comes from the argument, HF_TOKEN or
+    `hf auth login`."""
     token = token or get_token()
     if not token:
         raise PermissionError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --hub_token")
@@ -88,6 +90,12 @@ def push_folder(export_dir: str | Path, repo_id: str, token: str | None = None, 
         raise ValueError(f"--hub_model_id must be 'org/name', got {repo_id!r}")
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    return api
+
+
+def push_folder(export_dir: str | Path, repo_id: str, token: str | None = None, private: bool = False) -> str:
+    """Uploads the exported folder as it is."""
+    api = hub_repo(repo_id, token, private)
     commit = api.upload_folder(folder_path=str(export_dir), repo_id=repo_id, repo_type="model",
                                commit_message="Upload speech-emotion model, results and card")
     return commit.commit_url

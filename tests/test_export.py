@@ -66,8 +66,9 @@ def test_push_without_token_fails_clearly_and_with_one_reaches_the_upload(export
               "--export_dir", tmp_path / "again", "--hub_model_id", "org/ser-w2vbert-emodb", "--push_to_hub", "true"]
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "no-login"))
-    no_token = train(tmp_path, *common, check=False)
+    no_token = train(tmp_path, *common[:-8], "--output_dir", tmp_path / "fresh", *common[-6:], check=False)
     assert no_token.returncode != 0 and "no Hugging Face token" in no_token.stderr
+    assert not (tmp_path / "fresh" / "speaker-03").exists()  # refused before any training
     monkeypatch.setenv("HF_TOKEN", "hf_test_token_that_cannot_be_used")
     offline = train(tmp_path, *common, check=False)  # HF_HUB_OFFLINE=1: the first Hub call is refused
     assert offline.returncode != 0 and "create_repo" in offline.stderr and "offline" in offline.stderr.lower()
