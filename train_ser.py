@@ -15,6 +15,8 @@ so a killed run resumes at its last checkpoint. Results: `<output_dir>/results.j
 import sys
 from pathlib import Path
 
+from accelerate import PartialState
+
 from ser.arguments import parse_arguments, write_resolved
 from ser.calibration import calibrate
 from ser.dataset_export import export_dataset
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> None:
             export(experiment, export_args.export_dir, training_args, push)
         else:  # e.g. a leave-one-corpus-out run of a config that exports its final model
             experiment.log(f"--train_final_model false: no final model, so nothing exported to {export_args.export_dir}")
+    # Under `accelerate launch`, a process that leaves while the others still write, with its process group alive,
+    # can be aborted at exit (seen once here: SIGABRT in the second of two CPU processes); all leave together.
+    state = PartialState()
+    state.wait_for_everyone()
+    state.destroy_process_group()
 
 
 if __name__ == "__main__":
