@@ -120,22 +120,26 @@ def test_frozen_mode_reads_features_from_the_cache_the_second_time(tmp_path):
 
 
 def test_bad_data_is_reported_by_name(tmp_path):
+    """Refusals before any training (in-process: train_ser.main raises them), and --skip_bad_files run for real."""
+    import train_ser
+
     corpus = small_emodb_csv(tmp_path)
     (tmp_path / "broken.wav").write_bytes(b"not audio at all" * 100)
     with corpus.open("a") as f:
         f.write(f"{tmp_path / 'broken.wav'},angry,03\n")
-    base = ["--corpus", "csv", "--data_root", corpus, "--encoder_config", tiny_spec(tmp_path),
-            "--num_train_epochs", 1, "--train_final_model", "false", "--only_folds", "speaker-03"]
-    failed = train(tmp_path, *base, "--output_dir", tmp_path / "a", check=False)
-    assert failed.returncode != 0 and "broken.wav" in failed.stderr and "1 of 37" in failed.stderr
+    base = ["--corpus", "csv", "--data_root", str(corpus), "--encoder_config", str(tiny_spec(tmp_path)),
+            "--num_train_epochs", "1", "--train_final_model", "false", "--only_folds", "speaker-03", "--report_to",
+            "none"]
+    with pytest.raises(Exception, match=r"(?s)1 of 37 audio files are unreadable.*broken\.wav.*--skip_bad_files"):
+        train_ser.main([*base, "--output_dir", str(tmp_path / "a")])
+    with pytest.raises(ValueError, match="furious"):
+        train_ser.main([*base, "--labels", "angry", "furious", "--output_dir", str(tmp_path / "c")])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="no usable audio files found"):
+        train_ser.main([*base[4:], "--corpus", "emodb", "--data_root", str(tmp_path / "empty"),
+                        "--output_dir", str(tmp_path / "d")])
     skipped = train(tmp_path, *base, "--skip_bad_files", "true", "--output_dir", tmp_path / "b")
     assert "broken.wav" in skipped.stderr
-    unknown = train(tmp_path, *base, "--labels", "angry", "furious", "--output_dir", tmp_path / "c", check=False)
-    assert unknown.returncode != 0 and "furious" in unknown.stderr
-    (tmp_path / "empty").mkdir()
-    empty = train(tmp_path, *base[2:], "--corpus", "emodb", "--data_root", tmp_path / "empty",
-                  "--output_dir", tmp_path / "d", check=False)
-    assert empty.returncode != 0 and "empty" in empty.stderr
 
 
 def test_folder_corpus_with_speaker_regex(tmp_path):
