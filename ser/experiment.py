@@ -219,8 +219,7 @@ class Experiment:
         self.model.load_state_dict(self.initial_state)
         self.model.apply_freezing()
         if self.model.normalises_inputs and self.model.config.normalisation == "global":  # the training clips' only
-            clips = [torch.from_numpy(self.features[i]) for i in train_idx]
-            self.model.base_model.global_stats.copy_(self.model.base_model.speech_statistics(clips))
+            self.model.set_global_statistics([torch.from_numpy(self.features[i]) for i in train_idx])
         if self.model.config.frame_normalisation == "global":  # of the training clips' cached frames only
             self.model.frame_stats.copy_(cached_frame_statistics(self.features[i] for i in train_idx))
         trainer = self.trainer(name, train_idx, test_idx)

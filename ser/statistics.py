@@ -51,7 +51,7 @@ def frame_source(model, feature_extractor):
     if not getattr(model, "speaker_normalised", False):
         raise ValueError("this model was not trained with speaker normalisation")
     if model.normalises_inputs:
-        return LogMelFrames(model.base_model.frontend)
+        return LogMelFrames(model.frontend)
     return EncoderFrames(model, feature_extractor)
 
 

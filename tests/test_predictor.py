@@ -43,7 +43,7 @@ def save_tiny_model(folder, family, **head):
     model, fe = scratch_model(TINY_SPECS[family], LABELS, head_dropout=0.0, **head)
     torch.nn.init.normal_(model.classifier.weight, std=0.5)  # probabilities clearly apart, not saturated
     if family == "logmel-cnn":  # the log-mel statistics training would save
-        model.cnn.global_stats.copy_(model.cnn.speech_statistics([torch.from_numpy(load_audio(clip_path(c))) for c in CLIPS]))
+        model.set_global_statistics([torch.from_numpy(load_audio(clip_path(c))) for c in CLIPS])
     model.eval()
     model.save_pretrained(folder)
     fe.save_pretrained(folder)

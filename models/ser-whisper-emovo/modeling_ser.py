@@ -896,6 +896,16 @@ class LogMelCnnForEmotion(EmotionModelMixin, LogMelCnnPreTrainedModel):
         for param in self.cnn.blocks[0].parameters():
             param.requires_grad = False
 
+    @property
+    def frontend(self) -> LogMelFrontend:
+        """The log-mels and speech frames that speaker statistics are taken over (ser/statistics.py)."""
+        return self.cnn.frontend
+
+    def set_global_statistics(self, clips: list[torch.Tensor]) -> None:
+        """`normalisation="global"`: the statistics of the speech in `clips` (the training clips' samples), saved
+        with the weights."""
+        self.cnn.global_stats.copy_(self.cnn.speech_statistics(clips))
+
 
 EMOTION_CLASSES = {
     cls.family: cls
