@@ -78,9 +78,9 @@ def build_model(args: ModelArguments, labels: list[str]):
             raise ValueError(f"--normalisation none: the log-mel CNN always normalises its log-mels; choose one of "
                              f"{modeling_ser.CNN_NORMALISATIONS}")
         return scratch_model(spec, labels, **head, **({"normalisation": args.normalisation} if args.normalisation else {}))
-    if args.mode == "frozen":
-        head["frame_normalisation"] = args.normalisation or "none"
-    elif args.normalisation not in (None, "none", "speaker"):
+    if args.mode == "frozen" and args.normalisation:
+        head["frame_normalisation"] = args.normalisation
+    elif args.mode == "full" and args.normalisation not in (None, "none", "speaker"):
         raise ValueError(f"--normalisation {args.normalisation} normalises a frozen encoder's frames: it needs "
                          "--mode frozen (in --mode full only speaker normalisation is possible)")
     return scratch_model(spec, labels, **head) if spec else pretrained_model(args.encoder_name_or_path, labels, **head)

@@ -23,7 +23,7 @@ def export_run(run_dir: str | Path, export_dir: str | Path, hub_model_id: str | 
         raise FileNotFoundError(f"cannot export {run_dir}: missing {', '.join(missing)} (train with "
                                 "--train_final_model true and let the folds finish first)")
     cross = export_dir / CROSS_CORPUS_FILENAME  # another run's results, added beside the model (add_cross_corpus)
-    kept = (results_file.read(cross), cross.read_bytes()) if cross.is_file() else None
+    kept = cross.read_bytes() if cross.is_file() else None  # validated when add_cross_corpus stored it
     if export_dir.exists():
         shutil.rmtree(export_dir)  # a stale file (e.g. modeling_ser.py of an earlier custom head) must not linger
     shutil.copytree(final, export_dir)
@@ -31,8 +31,8 @@ def export_run(run_dir: str | Path, export_dir: str | Path, hub_model_id: str | 
     results = results_file.read(run_dir)  # a first-format file is written back upgraded
     results["hub_model_id"] = hub_model_id or export_dir.name
     results_file.write(results, export_dir)
-    if kept and kept[0]["labels"] == results["labels"]:  # the same task: it still describes the recipe across corpora
-        cross.write_bytes(kept[1])
+    if kept and json.loads(kept)["labels"] == results["labels"]:  # the same task: it still describes the recipe
+        cross.write_bytes(kept)
     write_card(export_dir)
     return export_dir
 
