@@ -26,6 +26,10 @@ of each runtime, then --reps repetitions interleaved (fp32, int8, bf16, onnx, on
 from other jobs hits every runtime alike. Medians; the speed-up is fp32's median over the runtime's median in this
 same run ("paired": the median of the per-repetition ratios). torch.set_num_threads(--threads) before anything
 loads; the ONNX sessions take the same thread count.
+
+The CPU: its model name and the flags that decide the reduced-precision kernels (ser.runtime.RUNTIME_FLAGS: AVX2,
+AVX-512, VNNI, native bf16, AMX), printed first and written beside the figures ("cpu"): the int8 runtimes' agreement
+and bf16's speed depend on them.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 
 from ser.audio import SAMPLING_RATE
-from _common import ROOT, fold_model, median, run_clips, table, write_result  # noqa: I001
+from _common import ROOT, cpu_model, fold_model, median, run_clips, table, write_result  # noqa: I001
 
 SR = SAMPLING_RATE  # ser.audio, the one definition
 
@@ -89,9 +93,20 @@ def classify_all(calls: dict, audio: list, errors: dict, fold: str) -> dict:
 
 
 def compare(probs: list, ref: list) -> dict:
+    """Top-1 agreement, and each clip's largest class-probability difference: its maximum and mean over the clips."""
     top = lambda p: max(p, key=p.get)  # noqa: E731
+    per_clip = [max(abs(p[k] - r[k]) for k in r) for p, r in zip(probs, ref)]
     return {"top1_agreement": float(np.mean([top(p) == top(r) for p, r in zip(probs, ref)])),
-            "max_abs_prob_diff": float(max(abs(p[k] - r[k]) for p, r in zip(probs, ref) for k in r))}
+            "max_abs_prob_diff": float(max(per_clip)), "mean_abs_prob_diff": float(np.mean(per_clip))}
+
+
+def cpu() -> dict:
+    """The CPU's model name, and which of the flags that decide the runtimes' kernels it has (ser.runtime)."""
+    from ser.runtime import RUNTIME_FLAGS, cpu_flags, native_bf16
+
+    flags = cpu_flags()
+    return {"model": cpu_model(), "flags": {flag: flag in flags for flag in RUNTIME_FLAGS},
+            "native_bf16": native_bf16(flags)}
 
 
 def speech(clips: list, seconds: float) -> np.ndarray:
@@ -163,6 +178,9 @@ def main() -> None:
     folds = results["runs"][0]["folds"][:args.folds]
     per_fold = max(1, args.clips // len(folds))
     runtimes = list(RUNTIMES)
+    processor = cpu()
+    print(f"CPU: {processor['model']}; " + ", ".join(f"{flag} {'yes' if has else 'no'}"
+                                                   for flag, has in processor["flags"].items()))
     print(f"{run}: {len(folds)} folds, {per_fold} clips each; runtimes {runtimes}; {torch.get_num_threads()} threads")
 
     errors, loads, fold_rows, pooled, speed = {}, {}, [], {}, []
@@ -192,13 +210,14 @@ def main() -> None:
 
     rows = [{"runtime": r, "clips": len(p), **compare(p, ref)} for r, (p, ref) in pooled.items() if r != "fp32"]
     rows += [{"runtime": r, "clips": 0, "error": e[-1]["error"][:120]} for r, e in errors.items() if r not in pooled]
-    print(table(rows, ["runtime", "clips", "top1_agreement", "max_abs_prob_diff", "error"],
-                {"top1_agreement": ".3f", "max_abs_prob_diff": ".3g"}))
+    print(table(rows, ["runtime", "clips", "top1_agreement", "max_abs_prob_diff", "mean_abs_prob_diff", "error"],
+                {"top1_agreement": ".3f", "max_abs_prob_diff": ".3g", "mean_abs_prob_diff": ".3g"}))
     print(table(speed, ["clip s", "runtime", "s/call", "RTF", "speed-up vs fp32", "paired speed-up"],
                 {"s/call": ".4f", "RTF": ".4f", "speed-up vs fp32": ".2f", "paired speed-up": ".2f"}))
     for runtime, entries in errors.items():
         print(f"{runtime} failed: " + "; ".join(f"{e['fold']} ({e['stage']}): {e['error'][:300]}" for e in entries))
-    write_result("default_runtimes", {"run": str(args.run), "corpus": results["corpus"], "labels": results["labels"],
+    write_result("default_runtimes", {"cpu": processor, "run": str(args.run), "corpus": results["corpus"],
+                                      "labels": results["labels"],
                                       "threads": args.threads, "durations": args.durations, "reps": args.reps,
                                       "warmup": args.warmup, "runtimes": runtimes, "agreement": rows,
                                       "agreement_per_fold": fold_rows, "load_seconds": loads, "speed": speed,

@@ -1,4 +1,4 @@
-"""What the speech detector's memo (ser.speech.Detector.segments keeps its last answers by the audio's content) saves
+"""What the speech detector's memo (speech_ser.Detector.segments keeps its last answers by the audio's content) saves
 the predictor, which asks twice for each clip (is there speech, then where to trim): the default model classifies
 100 Emo-DB files one at a time with the memo off and on, alternated three times in one process on one thread, and
 the answers are checked identical.
@@ -13,7 +13,7 @@ import time
 import torch
 
 from _common import EMODB, ROOT, write_result
-from ser import speech
+import speech_ser as speech
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor
 

@@ -23,6 +23,7 @@ two markdown tables: the share of clips whose top label changes (and how many we
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import subprocess
 import tempfile
 from pathlib import Path
@@ -39,7 +40,7 @@ from ser.augment import add_noise, band_limit
 from ser.corpora import load_corpus
 from ser.metrics import classification_metrics
 from ser.predictor import EmotionPredictor
-from ser.speech import DETECTORS, Detector
+from speech_ser import DETECTORS, Detector
 
 REFUSED = "refused"  # a clip the predictor refused, as a class of its own in the UA
 NOISE_DB = -50.0
@@ -99,8 +100,10 @@ def evaluate(jobs, rng, detector: str | None = None) -> dict:
     truth, refused = [], {name: 0 for name in changes}
     for model, clips in jobs:
         predictor = EmotionPredictor.from_pretrained(model)
-        if detector:
-            predictor.detector = Detector(detector)
+        if detector:  # the model's own preparation, with another detector
+            prepared = replace(predictor.preparation, speech_detector=Detector(detector).to_dict())
+            predictor.feature_extractor.speech_preparation = prepared.to_dict()
+            predictor.preparation, predictor.detector = prepared, prepared.detector
         for clip in tqdm(clips, desc=model.parent.name, unit="clip"):
             audio = load_audio(clip.path, SR)
             top = lambda a: max((s := predictor.classify_batch([a])[0]), key=s.get)  # noqa: E731

@@ -33,7 +33,7 @@ def statistics(predictor, clips: list[np.ndarray], seconds: float | None, rng) -
     """Statistics of the speech of clips taken in random order until `seconds` of speech (None: all clips)."""
     stats = RunningStatistics(predictor.frame_source)
     for i in rng.permutation(len(clips)) if seconds else range(len(clips)):
-        stats.add(predictor.as_trained(clips[i]))
+        stats.add(predictor.feature_extractor.prepare(clips[i], refuse=False))
         if seconds and stats.seconds >= seconds:
             break
     return stats.result()

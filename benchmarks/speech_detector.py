@@ -1,4 +1,4 @@
-"""How the speech detector's settings were chosen (ser/speech.py): on every clip of Emo-DB, RAVDESS and EMOVO, clean,
+"""How the speech detector's settings were chosen (speech_ser.py): on every clip of Emo-DB, RAVDESS and EMOVO, clean,
 band-limited to the telephone band and with white noise at 5 dB SNR, how many clips Silero VAD finds no speech in at
 each threshold (release 0.15 below it, as Silero's own neg_threshold), and the highest speech probability it gives
 white, pink and brown noise at -60 to -6 dBFS (3 s each, 3 draws). Clips Silero misses are a detector's worst error
@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from _common import DATA, write_result
-from ser import speech
+import speech_ser as speech
 from ser.audio import SAMPLING_RATE, load_audio
 from ser.augment import add_noise, band_limit
 from ser.corpora import load_corpus

@@ -1,4 +1,4 @@
-"""Probes and small heads on the frozen Whisper tiny.en encoder (defaults.BUNDLED_ENCODER), layer by layer.
+"""Probes and small heads on the frozen Whisper tiny.en encoder (ser.convert_whisper.BUNDLED), layer by layer.
 
     python benchmarks/whisper_heads.py --corpus emodb --probe lr --layer 2                   # pooled UA 0.919
     python benchmarks/whisper_heads.py --corpus emodb --probe lr --layer 2 --speaker-norm    # 0.930
@@ -16,7 +16,7 @@
 
 Seed 0, UA pooled over every clip; the LR probe takes seconds, a head minutes. Folds as `train_ser.py --config
 configs/<corpus>.yaml` makes them (Emo-DB, EMOVO: leave-one-speaker-out; RAVDESS: 6 folds of 4 consecutive actors).
-Each clip is trimmed (ser.speech.ENERGY, the detector of the table's runs) and encoded once; its 5 hidden states (encoder input and 4 layers) are cached
+Each clip is trimmed (speech_ser.ENERGY, the detector of the table's runs) and encoded once; its 5 hidden states (encoder input and 4 layers) are cached
 in float16 in runs/whisper_heads/<corpus>-<encoder fingerprint>.npz. The head is configs/recipes/whisper-frozen.yaml's,
 trained per fold on random crops (AdamW, one-cycle schedule with 10% warm-up, class-weighted loss).
 """
@@ -36,9 +36,11 @@ from sklearn.preprocessing import StandardScaler
 
 from _common import ROOT, table, write_result
 from modeling_ser import frame_statistics
-from ser import corpora, defaults, speech, splits
+import speech_ser as speech
+from ser import corpora, splits
 from ser.data import PadCollator, class_weights, load_clips_audio, speaker_normalise
 from ser.encoders import pretrained_model
+from ser.convert_whisper import BUNDLED
 from ser.frozen import encoder_fingerprint
 from ser.metrics import classification_metrics, summarize_folds
 from ser.statistics import EncoderFrames
@@ -60,7 +62,7 @@ def corpus_and_folds(corpus: str):
 def encoder_states(corpus: str, clips: list[corpora.Clip]) -> list[np.ndarray]:
     """All hidden states (T, L, H) of every trimmed clip, from the cache when it holds these clips. The encoder is
     loaded either way: its fingerprint names the cache. feature_layer="weighted": EncoderFrames gives every layer."""
-    model, extractor = pretrained_model(str(ROOT / defaults.BUNDLED_ENCODER), ["a", "b"], feature_layer="weighted")
+    model, extractor = pretrained_model(str(ROOT / BUNDLED["tiny.en"]["output"]), ["a", "b"], feature_layer="weighted")
     path = CACHE / f"{corpus}-{encoder_fingerprint(model, extractor)}.npz"
     paths = np.array([str(c.path) for c in clips])
     if path.exists():

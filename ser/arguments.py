@@ -9,7 +9,8 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 import modeling_ser
-from ser import corpora, speech, splits
+import speech_ser as speech
+from ser import corpora, splits
 from ser.audio import LEVEL_DBFS
 from ser.augment import AugmentationArguments
 
@@ -33,7 +34,7 @@ class DataArguments:
     split_file: str | None = field(default=None, metadata={"help": "Train/test assignment for --protocol fixed"})
     only_folds: list[str] | None = field(default=None, metadata={"help": "Run only these folds (by name), e.g. for a quick check"})
     normalisation_group: str = field(default="speaker", metadata={"help": "With --normalisation speaker: whose unlabelled audio the statistics come from", "choices": ("speaker", "corpus")})
-    trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (ser.speech) before anything else, as the predictor does; recorded in the saved model"})
+    trim_silence: bool = field(default=True, metadata={"help": "Cut each clip to its speech (speech_ser.py) before anything else, as the predictor does; recorded in the saved model"})
     level_normalisation: bool = field(default=True, metadata={"help": f"Scale each clip (after --trim_silence) to an RMS of {LEVEL_DBFS:g} dBFS, as the predictor does; recorded in the saved model"})
     speech_detector: str = field(default=speech.DEFAULT.name, metadata={"help": f"What finds the speech for --trim_silence: {' | '.join(speech.DETECTORS)}; recorded in the saved model", "choices": speech.DETECTORS})
     crop_seconds: float = field(default=3.0, metadata={"help": "Random crop length for training; evaluation uses whole clips"})

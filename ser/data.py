@@ -30,7 +30,8 @@ def extract_features(feature_extractor, audio: list[np.ndarray], per_utterance_n
     options = {} if per_utterance_norm else {"do_normalize_per_mel_bins": False}  # only filterbank extractors have it
     out = []
     for samples in tqdm(audio, desc="computing input features", unit="clip"):
-        features = feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="np", **options)[name][0]
+        features = feature_extractor(samples, sampling_rate=SAMPLING_RATE, prepare_speech=False, return_tensors="np",
+                                     **options)[name][0]
         out.append((features.T if time_last(feature_extractor) else features).astype(np.float32))
     return out
 

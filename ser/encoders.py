@@ -6,9 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
-from transformers import AutoFeatureExtractor, SeamlessM4TFeatureExtractor, Wav2Vec2FeatureExtractor
+from transformers import AutoFeatureExtractor
 
 import modeling_ser
+from feature_extraction_ser import emotion_feature_extractor
 from ser import convert_whisper
 from ser.audio import SAMPLING_RATE
 
@@ -17,14 +18,15 @@ from ser.audio import SAMPLING_RATE
 def feature_extractor_for(family: str, **overrides):
     """The family's standard front end: raw normalised samples, 80-bin log-mels stacked in pairs (w2v-BERT), Whisper's
     log-mels at the clip's own length (not padded to 30 s), or raw samples at their own level (logmel-cnn computes
-    and normalises its log-mels itself)."""
+    and normalises its log-mels itself); each prepares clips once training sets its `speech_preparation`."""
+    cls = modeling_ser.FEATURE_EXTRACTORS[emotion_class(family).family]
     if family == "whisper":
-        return modeling_ser.WhisperEmotionFeatureExtractor(sampling_rate=SAMPLING_RATE, **overrides)
+        return cls(sampling_rate=SAMPLING_RATE, **overrides)
     if family == "wav2vec2-bert":
-        return SeamlessM4TFeatureExtractor(sampling_rate=SAMPLING_RATE, return_attention_mask=True, **overrides)
+        return cls(sampling_rate=SAMPLING_RATE, return_attention_mask=True, **overrides)
     options = {"feature_size": 1, "sampling_rate": SAMPLING_RATE, "padding_value": 0.0,
                "do_normalize": family != "logmel-cnn"}
-    return Wav2Vec2FeatureExtractor(**options, return_attention_mask=True, **overrides)
+    return cls(**options, return_attention_mask=True, **overrides)
 
 
 def emotion_class(family: str):
@@ -49,10 +51,8 @@ def pretrained_model(name_or_path: str, labels: list[str], **head_options):
     CTranslate2 Whisper folder (faster-whisper's format) is converted once into a cached transformers copy."""
     name_or_path = checkpoint_folder(name_or_path)
     model = modeling_ser.from_backbone(name_or_path, labels, **head_options)
-    if model.family == "whisper":  # the checkpoint's own extractor pads every clip to 30 s; same settings, no padding
-        return model, modeling_ser.WhisperEmotionFeatureExtractor.from_pretrained(name_or_path,
-                                                                                   return_attention_mask=True)
-    return model, AutoFeatureExtractor.from_pretrained(name_or_path)
+    # ours, with the checkpoint's settings (a Whisper one's pads every clip to 30 s; ours does not)
+    return model, emotion_feature_extractor(AutoFeatureExtractor.from_pretrained(name_or_path))
 
 
 def checkpoint_folder(name_or_path: str) -> str:

@@ -13,10 +13,11 @@ from tqdm.auto import tqdm
 from transformers import Trainer, TrainingArguments, set_seed
 
 import modeling_ser
-from ser import corpora, data, dataset, speech, splits
+import speech_ser as speech
+from ser import corpora, data, dataset, splits
 from ser import results as ser_results
 from ser.arguments import DataArguments, ModelArguments
-from ser.audio import normalise_level
+from feature_extraction_ser import Preparation, normalise_level, shortest_seconds
 from ser.augment import AugmentationArguments, WaveformAugmenter, perturbed_copies
 from ser.encoders import load_spec, pretrained_model, scratch_model
 from ser.frozen import FeatureCache, FrozenEncoderHead
@@ -58,13 +59,22 @@ def read_corpus(args: DataArguments):
     return table, dataset.to_clips(table), names
 
 
-def prepared_audio(table, args: DataArguments):
-    """Each clip's samples as the model sees them, one at a time: cut to speech (unless --trim_silence false) and
-    brought to the level (unless --level_normalisation false), as the predictor does."""
-    detector = speech.Detector(args.speech_detector) if args.trim_silence else None
+def prepared_audio(table, feature_extractor):
+    """Each clip's samples as the model sees them, one at a time: prepared by the model's feature extractor (the
+    function the predictor and the stock pipeline call), not refused (a corpus clip with no speech found is kept
+    whole)."""
     for _, samples in dataset.decoded(table):
-        samples = detector.trim(samples) if detector else samples
-        yield normalise_level(samples) if args.level_normalisation else samples
+        yield feature_extractor.prepare(samples, refuse=False)
+
+
+def preparation(model, args: DataArguments) -> Preparation | None:
+    """What --trim_silence, --speech_detector and --level_normalisation do to every clip, with the model's own
+    shortest input (the log-mel CNN's blocks need a minimum length); None when neither is on (the extractor is then
+    the stock one, and a stock head needs no code of ours)."""
+    if not (args.trim_silence or args.level_normalisation):
+        return None
+    return Preparation(trim_silence=args.trim_silence, speech_detector=speech.Detector(args.speech_detector).to_dict(),
+                       level_normalisation=args.level_normalisation, min_seconds=shortest_seconds(model.config))
 
 
 def build_model(args: ModelArguments, labels: list[str]):
@@ -109,7 +119,7 @@ def model_inputs(model, feature_extractor, table, clips, args: DataArguments, au
         level = normalise_level if args.level_normalisation else (lambda copy: copy)
 
         def clips_and_copies():  # perturbed after trimming; brought to the level again, as the predictor would
-            for clip in prepared_audio(table, args):
+            for clip in prepared_audio(table, feature_extractor):
                 yield clip
                 yield from (level(copy) for copy in perturbed_copies(clip, augment_args))
 
@@ -119,7 +129,7 @@ def model_inputs(model, feature_extractor, table, clips, args: DataArguments, au
         variants = [frames[i + 1:i + per_clip] for i in range(0, len(frames), per_clip)] if augment_args.copies else None
         return Inputs(features, variants, features.durations(), None, "features",
                       {"hits": cache.hits, "misses": cache.misses, "folder": str(cache.folder)})
-    audio = list(tqdm(prepared_audio(table, args), total=len(clips), desc="preparing audio", unit="clip"))
+    audio = list(tqdm(prepared_audio(table, feature_extractor), total=len(clips), desc="preparing audio", unit="clip"))
     features = data.extract_features(feature_extractor, audio, per_utterance_norm=not speaker_normalisation)
     if speaker_normalisation and not model.speaker_normalised:  # fine-tuned filterbank encoders (w2v-BERT)
         features = data.speaker_normalise(features, [clip.speaker for clip in clips])
@@ -315,10 +325,9 @@ def build_experiment(seed, table, clips, names, data_args, model_args, augment_a
     args = replace(training_args, seed=seed,
                    output_dir=str(output_dir / f"seed-{seed}" if len(seeds) > 1 else output_dir))
     model, feature_extractor = build_model(model_args, names)
-    # the predictor finds speech as training did, and cuts to it exactly when training did
-    model.config.trim_silence = data_args.trim_silence
-    model.config.level_normalisation = data_args.level_normalisation
-    model.config.speech_detector = speech.Detector(data_args.speech_detector).to_dict()
+    # saved with the extractor: the predictor and the stock pipeline prepare every clip as training does
+    prepared = preparation(model, data_args)
+    feature_extractor.speech_preparation = prepared.to_dict() if prepared else None
     if model_args.speaker_normalisation and not model.speaker_normalised and (
             model_args.train_final_model or model_args.save_fold_models):
         raise ValueError("--normalisation speaker: this encoder in --mode full normalises its inputs outside the model "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, get_token
 
+from feature_extraction_ser import Preparation, emotion_feature_extractor, shortest_seconds
 from ser import results as results_file
 from ser.card import CROSS_CORPUS_FILENAME, write_card
 
@@ -51,7 +52,7 @@ def refresh(model_folder: str | Path) -> Path:
     model_folder = Path(model_folder)
     modeling_ser.register_auto_classes()
     model = AutoModelForAudioClassification.from_pretrained(model_folder, dtype=torch.float32)
-    extractor = AutoFeatureExtractor.from_pretrained(model_folder)
+    extractor = upgraded_extractor(AutoFeatureExtractor.from_pretrained(model_folder), model.config)
     with tempfile.TemporaryDirectory() as staged:
         model.save_pretrained(staged)
         extractor.save_pretrained(staged)
@@ -60,6 +61,22 @@ def refresh(model_folder: str | Path) -> Path:
             shutil.copy2(path, model_folder / path.name)
     write_card(model_folder)
     return model_folder
+
+
+LEGACY_PREPARATION = ("trim_silence", "speech_detector", "level_normalisation")
+
+
+def upgraded_extractor(extractor, config):
+    """A model saved while its config recorded how its clips were prepared: that record moved into its feature
+    extractor (feature_extraction_ser.Preparation), where every path that loads the model applies it."""
+    extractor = emotion_feature_extractor(extractor)
+    if extractor.speech_preparation is None and hasattr(config, "trim_silence"):
+        settings = {key: getattr(config, key, None) for key in LEGACY_PREPARATION}
+        extractor.speech_preparation = Preparation(**settings, min_seconds=shortest_seconds(config)).to_dict()
+    for key in LEGACY_PREPARATION:
+        if hasattr(config, key):
+            delattr(config, key)
+    return extractor
 
 
 def add_cross_corpus(model_folder: str | Path, loco_run_folder: str | Path) -> Path:

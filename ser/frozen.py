@@ -92,7 +92,8 @@ class FeatureCache:
 
     @torch.no_grad()
     def encode(self, audio: np.ndarray) -> np.ndarray:
-        inputs = self.feature_extractor(audio, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        inputs = self.feature_extractor(audio, sampling_rate=SAMPLING_RATE, prepare_speech=False,
+                                        return_tensors="pt")  # prepared by the caller
         self.model.eval()
         outputs = self.model.base_model(inputs[self.feature_extractor.model_input_names[0]],
                                         output_hidden_states=self.model.config.feature_layer != "last")

@@ -9,8 +9,9 @@
 - Graph optimisation: the exported graph is saved after ONNX Runtime's basic (hardware-independent) optimisations,
   which fold constants such as the transposed linear weights; each session then applies every optimisation level
   (`ORT_ENABLE_ALL`: layer norm and GELU fusions, layouts for this CPU).
-- "onnx-int8": `onnxruntime.quantization.quantize_dynamic` on that graph: int8 weights for the matrix products with a
-  constant weight (the linear layers), activations quantised on the fly; attention scores stay float32.
+- "onnx-int8": `onnxruntime.quantization.quantize_dynamic` on that graph: int8 weights (7 bits used, so the integer
+  sums are exact on every x86 CPU: `quantise`) for the matrix products with a constant weight (the linear layers),
+  activations quantised on the fly; attention scores and small products (the head) stay float32.
 - Cache: `<model folder>/onnx/<key>/` (or `<user cache>/onnx/<key>/` for a Hub id or a folder we cannot write to),
   where `key` is the sha256 of config.json and the weight files, so a changed model never reuses a stale graph and a
   second load exports nothing. The user cache is `$SER_CACHE`, else `$XDG_CACHE_HOME/ser`, else `~/.cache/ser`.
@@ -34,7 +35,7 @@ from ser.runtime import ONNX_RUNTIMES, copy_sharing_tensors, freeze_weight_norm
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 # Part of every cache key: raise it when export or quantisation changes, so older cached graphs are not reused
-GRAPH_VERSION = "2"
+GRAPH_VERSION = "4"  # 4: onnx-int8 with 7-bit weights; 3: the heads' Gemm products left in float32
 EXPORT_TOLERANCE = 1e-3  # max |logit difference| between the graph and the torch model, relative to the largest logit
 
 
@@ -171,7 +172,8 @@ def _example_inputs(model: nn.Module, feature_extractor, lengths: list[int], wit
     rng = np.random.default_rng(0)
     clips = [0.05 * rng.standard_normal(n).astype(np.float32) for n in lengths]
     inputs = feature_extractor(clips, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True,
-                               return_tensors="pt")
+                               return_tensors="pt",
+                               prepare_speech=False)
     example = {model.main_input_name: inputs[model.main_input_name], "attention_mask": inputs["attention_mask"].long()}
     if with_stats:
         shape = (len(lengths), *model.statistics_shape)
@@ -197,13 +199,20 @@ def quantise(source: Path, target: Path) -> None:
     """int8 dynamic quantisation of the matrix products with constant weights (MatMulConstBOnly: the attention score
     products of two activations stay float32, for accuracy), one scale per output channel: per-tensor scales agreed
     with fp32 on 94 of 100 Emo-DB clips on base, per-channel on 98. Convolutions stay float32: quantising the
-    front end as well was 1.2x faster at 4 s but agreed on only 74 of 100 (benchmarks/README.md, section 3)."""
+    front end as well was 1.2x faster at 4 s but agreed on only 74 of 100 (benchmarks/README.md, section 3).
+
+    Weights in 7 bits (reduce_range: -64..64), so that the answer does not depend on the CPU: ONNX Runtime's u8 x s8
+    kernel for AVX2 without VNNI (vpmaddubsw) adds each pair of uint8 activation x int8 weight products in 16 bits,
+    with saturation, and 2 x 255 x 127 does not fit where 2 x 255 x 64 does; with VNNI the sums are exact. On an
+    AVX2-only AMD Zen 3, 8-bit weights agreed with fp32 on 90 % of 200 unseen clips (issue 26, Whisper tiny.en), and
+    an exact emulation of that kernel on 100 held-out clips gives 94 %; 7-bit weights give 100 % with the kernel
+    emulated or not (benchmarks/int8_kernels.py), so the integer sums are the same on every x86 CPU."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".quantise-") as tmp:
         partial = Path(tmp) / target.name
         quantize_dynamic(source, partial, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                         per_channel=True, nodes_to_exclude=small_products(source),
+                         per_channel=True, reduce_range=True, nodes_to_exclude=small_products(source),
                          extra_options={"MatMulConstBOnly": True}, use_external_data_format=True)
         _move_model(partial, target)
 
@@ -211,13 +220,18 @@ def quantise(source: Path, target: Path) -> None:
 def small_products(path: Path, smallest: int = 256 * 256) -> list[str]:
     """Matrix products whose constant weight has fewer than `smallest` entries: a classifier, or the log-mel CNN's
     filter bank. Quantising them saves nothing, and the filter bank in int8 changed the embedded default model's
-    top-1 on 8 of 12 clips."""
+    top-1 on 8 of 12 clips. A Gemm (a linear layer on pooled (B, C) inputs: the heads) is named twice: dynamic
+    quantisation first rewrites every Gemm as a MatMul named "<name>_MatMul" (onnxruntime.quantization.onnx_model,
+    replace_gemm_with_matmul) and only then matches the names to exclude, so the Gemm's own name alone left the
+    classifier quantised."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     sizes = {init.name: int(np.prod(init.dims)) for init in graph.initializer}
-    return [node.name for node in graph.node if node.op_type in ("MatMul", "Gemm")
-            and any(sizes.get(name, smallest) < smallest for name in node.input[1:2])]
+    small = [node for node in graph.node if node.op_type in ("MatMul", "Gemm")
+             and any(sizes.get(name, smallest) < smallest for name in node.input[1:2])]
+    return [name for node in small for name in ([node.name, f"{node.name}_MatMul"] if node.op_type == "Gemm"
+                                                 else [node.name])]
 
 
 def _move_model(source: Path, target: Path) -> None:

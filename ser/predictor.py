@@ -19,10 +19,11 @@ import torch
 from torch import nn
 
 import modeling_ser
-from ser import defaults, speech
+import speech_ser as speech
+from ser import defaults
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
-from ser.audio import (SAMPLING_RATE, AudioError, Reason, audio_duration, load_audio, normalise_level,
-                       to_float_mono)
+from feature_extraction_ser import MIN_SECONDS, Preparation, emotion_feature_extractor, shortest_seconds
+from ser.audio import SAMPLING_RATE, AudioError, Reason, audio_duration, load_audio, to_float_mono
 from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
@@ -33,21 +34,18 @@ class InputPolicy:
     the command line and the demo read from their predictor. A model's own limits narrow it (`for_model`); a
     refusal is an AudioError whose Reason names the limit."""
 
-    min_seconds: float = 0.25
+    min_seconds: float = MIN_SECONDS
     max_seconds: float = 60.0  # longer recordings go through the timeline, in segments
-    silence_db: float = -70.0  # a clip whose peak is below this (dBFS) holds no speech; quieter than -70 is not a recording
     min_speaker_seconds: float = 10.0  # speech needed before a speaker's own statistics are stable enough to normalise with
 
     def for_model(self, model: nn.Module, feature_extractor) -> InputPolicy:
         """Narrowed to what the model can take: a Whisper encoder has positions for 30 s (two mel frames each); the
         log-mel CNN needs `shortest_input_samples` (each of its blocks halves the frames)."""
-        longest, shortest = self.max_seconds, self.min_seconds
+        longest = self.max_seconds
         if getattr(model, "family", None) == "whisper":
             longest = min(longest, 2 * model.config.max_source_positions * feature_extractor.hop_length / SAMPLING_RATE)
-        samples = getattr(model.config, "shortest_input_samples", None)
-        if samples:
-            shortest = max(shortest, samples / SAMPLING_RATE)
-        return replace(self, min_seconds=shortest, max_seconds=longest)
+        return replace(self, min_seconds=shortest_seconds(model.config, self.min_seconds),
+                       max_seconds=longest)
 
 
 class EmotionPredictor:
@@ -72,7 +70,8 @@ class EmotionPredictor:
         config = model.config
         self.labels: list[str] = [_label(config.id2label, i) for i in range(config.num_labels)]
         self.runtime = runtime
-        self.feature_extractor = feature_extractor
+        # ours (which prepares each clip as training did, where the model records how) in place of a stock one
+        self.feature_extractor = feature_extractor = emotion_feature_extractor(feature_extractor)
         if runtime in ONNX_RUNTIMES:
             from ser.onnx_runtime import OnnxModel  # imports onnxruntime only when used
             self.model = OnnxModel(model, feature_extractor, runtime, folder=source)
@@ -80,11 +79,11 @@ class EmotionPredictor:
             self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
         self.policy = policy.for_model(model, feature_extractor)
-        # What training did to the input and to the scores, as the saved config records it (older models: neither)
+        # What training did to each clip, as the feature extractor records it (which then does it); a model that
+        # records nothing gets each clip as it is, refused where no speech is found (the energy detector)
+        self.preparation = feature_extractor.preparation or Preparation(trim_silence=False, level_normalisation=False)
+        self.detector = self.preparation.detector
         serving = modeling_ser.serving_settings(config)
-        self.trim_silence = bool(serving.trim_silence)
-        self.detector = speech.Detector.from_dict(serving.speech_detector)
-        self.level_normalisation = bool(serving.level_normalisation)
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
         calibrated_inside = getattr(model, "applies_calibration", False)
         self.temperature = 1.0 if calibrated_inside else float(serving.calibration_temperature or 1.0)
@@ -94,7 +93,6 @@ class EmotionPredictor:
 
     min_seconds = property(lambda self: self.policy.min_seconds)
     max_seconds = property(lambda self: self.policy.max_seconds)
-    silence_db = property(lambda self: self.policy.silence_db)
     min_speaker_seconds = property(lambda self: self.policy.min_speaker_seconds)
 
     @classmethod
@@ -231,24 +229,10 @@ class EmotionPredictor:
                              Reason.TOO_LONG, seconds=seconds, maximum_seconds=self.max_seconds)
 
     def _check_clip(self, audio: np.ndarray, name: str) -> None:
-        """The checks every clip gets before the model sees it."""
-        if audio.size == 0:
-            raise AudioError(f"{name}: audio is empty (0 samples)", Reason.EMPTY)
-        if not np.isfinite(audio).all():
-            raise AudioError(f"{name}: audio contains NaN or infinite samples", Reason.NOT_FINITE)
-        seconds = audio.size / self.sampling_rate
-        if seconds < self.min_seconds:
-            raise AudioError(f"{name}: audio is too short ({seconds:.3f} s < {self.min_seconds} s)", Reason.TOO_SHORT,
-                             seconds=seconds, minimum_seconds=self.min_seconds)
-        self._check_duration(seconds, name)
-        peak = _peak(audio)
-        if peak < _db_to_amplitude(self.silence_db):
-            level = f"{20 * math.log10(peak):.1f} dBFS" if peak > 0 else "digital silence"
-            raise AudioError(f"{name}: no speech: the audio is silent (peak {level}, below {self.silence_db:g} dBFS)",
-                             Reason.SILENT)
-        if not self.detector.segments(audio, self.sampling_rate):
-            raise AudioError(f"{name}: no speech found: the audio is a steady sound or noise with nothing louder in it",
-                             Reason.NO_SPEECH)
+        """The checks every clip gets before the model sees it: the model's own (empty, silent, no speech), with
+        this predictor's shortest length, and its longest."""
+        replace(self.preparation, min_seconds=self.min_seconds).check(audio, name)
+        self._check_duration(audio.size / self.sampling_rate, name)
 
     def is_uncertain(self, scores: dict[str, float]) -> bool:
         """The documented rule: the top probability (calibrated, where the model was) is below `uncertain_below`."""
@@ -260,7 +244,7 @@ class EmotionPredictor:
         if self.frame_source is None:
             raise ValueError("this model was not trained with speaker normalisation: it normalises each clip by "
                              "itself, and one speaker's other recordings would change nothing")
-        clips = [self.as_trained(clip) for clip in clips]
+        clips = [self.feature_extractor.prepare(clip, refuse=False) for clip in clips]
         stats = RunningStatistics(self.frame_source)
         for clip in clips:
             stats.add(clip)
@@ -271,26 +255,19 @@ class EmotionPredictor:
 
     def _probabilities(self, clips: list[np.ndarray], stats: torch.Tensor | None = None) -> np.ndarray:
         """Calibrated softmax rows (len(clips), num_labels) in input order; each clip first made what the model's
-        training clips were (`as_trained`). `stats` (2, F): a speaker-normalised model's statistics for every clip."""
-        clips = [self.as_trained(clip) for clip in clips]
+        training clips were (the feature extractor's `prepare`; checked already, or a recording's segment). `stats`
+        (2, F): a speaker-normalised model's statistics for every clip."""
+        clips = [self.feature_extractor.prepare(clip, refuse=False) for clip in clips]
         probs = np.empty((len(clips), len(self.labels)), dtype=np.float32)
         for batch in self._batches([clip.size for clip in clips]):
             inputs = self.feature_extractor([clips[i] for i in batch], sampling_rate=self.sampling_rate,
-                                            padding=True, return_tensors="pt")
+                                            padding=True, return_tensors="pt", prepare_speech=False)
             if stats is not None:
                 inputs["normalisation_stats"] = stats.expand(len(batch), *stats.shape)
             with torch.inference_mode():
                 logits = self.model(**inputs).logits
             probs[batch] = torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
         return probs
-
-    def as_trained(self, clip: np.ndarray) -> np.ndarray:
-        """What training did to each clip, as the model records it: cut to its speech (unless that leaves less than
-        the model can take, a short word in a short clip: then the clip as it is), then scaled to the level."""
-        if self.trim_silence:
-            trimmed = self.detector.trim(clip, self.sampling_rate)
-            clip = trimmed if trimmed.size >= self.min_seconds * self.sampling_rate else clip
-        return normalise_level(clip) if self.level_normalisation else clip
 
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices grouped for one forward each, by length. Padding is only used where the model ignores it exactly
@@ -334,15 +311,6 @@ def _check_rate(sampling_rate) -> int:
     if isinstance(sampling_rate, bool) or not isinstance(sampling_rate, (int, np.integer)) or sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be a positive integer (Hz), got {sampling_rate!r}")
     return int(sampling_rate)
-
-
-def _peak(audio: np.ndarray) -> float:
-    return float(np.max(np.abs(audio))) if audio.size else 0.0
-
-
-def _db_to_amplitude(db: float) -> float:
-    """Silence is decided by comparing amplitudes, so a silent clip never meets a log of (or division by) zero."""
-    return 10.0 ** (db / 20.0)
 
 
 def _pads_exactly(config, feature_extractor) -> bool:

@@ -10,8 +10,9 @@ holds the run settings, every run with its folds (metrics and predictions) and a
   predictions pooled (``pooled``) and each seed's pooled metric over seeds (``over_seeds``).
 
 Optional top-level fields: ``calibration`` (ser.calibration.calibrate: the temperature fitted on out-of-fold logits
-and the ECE before and after), ``trim_silence``, ``speech_detector`` (ser.speech.Detector.to_dict: what found the
-speech) and ``level_normalisation``; folds may carry ``logits`` and ``corpus`` per test clip.
+and the ECE before and after), ``trim_silence``, ``speech_detector`` (speech_ser.Detector.to_dict: what found the
+speech), ``level_normalisation`` and ``adaptation`` (ser.adaptation: the model was adapted without labels to
+other recordings after these numbers were measured); folds may carry ``logits`` and ``corpus`` per test clip.
 
 Every std is the population std (ddof=0). `SCHEMA` below is the contract; `validate` checks a dict against it,
 `build` makes one, `write` and `read` store and load one. `read` also accepts the first format (one seed:
@@ -61,7 +62,7 @@ SCHEMA = {
 CALIBRATION = {"temperature": NUMBER, "ece_uncalibrated": NUMBER, "ece_calibrated": NUMBER, "ece_bins": int}
 PER_CLIP = ("corpus", "logits")  # optional fold lists with one entry per test clip
 OPTIONAL = {"hub_model_id": str, "calibration": (dict, NONE), "trim_silence": bool, "speech_detector": dict,
-            "level_normalisation": bool}  # hub_model_id: ser.export
+            "level_normalisation": bool, "adaptation": dict}  # hub_model_id: ser.export; adaptation: ser.adaptation
 COMPUTED = ("format_version", "seeds", "summary", "runs")  # made by build(), never passed to it
 LEGACY = ("seed", "folds")  # the first format's top-level keys, which now live in runs
 

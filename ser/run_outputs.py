@@ -9,7 +9,8 @@ from pathlib import Path
 import modeling_ser
 from ser import corpora
 from ser import results as ser_results
-from ser.experiment import Experiment, corpus_name
+from speech_ser import Detector
+from ser.experiment import Experiment, corpus_name, preparation
 from ser.export import export_run, push_folder
 from ser.metrics import plot_confusion
 
@@ -34,6 +35,12 @@ def weights_origin(config) -> dict:
                         "via": f"{source['package']} (CTranslate2 float16, converted to float32 by ser/convert_whisper.py)"}}
 
 
+def kept_layers(config) -> dict:
+    """A Whisper encoder cut to the layer its head reads (modeling_ser.WhisperForEmotion.cut_to_feature_layer)."""
+    cut_from = getattr(config, "cut_from_layers", None)
+    return {"layers_kept": [config.encoder_layers, cut_from]} if cut_from else {}
+
+
 def write_results(experiment: Experiment, runs, protocol, data_args, model_args, augment_args, cache_stats,
                   calibration) -> dict:
     """results.json (through ser.results, from the model's actual config) and the pooled confusion matrix."""
@@ -45,7 +52,8 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
         normalisation_group=data_args.normalisation_group if model_args.speaker_normalisation else None,
         encoder={"name_or_path": model_args.encoder_name_or_path or model_args.encoder_config,
                  "family": model.family, "pretrained": model_args.encoder_name_or_path is not None,
-                 "parameters": sum(p.numel() for p in model.parameters()), **weights_origin(config)},
+                 "parameters": sum(p.numel() for p in model.parameters()), **weights_origin(config),
+                 **kept_layers(config)},
         head={key: getattr(config, key) for key in (*modeling_ser.HEAD_FIELDS, "classifier_proj_size")},
         training={"mode": model_args.mode, "epochs": training_args.num_train_epochs,
                   "learning_rate": training_args.learning_rate, "weight_decay": training_args.weight_decay,
@@ -55,9 +63,10 @@ def write_results(experiment: Experiment, runs, protocol, data_args, model_args,
                   "crop_seconds": data_args.crop_seconds, "class_balanced_loss": model_args.class_balanced_loss,
                   "corpus_balanced": model_args.corpus_balanced},
         augmentation=asdict(augment_args) if experiment.raw_samples or augment_args.copies else None,
-        code_version=code_version(), trust_remote_code=not model.is_stock_expressible, feature_cache=cache_stats,
-        trim_silence=data_args.trim_silence, speech_detector=config.speech_detector,
-        level_normalisation=data_args.level_normalisation, calibration=calibration)
+        code_version=code_version(), feature_cache=cache_stats, calibration=calibration,
+        trust_remote_code=not model.is_stock_expressible or preparation(model, data_args) is not None,
+        trim_silence=data_args.trim_silence, level_normalisation=data_args.level_normalisation,
+        speech_detector=Detector(data_args.speech_detector).to_dict())
     ser_results.write(results, experiment.output_dir)
     title = f"{corpus_name(data_args)}: {protocol['description']}, pooled over folds and seeds"
     plot_confusion(results["summary"]["pooled"]["confusion"], names, experiment.output_dir / "confusion_matrix.png", title)

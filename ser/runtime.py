@@ -5,10 +5,16 @@ kernels (dynamic quantisation: activations are quantised on the fly), which is w
 most of its time; convolutions and attention softmax stay in float32. "bf16" runs the model under CPU autocast:
 matrix products and convolutions in bfloat16 (AVX512-BF16 / AMX kernels), softmax, norms and reductions in float32
 as autocast decides; the weights stay float32 (measured on wav2vec2-base at 4 s: autocast 1.9 s, a bfloat16 copy of
-the weights 3.4 s). "onnx" and "onnx-int8" run an exported graph in ONNX Runtime (ser/onnx_runtime.py)."""
+the weights 3.4 s). "onnx" and "onnx-int8" run an exported graph in ONNX Runtime (ser/onnx_runtime.py).
+
+The predictor's default (ser.defaults.RUNTIME) is "onnx": float32 like "fp32", so exact (to ~1e-6), and the fastest
+exact runtime on every CPU measured. The int8 runtimes' and bf16's agreement with fp32 depends on the CPU's kernels
+(README, "Runtimes of the default"); bf16 without native bf16 instructions is emulated and slow, and says so."""
 
 import copy
 import itertools
+import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +29,58 @@ RUNTIMES = TORCH_RUNTIMES + ONNX_RUNTIMES
 def check_runtime(runtime: str) -> None:
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime={runtime!r} is not one of {RUNTIMES}")
+
+
+# x86 instructions that compute bfloat16 products natively (AVX512-BF16; AMX tiles). Without either, oneDNN emulates
+# bf16 by converting to float32 and back around every product.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# The flags that decide the speed and the rounding of the reduced-precision runtimes (benchmarks record them).
+RUNTIME_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni")
+BF16_SLOWDOWN = "6.6x slower than fp32 on an AVX2-only AMD Zen 3"  # the default model at 4 s (issue 26)
+
+
+class SlowRuntimeWarning(UserWarning):
+    """A runtime selected on a CPU that runs it slower than fp32."""
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> frozenset[str]:
+    """The instruction-set flags of the first processor in /proc/cpuinfo (x86 "flags", Arm "Features"); empty where
+    the file cannot be read (not Linux): the CPU is then unknown."""
+    try:
+        lines = Path(cpuinfo).read_text().splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def native_bf16(flags: frozenset[str] | set[str]) -> bool:
+    """Whether an x86 CPU with these flags computes bfloat16 products natively."""
+    return bool(NATIVE_BF16_FLAGS & set(flags))
+
+
+def bf16_warning(flags: frozenset[str] | set[str]) -> str | None:
+    """What selecting bf16 costs on a CPU with these flags: None where it has native bf16, or where the CPU is not
+    x86 (every x86-64 has sse2) or unknown (no flags): there is no measurement to quote."""
+    x86 = "sse2" in flags
+    if not x86 or native_bf16(flags):
+        return None
+    return (f"runtime='bf16' on a CPU without native bf16 instructions (neither "
+            f"{' nor '.join(sorted(NATIVE_BF16_FLAGS))} in its flags): bf16 is emulated there, {BF16_SLOWDOWN} (the "
+            f"default model, 4 s clips). runtime='onnx', the default, is exact and faster.")
+
+
+def warn_if_slow(runtime: str, flags: frozenset[str] | set[str] | None = None) -> None:
+    """Warns (SlowRuntimeWarning) when `runtime` is bf16 and the CPU (this one's flags unless given) has no native
+    bf16: a warning rather than a refusal, as bf16 still gives answers close to fp32 there."""
+    if runtime != "bf16":
+        return
+    message = bf16_warning(cpu_flags() if flags is None else flags)
+    if message:
+        warnings.warn(message, SlowRuntimeWarning, stacklevel=3)
 
 
 def reads_weights_directly(name: str, model: nn.Module) -> bool:
@@ -42,6 +100,7 @@ def prepare_model(model: nn.Module, runtime: str = "fp32", inplace: bool = False
     if runtime == "fp32":
         return model
     if runtime == "bf16":
+        warn_if_slow(runtime)
         return Bf16Autocast(model)
     # one weight scale per output channel, as the onnx-int8 runtime (ser/onnx_runtime.quantise) for its accuracy
     qconfig = torch.ao.quantization.per_channel_dynamic_qconfig

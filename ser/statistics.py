@@ -38,7 +38,8 @@ class EncoderFrames:
         self.hop_seconds = None  # set by the first clip: encoder frames per second differ by family
 
     def __call__(self, samples: np.ndarray) -> torch.Tensor:
-        inputs = self.feature_extractor(samples, sampling_rate=SAMPLING_RATE, return_tensors="pt")
+        inputs = self.feature_extractor(samples, sampling_rate=SAMPLING_RATE, prepare_speech=False,
+                                        return_tensors="pt")
         outputs = self.model.base_model(inputs[self.feature_extractor.model_input_names[0]],
                                         output_hidden_states=self.model.config.feature_layer != "last")
         frames = self.model.encoder_frames(outputs)[0]

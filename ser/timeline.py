@@ -2,7 +2,7 @@
 writers (CSV, JSON lines) and plot.
 
 A recording is read twice, block by block, so memory does not grow with its length: the first pass runs the model's
-speech detector (ser.speech), the second cuts out each speech segment and classifies it whole. Segments longer than
+speech detector (speech_ser.py), the second cuts out each speech segment and classifies it whole. Segments longer than
 `max_segment_seconds` are split into equal pieces no longer than that.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import speech
+import speech_ser as speech
 from ser.audio import AudioError, iter_audio_blocks
 
 BLOCK_SECONDS = 10.0  # how much of the file is decoded at a time

@@ -121,7 +121,9 @@ def run_fresh_pipeline(folder, clip, remote):
 
 
 # --- a demo server ------------------------------------------------------------------------------------------------
-START_TIMEOUT = 120  # importing torch, transformers and gradio on two busy cores
+# importing torch, transformers and gradio on two busy cores, and the default runtime's export of the model to ONNX
+# where no graph is cached yet (5 s for the default model on a quiet machine, half a minute on busy cores)
+START_TIMEOUT = 180
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard  # noqa: E402
 
 from ser import corpora  # noqa: E402
 from ser import results as results_file  # noqa: E402
-from ser import speech  # noqa: E402
+import speech_ser as speech  # noqa: E402
 from ser.card import render_card, write_card  # noqa: E402
 from ser.metrics import classification_metrics  # noqa: E402
 

@@ -14,7 +14,7 @@ from ser.predictor import EmotionPredictor, InputPolicy
 
 @pytest.fixture(scope="module")
 def predictor():
-    return EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL)
+    return EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, runtime="fp32")  # the runtimes: test_runtime_onnx
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +196,7 @@ def test_pure_noise_and_silence_are_refused_in_plain_words(predictor, tmp_path, 
 def test_the_level_of_a_clip_does_not_change_its_answer(predictor, speech):
     """The default model was trained on clips cut to their speech and brought to one level, and is served so: a
     copy 12 dB quieter, or at a -48 dBFS peak, gets the same probabilities."""
-    assert predictor.level_normalisation and predictor.trim_silence
+    assert predictor.preparation.level_normalisation and predictor.preparation.trim_silence
     for audio in speech:
         scores = predictor.classify_array(audio, 16000)
         for copy in (audio * 10 ** (-12 / 20), audio / np.abs(audio).max() * 10 ** (-48 / 20)):
@@ -206,7 +206,7 @@ def test_the_level_of_a_clip_does_not_change_its_answer(predictor, speech):
 def test_too_short_quotes_the_models_own_minimum(speech, tmp_path):
     """The log-mel CNN needs 0.325 s (its blocks halve the frames), more than the predictor's general 0.25 s: the
     words say the model's own minimum."""
-    cnn = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-emodb")
+    cnn = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-emodb", runtime="fp32")
     assert cnn.min_seconds > InputPolicy().min_seconds
     recording = demo.check_recording(write(tmp_path / "short.wav", speech[0][: int(0.3 * 16000)]))
     with pytest.raises(demo.DemoError) as caught:
@@ -239,12 +239,13 @@ def test_the_input_policy_given_is_the_one_applied_narrowed_by_the_model(speech)
     Whisper model's encoder holds 30 s)."""
     from ser.audio import AudioError, Reason
 
-    strict = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, policy=InputPolicy(max_seconds=2.0))
+    strict = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, runtime="fp32", policy=InputPolicy(max_seconds=2.0))
     clip = np.tile(speech[0], 2)[: 3 * 16000]
     with pytest.raises(AudioError) as caught:
         strict.classify_array(clip, 16000)
     assert caught.value.reason is Reason.TOO_LONG and caught.value.details["maximum_seconds"] == 2.0
-    loose = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, policy=InputPolicy(max_seconds=600.0))
+    loose = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, runtime="fp32",
+                                             policy=InputPolicy(max_seconds=600.0))
     assert loose.policy.max_seconds == 30.0 and loose.classify_array(clip, 16000)
 
 

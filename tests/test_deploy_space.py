@@ -18,10 +18,11 @@ from helpers import EMODB, ROOT, require
 from helpers import free_port, serving
 from ser.defaults import DEFAULT_MODEL
 
-SPACE_FILES = {"README.md", "app.py", "modeling_ser.py", "packages.txt", "requirements.txt", "ser/__init__.py",
-               "ser/demo.py", "ser/predictor.py", "ser/defaults.py", f"{DEFAULT_MODEL}/model.safetensors",
-               f"{DEFAULT_MODEL}/config.json", f"{DEFAULT_MODEL}/preprocessor_config.json",
-               f"{DEFAULT_MODEL}/modeling_ser.py", f"{DEFAULT_MODEL}/results.json"}
+MODEL_CODE = ("modeling_ser", "feature_extraction_ser", "speech_ser")  # beside the app and beside the model
+SPACE_FILES = {"README.md", "app.py", "packages.txt", "requirements.txt", "ser/__init__.py", "ser/demo.py",
+               "ser/predictor.py", "ser/defaults.py", f"{DEFAULT_MODEL}/model.safetensors", f"{DEFAULT_MODEL}/config.json",
+               f"{DEFAULT_MODEL}/preprocessor_config.json", f"{DEFAULT_MODEL}/results.json",
+               *(f"{folder}{name}.py" for name in MODEL_CODE for folder in ("", f"{DEFAULT_MODEL}/"))}
 
 
 def without_pythonpath() -> dict[str, str]:
@@ -81,7 +82,7 @@ def test_every_import_of_the_space_is_installed_there(dry_run):
     installed |= {re.match(r"[\w.-]+", spec).group(0) for spec in importlib.metadata.requires("gradio")
                   if "extra ==" not in spec}
     installed = {normalise(name) for name in installed}
-    local = {"app", "ser", "modeling_ser"}
+    local = {"app", "ser", *MODEL_CODE}
     distributions = importlib.metadata.packages_distributions()
     missing = set()
     for path in staged.rglob("*.py"):

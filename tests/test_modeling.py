@@ -10,7 +10,7 @@ from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 import modeling_ser
 from helpers import FAMILIES, TINY_SPECS, run_fresh_pipelines
 from ser.encoders import feature_extractor_for, scratch_model
-from ser import speech as speech_detection
+import speech_ser as speech_detection
 
 LABELS = ["angry", "sad"]
 LAYERS = ["last", "weighted", 1]

@@ -20,6 +20,9 @@ from ser.predictor import EmotionPredictor
 LABELS = ["angry", "happy", "neutral", "sad"]
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav", "03a04Fd.wav"]
 SR = 16000
+# the default runtime exports an ONNX graph per model on first load; the runtimes have their own tests
+# (test_runtime_onnx.py), these are of the command line
+FP32 = ["--runtime", "fp32"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +57,7 @@ def read_csv(path):
 def test_folder_to_csv_with_error_rows_and_failing_exit_code(model_folder, clip_folder, tmp_path, capsys):
     out = tmp_path / "predictions.csv"
     missing = tmp_path / "missing.wav"
-    code = predict_ser.main(["--model", str(model_folder), str(clip_folder), str(missing), "--output", str(out)])
+    code = predict_ser.main(["--model", str(model_folder), *FP32, str(clip_folder), str(missing), "--output", str(out)])
     assert code == 1
     stderr = capsys.readouterr().err
     assert "broken.wav" in stderr and "missing.wav" in stderr
@@ -65,7 +68,7 @@ def test_folder_to_csv_with_error_rows_and_failing_exit_code(model_folder, clip_
     assert set(by_name) == {CLIPS[0], CLIPS[1], "third.FLAC", "broken.wav", "missing.wav"}
     for name in ("broken.wav", "missing.wav"):
         assert by_name[name]["error"] and name in by_name[name]["error"] and not by_name[name]["label"]
-    predictor = EmotionPredictor.from_pretrained(model_folder)
+    predictor = EmotionPredictor.from_pretrained(model_folder, runtime="fp32")
     for name in (CLIPS[0], CLIPS[1], "third.FLAC"):
         row = by_name[name]
         assert row["error"] == ""
@@ -94,7 +97,7 @@ def test_subprocess_jsonl_with_int8_runtime_exits_zero(model_folder, tmp_path):
 
 def test_csv_to_stdout_and_missing_model(model_folder, tmp_path, capsys):
     clip = require(EMODB / "wav") / CLIPS[0]
-    assert predict_ser.main(["--model", str(model_folder), str(clip)]) == 0
+    assert predict_ser.main(["--model", str(model_folder), *FP32, str(clip)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "file,label,uncertain," + ",".join(LABELS) + ",error" and len(lines) == 2
     assert predict_ser.main(["--model", str(tmp_path / "no-model"), str(clip)]) == 2
@@ -109,7 +112,7 @@ def test_timeline_writes_segments_summary_and_plot(model_folder, tmp_path, capsy
     recording = np.concatenate([speech[0], gap, speech[1], gap, speech[2]])
     sf.write(tmp_path / "talk.wav", recording, SR)
     out, plot = tmp_path / "talk.csv", tmp_path / "talk.png"
-    args = ["--model", str(model_folder), "--timeline", "--segment", "2", str(tmp_path / "talk.wav"),
+    args = ["--model", str(model_folder), *FP32, "--timeline", "--segment", "2", str(tmp_path / "talk.wav"),
             "--output", str(out), "--plot", str(plot)]
     assert predict_ser.main(args) == 0
     err = capsys.readouterr().err
@@ -123,14 +126,14 @@ def test_timeline_writes_segments_summary_and_plot(model_folder, tmp_path, capsy
     assert plot.read_bytes()[:4] == b"\x89PNG"
 
     (tmp_path / "bad.wav").write_bytes(b"garbage" * 100)
-    assert predict_ser.main(args[:2] + ["--timeline", str(tmp_path / "bad.wav"), "--output", str(out)]) == 1
+    assert predict_ser.main(args[:4] + ["--timeline", str(tmp_path / "bad.wav"), "--output", str(out)]) == 1
     assert "bad.wav" in capsys.readouterr().err
     assert read_csv(out)[0]["error"]
 
 
 def test_same_speaker_needs_a_speaker_normalised_model(model_folder, tmp_path, capsys):
     clip = require(EMODB / "wav") / CLIPS[0]
-    assert predict_ser.main(["--model", str(model_folder), "--same-speaker", str(clip),
+    assert predict_ser.main(["--model", str(model_folder), *FP32, "--same-speaker", str(clip),
                              "--output", str(tmp_path / "o.csv")]) == 1
     assert "speaker normalisation" in capsys.readouterr().err
 
@@ -149,11 +152,11 @@ def test_same_speaker_adapts_a_speaker_normalised_model(tmp_path):
         shutil.copy(path, speaker / path.name)
     (speaker / "broken.wav").write_bytes(b"RIFF" + np.random.default_rng(0).bytes(2000))
     out = tmp_path / "o.csv"
-    assert predict_ser.main(["--model", str(tmp_path / "spk"), "--same-speaker", str(speaker),
+    assert predict_ser.main(["--model", str(tmp_path / "spk"), *FP32, "--same-speaker", str(speaker),
                              "--output", str(out)]) == 1
     rows = {row["file"].split("/")[-1]: row for row in read_csv(out)}
     assert rows["broken.wav"]["error"] and not rows["broken.wav"]["label"]
-    predictor = EmotionPredictor.from_pretrained(tmp_path / "spk")
+    predictor = EmotionPredictor.from_pretrained(tmp_path / "spk", runtime="fp32")
     names = sorted(name for name in rows if name != "broken.wav")
     audio = [predictor.load_file(speaker / name) for name in names]
     expected = predictor.classify_batch(audio, predictor.speaker_statistics(audio))

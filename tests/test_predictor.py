@@ -62,7 +62,9 @@ def saved(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictors(saved):
-    return {kind: EmotionPredictor.from_pretrained(folder) for kind, (_, _, folder) in saved.items()}
+    """fp32, named: the default runtime ("onnx") exports each model first; the runtimes are tested below and in
+    test_runtime_onnx.py."""
+    return {kind: EmotionPredictor.from_pretrained(folder, runtime="fp32") for kind, (_, _, folder) in saved.items()}
 
 
 def clip_path(name):
@@ -95,7 +97,7 @@ def test_loads_stock_and_custom_heads_through_from_pretrained(saved, predictors)
 def test_wrapping_a_model_leaves_it_untouched(saved):
     model, fe, _ = saved["custom"]
     encoder = model.hubert.feature_extractor
-    predictor = EmotionPredictor(model, fe)
+    predictor = EmotionPredictor(model, fe, runtime="fp32")
     assert model.hubert.feature_extractor is encoder  # the predictor rewires its own copy
     assert type(predictor.model.hubert.feature_extractor).__name__ == "TimeMajorFeatureEncoder"
     assert predictor.model.classifier.weight is model.classifier.weight  # ...which shares the weights
@@ -116,17 +118,95 @@ def test_probabilities_equal_the_models_own_softmax(kind, saved, predictors):
             np.testing.assert_allclose([scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
 
 
+# --- runtimes: plumbing on these random-weight models (how close int8 and bf16 come to fp32 depends on the CPU's
+# kernels, so it is tested on the trained default model, with tolerances from the formats: test_runtime_onnx.py) ---
+
+
 @pytest.mark.parametrize("kind", ["stock", "custom", "custom-wavlm", "custom-w2vbert", "custom-cnn"])
-def test_int8_runtime_agrees_with_fp32_on_real_clips(kind, saved):
+def test_int8_runtime_quantises_the_linear_layers(kind, saved):
+    """Every linear layer of the encoder (and a stock head's) becomes a dynamically quantised one with int8 weights,
+    one scale per output channel, but for WavLM's attention projections (read as tensors by a fused kernel); our
+    heads' small layers (HeadLinear) stay float32, and so does the log-mel CNN, which has no other. The predictor
+    still gives a probability over the model's labels for every clip."""
+    from torch.ao.nn.quantized.dynamic import Linear as QuantisedLinear
+
     folder = saved[kind][2]
-    fp32, int8 = (EmotionPredictor.from_pretrained(folder, runtime=r) for r in ("fp32", "int8"))
-    audio = [load_audio(clip_path(name)) for name in CLIPS]
-    ref, quick = fp32.classify_batch(audio), int8.classify_batch(audio)
-    diffs = [abs(a[label] - b[label]) for a, b in zip(ref, quick) for label in LABELS]
-    assert max(diffs) < 0.03, max(diffs)
-    assert [max(s, key=s.get) for s in quick] == [max(s, key=s.get) for s in ref]
-    for scores in quick:
+    fp32, int8 = (EmotionPredictor.from_pretrained(folder, runtime=r) for r in ("fp32", "int8"))  # as saved: "stock"
+    quantised = {name: module for name, module in int8.model.named_modules() if isinstance(module, QuantisedLinear)}
+    plain = {name for name, module in fp32.model.named_modules() if type(module) is torch.nn.Linear}  # no HeadLinear
+    fused = {name for name in plain if kind == "custom-wavlm" and ".attention." in name}
+    assert set(quantised) == plain - fused and (kind == "custom-cnn") == (not quantised)
+    for module in quantised.values():
+        weight = module.weight()
+        assert weight.dtype == torch.qint8 and weight.q_per_channel_scales().numel() == weight.shape[0]
+    for scores in int8.classify_batch([load_audio(clip_path(name)) for name in CLIPS]):
         assert_distribution(scores)
+
+
+def test_bf16_runtime_computes_in_bfloat16(saved):
+    """Under bf16 the linear layers compute in bfloat16 (autocast) and the predictor still gets float32 logits and
+    a probability over the model's labels."""
+    _, _, folder = saved["custom"]
+    bf16 = EmotionPredictor.from_pretrained(folder, runtime="bf16")
+    dtypes = []
+    hooks = [module.register_forward_hook(lambda _, __, out: dtypes.append(out.dtype))
+             for module in bf16.model.modules() if isinstance(module, torch.nn.Linear)]
+    try:
+        rows = bf16.classify_batch([load_audio(clip_path(name)) for name in CLIPS[:2]])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    for scores in rows:
+        assert_distribution(scores)
+
+
+ZEN3_FLAGS = {"fpu", "sse2", "avx", "avx2", "fma", "bmi2", "sha_ni", "vaes", "vpclmulqdq"}  # AMD EPYC Zen 3: AVX2 only
+
+
+def test_bf16_warns_where_the_cpu_has_no_native_bf16(saved, tmp_path, monkeypatch):
+    """bf16 is emulated without AVX512-BF16 or AMX-BF16: selecting it warns with the measured slowdown (and still
+    works); with either, or on a CPU whose flags are unknown, it says nothing. The flags come from /proc/cpuinfo."""
+    import warnings
+
+    from ser import runtime
+
+    assert "6.6x slower than fp32" in runtime.bf16_warning(ZEN3_FLAGS)
+    for flags in (ZEN3_FLAGS | {"avx512f", "avx512_bf16"}, ZEN3_FLAGS | {"amx_bf16", "amx_tile"}, set(),
+                  {"fp", "asimd", "bf16"}):  # (the last: an Arm CPU's Features)
+        assert runtime.bf16_warning(flags) is None, flags
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC 7R13 Processor\nflags\t\t: " + " ".join(ZEN3_FLAGS)
+                       + "\n\nprocessor\t: 1\nflags\t\t: other\n")
+    assert runtime.cpu_flags(cpuinfo) == ZEN3_FLAGS and runtime.cpu_flags(tmp_path / "none") == set()
+
+    _, _, folder = saved["custom"]
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(ZEN3_FLAGS))
+    with pytest.warns(runtime.SlowRuntimeWarning, match="6.6x slower than fp32 on an AVX2-only AMD Zen 3"):
+        bf16 = EmotionPredictor.from_pretrained(folder, runtime="bf16")
+    assert_distribution(bf16.classify_array(load_audio(clip_path(CLIPS[0])), SR))
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(ZEN3_FLAGS | {"avx512_bf16"}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", runtime.SlowRuntimeWarning)
+        for name in ("bf16", "fp32", "int8"):
+            EmotionPredictor.from_pretrained(folder, runtime=name)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: frozenset(ZEN3_FLAGS))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", runtime.SlowRuntimeWarning)
+        EmotionPredictor.from_pretrained(folder, runtime="int8")  # only bf16 is emulated
+
+
+def test_the_default_runtime_is_the_exact_onnx_one():
+    """The predictor, predict_ser.py and the demo default to ser.defaults.RUNTIME: "onnx", float32 like fp32."""
+    import inspect
+
+    import predict_ser
+    from ser import defaults
+
+    assert defaults.RUNTIME == "onnx"
+    assert inspect.signature(EmotionPredictor.from_pretrained).parameters["runtime"].default == "onnx"
+    assert inspect.signature(EmotionPredictor).parameters["runtime"].default == "onnx"
+    assert predict_ser.parse_args(["clip.wav"]).runtime == "onnx"
 
 
 def test_stereo_44k_and_8k_inputs(tmp_path, predictors):
@@ -356,7 +436,7 @@ MEMORY_PROBE = textwrap.dedent("""
     torch.set_num_threads(1)
     from ser.predictor import EmotionPredictor
 
-    predictor = EmotionPredictor.from_pretrained(sys.argv[1])
+    predictor = EmotionPredictor.from_pretrained(sys.argv[1], runtime="fp32")
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
 
     def run(path):
@@ -412,7 +492,7 @@ def test_calibration_temperature_is_applied_once(kind, saved, tmp_path):
     with torch.no_grad():
         raw = model(**fe([audio], sampling_rate=SR, return_tensors="pt")).logits[0]
     want = torch.softmax(raw / 2.5, dim=-1).numpy()
-    scores = EmotionPredictor.from_pretrained(calibrated).classify_batch([audio])[0]
+    scores = EmotionPredictor.from_pretrained(calibrated, runtime="fp32").classify_batch([audio])[0]
     np.testing.assert_allclose([scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
     assert not np.allclose(want, torch.softmax(raw, dim=-1).numpy(), atol=1e-3)  # the temperature matters here
 
@@ -427,7 +507,7 @@ def test_speaker_statistics_for_a_speaker_normalised_model(tmp_path):
     torch.nn.init.normal_(model.classifier.weight, std=0.5)
     model.eval().save_pretrained(tmp_path / "spk")
     fe.save_pretrained(tmp_path / "spk")
-    predictor = EmotionPredictor.from_pretrained(tmp_path / "spk")
+    predictor = EmotionPredictor.from_pretrained(tmp_path / "spk", runtime="fp32")
     speaker = sorted((require(EMODB / "wav")).glob("03*.wav"))[:12]  # about 30 s of one speaker
     audio = [load_audio(path) for path in speaker]
     stats = predictor.speaker_statistics(audio)
@@ -450,7 +530,7 @@ def test_shortest_clip_follows_the_cnn_and_trimming_never_goes_below_it():
     """A log-mel CNN halves its frames in every block, so it needs hop * (2**blocks - 1) + n_fft samples: the
     predictor takes that as its shortest clip (a clear "too short" below it, never a crash inside the model), and a
     short word in a short clip is classified whole rather than trimmed below it."""
-    predictor = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-mixture")  # the from-scratch CNN
+    predictor = EmotionPredictor.from_pretrained(ROOT / "models" / "ser-cnn-mixture", runtime="fp32")  # from scratch
     config = predictor.model.config
     shortest = config.hop_length * (2 ** len(config.conv_channels) - 1) + config.n_fft
     assert config.shortest_input_samples == shortest

@@ -1,4 +1,4 @@
-"""The speech detectors (ser/speech.py: Silero VAD, the default, and the energy detector) on real Emo-DB, RAVDESS and
+"""The speech detectors (speech_ser.py: Silero VAD, the default, and the energy detector) on real Emo-DB, RAVDESS and
 EMOVO clips: invariance to digital silence padding and to level, no speech in silence or stationary noise, speech in
 noise, pause bridging, block-wise metering, and trimming of RAVDESS's long silent lead-in and tail."""
 
@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from helpers import DATA, EMODB, RAVDESS, require
-from ser import speech
+import speech_ser as speech
 
 EMOVO = DATA / "emovo"
 SR = speech.SAMPLING_RATE
@@ -116,7 +116,7 @@ def test_quiet_copy_keeps_its_speech(corpus):
 def test_thresholds_are_relative_to_the_clip():
     """Scaling by a power of two (exact in floating point) that leaves every audible frame above the digital-silence
     line shifts every level by the same number of dB, so the segments do not move."""
-    silence_line = speech.SILENCE_DB + 20
+    silence_line = speech.DIGITAL_SILENCE_DB + 20
     step_db = 20 * math.log10(2)
     checked = 0
     for corpus in CORPUS_GLOBS:

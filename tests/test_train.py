@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from helpers import EMODB, ROOT, SPEAKERS, TINY_SPECS, require, small_emodb_csv, tiny_spec, train
-from ser import speech
+import speech_ser as speech
 from ser.corpora import load_emodb
 
 @pytest.mark.slow
@@ -226,7 +226,9 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
     assert results["training"]["corpus_balanced"] is True
     config = json.loads((out / "final" / "config.json").read_text())
     assert config["calibration_temperature"] == pytest.approx(calibration["temperature"])
-    assert config["trim_silence"] is True and config["normalisation"] == "speaker"
+    assert config["normalisation"] == "speaker" and "trim_silence" not in config  # the extractor's, below
+    extractor = json.loads((out / "final" / "preprocessor_config.json").read_text())
+    assert extractor["speech_preparation"]["trim_silence"] is True
 
 
 def test_whisper_trains_from_a_spec(tmp_path):
@@ -244,7 +246,7 @@ def test_whisper_trains_from_a_spec(tmp_path):
 
     from ser.predictor import EmotionPredictor
 
-    predictor = EmotionPredictor.from_pretrained(out / "final")
+    predictor = EmotionPredictor.from_pretrained(out / "final", runtime="fp32")
     clips = load_emodb(require(EMODB))[:3]
     scores = predictor.classify_batch([predictor.load_file(clip.path) for clip in clips])
     assert all(abs(sum(row.values()) - 1) < 1e-4 for row in scores)
@@ -274,7 +276,7 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
           "--train_final_model", "false", "--output_dir", out)
     fold = json.loads((out / "speaker-03" / "fold_result.json").read_text())
     results = json.loads((out / "results.json").read_text())
-    predictor = EmotionPredictor.from_pretrained(out / "speaker-03" / "model")
+    predictor = EmotionPredictor.from_pretrained(out / "speaker-03" / "model", runtime="fp32")
     if family == "whisper":
         copies = 1 if normalisation == "global" else 0
         assert results["feature_cache"]["misses"] == 36 * (1 + copies)  # the clips and their copies, encoded once
@@ -283,7 +285,8 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
     else:
         assert predictor.model.config.normalisation == normalisation
     # what training did to the input, recorded in the model: the predictor repeats it
-    assert predictor.detector == speech.DEFAULT and predictor.trim_silence and predictor.level_normalisation
+    assert predictor.detector == speech.DEFAULT and predictor.preparation.trim_silence
+    assert predictor.preparation.level_normalisation
     clips = [c for c in load_emodb(require(EMODB)) if c.speaker == "03"][:12]
     audio = [predictor.load_file(clip.path) for clip in clips]
     stats = predictor.speaker_statistics(audio) if normalisation == "speaker" else None
@@ -293,8 +296,8 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
         import predict_ser
 
         table = tmp_path / "served.csv"
-        assert predict_ser.main(["--model", str(out / "speaker-03" / "model"), "--same-speaker",
-                                 *(str(clip.path) for clip in clips), "--output", str(table)]) == 0
+        assert predict_ser.main(["--model", str(out / "speaker-03" / "model"), "--runtime", "fp32",
+                                 "--same-speaker", *(str(clip.path) for clip in clips), "--output", str(table)]) == 0
         with open(table, newline="") as handle:
             served = {row["file"]: row for row in csv.DictReader(handle)}
         cli = np.array([[float(served[str(clip.path)][label]) for label in predictor.labels] for clip in clips])
@@ -318,7 +321,7 @@ def test_recipe_replaces_the_included_one_and_the_config_still_wins(tmp_path):
 
     config = ROOT / "configs" / "emodb.yaml"
     data, model, *_ = parse_arguments(["--config", str(config), "--output_dir", str(tmp_path)])
-    assert model.encoder_name_or_path == "encoders/whisper-tiny.en" and model.mode == "frozen"
+    assert model.encoder_name_or_path == "encoders/whisper-base" and model.mode == "frozen"
     data, model, _, training, _ = parse_arguments(["--config", str(config), "--recipe",
                                                    str(ROOT / "configs" / "recipes" / "logmel-cnn.yaml"),
                                                    "--num_train_epochs", "3"])

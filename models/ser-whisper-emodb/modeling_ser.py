@@ -15,7 +15,8 @@ masked mean, linear classifier: the SUPERB recipe) is saved as that stock class,
 `pipeline("audio-classification", model=...)` loads it without `trust_remote_code`. Any other head
 is saved with this file beside the weights (`auto_map`), loadable with `trust_remote_code=True`.
 
-This file is uploaded next to every published model: it imports torch and transformers only.
+This file is uploaded next to every published model, with the feature extractors (feature_extraction_ser.py: each
+clip prepared as training prepared it) and the speech detector they use (speech_ser.py).
 """
 
 import math
@@ -43,11 +44,9 @@ from transformers import (
     WavLMForSequenceClassification,
     WavLMModel,
     WhisperConfig,
-    WhisperFeatureExtractor,
 )
 from transformers import initialization as init
 from transformers.audio_utils import mel_filter_bank
-from transformers.feature_extraction_utils import BatchFeature
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 from transformers.models.hubert.modeling_hubert import HubertPreTrainedModel
@@ -56,6 +55,13 @@ from transformers.models.wav2vec2_bert.modeling_wav2vec2_bert import Wav2Vec2Ber
 from transformers.models.wavlm.modeling_wavlm import WavLMPreTrainedModel
 from transformers.models.whisper.modeling_whisper import WhisperEncoder, WhisperPreTrainedModel
 from transformers.utils import logging as hf_logging
+
+try:  # beside this file in a saved model (a package), or the project's top-level module
+    from .feature_extraction_ser import (Wav2Vec2BertEmotionFeatureExtractor, Wav2Vec2EmotionFeatureExtractor,
+                                         WhisperEmotionFeatureExtractor)
+except ImportError:
+    from feature_extraction_ser import (Wav2Vec2BertEmotionFeatureExtractor, Wav2Vec2EmotionFeatureExtractor,
+                                        WhisperEmotionFeatureExtractor)
 
 POOLINGS = ("mean", "stats", "attentive")
 # How a head z-normalises per dimension (the log-mel CNN its log-mels, `normalisation`; the other families the
@@ -72,12 +78,10 @@ CNN_NORMALISATIONS = tuple(name for name in NORMALISATIONS if name != "none")
 
 @dataclass(repr=False)
 class ServingFields:
-    """What training did to a model's input and scores, which serving must repeat: declared here, set by training,
-    and read by the predictor through `serving_settings` only. The defaults are a model that records none of it."""
+    """What training did to a model's scores, which serving must repeat: declared here, set by training, and read by
+    the predictor through `serving_settings` only. The defaults are a model that records none of it. (What training
+    did to its input is the feature extractor's: feature_extraction_ser.Preparation.)"""
 
-    trim_silence: bool = False  # each clip was cut to its speech before anything else
-    speech_detector: dict | None = None  # what found the speech (ser.speech.Detector.to_dict); None: energy
-    level_normalisation: bool = False  # each trimmed clip was scaled to one RMS level (ser.audio.normalise_level)
     calibration_temperature: float | int | None = None  # logits / T (fitted on out-of-fold predictions)
 
 
@@ -141,6 +145,9 @@ class WhisperEmotionConfig(WhisperConfig, EmotionHeadFields):
     model_type = "whisper-emotion"
     # The shared head checks `layerdrop`; Whisper names the encoder's `encoder_layerdrop`.
     attribute_map = {**WhisperConfig.attribute_map, "layerdrop": "encoder_layerdrop"}
+    # Set when the encoder was cut to the layer its head reads (`WhisperForEmotion.cut_to_feature_layer`): the
+    # checkpoint's encoder had this many layers, this one keeps the first `encoder_layers` and no final layer norm.
+    cut_from_layers: int | None = None
 
 
 @strict
@@ -522,7 +529,11 @@ class EmotionModelMixin:
         encoder_missing = sorted(key for key in info["missing_keys"] if key.startswith(encoder + "."))
         if encoder_missing:
             raise ValueError(f"{name_or_path} lacks encoder weights {encoder_missing[:5]}: not a {expected} checkpoint")
+        model.cut_to_feature_layer()
         return model
+
+    def cut_to_feature_layer(self) -> None:
+        """Drops the encoder layers above the one the head reads; a family whose encoder can be cut overrides it."""
 
 
 class Wav2Vec2ForEmotion(EmotionModelMixin, Wav2Vec2PreTrainedModel):
@@ -581,44 +592,6 @@ class Wav2Vec2BertForEmotion(EmotionModelMixin, Wav2Vec2BertPreTrainedModel):
 # --- Whisper: the encoder at the input's own length --------------------------------------------------------------
 
 
-class WhisperEmotionFeatureExtractor(WhisperFeatureExtractor):
-    """Whisper's log-mels without the 30 s padding, exact under padding.
-
-    The stock extractor pads every clip with zeros to 30 s (`padding="max_length"`) before its STFT, so a clip's
-    last frames see the zeros instead of the reflection of its own end, and its mask counts one frame too many when
-    a length is not a multiple of the hop. Here each clip's log-mels are computed alone, exactly as Whisper computes
-    them for that clip, and then padded (by default to the longest clip of the call) with a mask of its real frames.
-    """
-
-    def __init__(self, *args, return_attention_mask: bool = True, **kwargs):
-        super().__init__(*args, return_attention_mask=return_attention_mask, **kwargs)
-
-    def __call__(self, raw_speech, sampling_rate=None, return_tensors=None, padding="longest", max_length=None,
-                 return_attention_mask=None, truncation=False, **kwargs) -> BatchFeature:
-        """`padding`: True or "longest" (default), or "max_length" (`max_length` samples, 30 s if not given).
-        Nothing is truncated: the encoder refuses more frames than it has positions for, by name."""
-        batched = getattr(raw_speech, "ndim", 1) > 1 or (
-            isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and hasattr(raw_speech[0], "__len__"))
-        clips = list(raw_speech) if batched else [raw_speech]
-        features = [super(WhisperEmotionFeatureExtractor, self).__call__(
-            clip, sampling_rate=sampling_rate, padding="longest", truncation=False, return_attention_mask=False,
-            return_tensors="pt", **kwargs)["input_features"][0] for clip in clips]  # each (F, T_i)
-        lengths = torch.tensor([f.shape[-1] for f in features])
-        if padding == "max_length":  # at least that many frames; a longer clip is kept whole
-            frames = max((max_length or self.n_samples) // self.hop_length, int(lengths.max()))
-        elif padding in (True, "longest") or len(set(lengths.tolist())) == 1:
-            frames = int(lengths.max())
-        else:
-            raise ValueError(f"padding={padding!r}: clips of different lengths need padding=True or 'max_length'")
-        batch = {"input_features": torch.stack([nn.functional.pad(f, (0, frames - f.shape[-1]), value=self.padding_value)
-                                                for f in features])}
-        if return_attention_mask if return_attention_mask is not None else self.return_attention_mask:
-            batch["attention_mask"] = (torch.arange(frames) < lengths.unsqueeze(1)).to(torch.int32)  # mel frames
-        if return_tensors != "pt":
-            batch = {name: value.numpy() for name, value in batch.items()}
-        return BatchFeature(batch, tensor_type=return_tensors)
-
-
 @dataclass
 class WhisperEmotionEncoderOutput(BaseModelOutput):
     """`frame_mask` (B, T): encoder frames that hold the clip (not padding)."""
@@ -636,6 +609,11 @@ class WhisperEmotionEncoder(WhisperEncoder):
     alone sees the convolution's zero padding) and left out of self-attention as keys, so every real frame equals
     the clip's own. Without a mask, padding would change every frame through attention.
     """
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.cut_from_layers:  # the last layer kept is read as it is, not through the full encoder's final norm
+            self.layer_norm = nn.Identity()
 
     def frame_lengths(self, mel_lengths: torch.Tensor) -> torch.Tensor:
         """Encoder frames for a number of mel frames: conv2 has kernel 3, stride 2, padding 1."""
@@ -711,6 +689,17 @@ class WhisperForEmotion(EmotionModelMixin, WhisperPreTrainedModel):
         """Stops gradients into the two convolutions before the transformer layers."""
         for param in (*self.encoder.conv1.parameters(), *self.encoder.conv2.parameters()):
             param.requires_grad = False
+
+    def cut_to_feature_layer(self) -> None:
+        """Keeps only the encoder layers up to the one the head reads (`feature_layer` k): the layers above it and
+        the final layer norm change nothing the head sees, so the model is smaller and faster and its outputs are
+        the same. The config records it (`encoder_layers` k, `cut_from_layers` the checkpoint's count)."""
+        layer, kept = self.config.feature_layer, self.config.encoder_layers
+        if not isinstance(layer, int) or layer >= kept or self.config.cut_from_layers:
+            return
+        self.encoder.layers = self.encoder.layers[:layer]
+        self.encoder.layer_norm = nn.Identity()
+        self.config.cut_from_layers, self.config.encoder_layers = kept, layer
 
 
 @dataclass
@@ -913,6 +902,9 @@ EMOTION_CLASSES = {
                 LogMelCnnForEmotion)
 }
 
+FEATURE_EXTRACTORS = {family: Wav2Vec2EmotionFeatureExtractor for family in EMOTION_CLASSES} | {
+    "wav2vec2-bert": Wav2Vec2BertEmotionFeatureExtractor, "whisper": WhisperEmotionFeatureExtractor}
+
 
 def from_backbone(name_or_path: str, labels: list[str], **head_options):
     """Picks the emotion class from the encoder's `model_type` ("wav2vec2", "hubert", "wavlm", "wav2vec2-bert",
@@ -924,16 +916,15 @@ def from_backbone(name_or_path: str, labels: list[str], **head_options):
 
 
 def register_auto_classes() -> None:
-    """Lets `AutoConfig` / `AutoModelForAudioClassification` (and `AutoFeatureExtractor`, for Whisper) load our
-    saved models inside this process."""
+    """Lets `AutoConfig` / `AutoModelForAudioClassification` / `AutoFeatureExtractor` load our saved models inside
+    this process (a feature extractor of ours is found by its class name once registered for one config)."""
     for cls in EMOTION_CLASSES.values():
         AutoConfig.register(cls.config_class.model_type, cls.config_class, exist_ok=True)
         AutoModelForAudioClassification.register(cls.config_class, cls, exist_ok=True)
-    AutoFeatureExtractor.register(WhisperEmotionConfig, WhisperEmotionFeatureExtractor, exist_ok=True)
+        AutoFeatureExtractor.register(cls.config_class, FEATURE_EXTRACTORS[cls.family], exist_ok=True)
 
 
 # Saving writes `auto_map` and copies this file beside the weights, for `trust_remote_code=True` loading.
 for _cls in EMOTION_CLASSES.values():
     _cls.config_class.register_for_auto_class()
     _cls.register_for_auto_class("AutoModelForAudioClassification")
-WhisperEmotionFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

@@ -1,6 +1,10 @@
 """Where the speech is: one voice-activity detector for every path (training's trimming, the predictor's "is there
 speech" check and trimming, timeline segments, the live meter).
 
+This file is model code: it is saved beside every model (with modeling_ser.py and feature_extraction_ser.py), so
+the stock pipeline finds speech as training did. It needs numpy, and for Silero the `silero-vad` wheel (its ONNX
+model) and onnxruntime.
+
 The default is Silero VAD (pip `silero-vad` 6.2.3, MIT): a small trained network that gives every 32 ms frame a
 speech probability, and that tells speech from noise at the same level, which no energy rule can. Its ONNX model
 ships inside the wheel; it runs here through onnxruntime in its "sequence" form (a whole block of frames per call,
@@ -35,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.audio import SAMPLING_RATE
+SAMPLING_RATE = 16000  # what every encoder family here expects (ser.audio reads it from here)
 
 DETECTORS = ("silero-vad", "energy")
 SILERO_VERSION = "6.2.3"  # the pinned wheel (requirements.txt) whose model file is used
@@ -49,7 +53,7 @@ HOP_SECONDS = 0.010
 DYNAMIC_RANGE_DB = 40.0  # speech frames lie within this of the loudest frame
 FLOOR_MARGIN_DB = 12.0  # ... and this far above the noise floor
 FLOOR_PERCENTILE = 5.0
-SILENCE_DB = -300.0  # the level of digital silence (exact zeros): below any recording's own background
+DIGITAL_SILENCE_DB = -300.0  # the level of digital silence (exact zeros): below any recording's own background
 
 MARGIN_SECONDS = 0.1  # kept around each speech region: onsets and decays are quiet
 MIN_GAP_SECONDS = 0.3  # regions closer than this (after their margins) are one: pauses up to ~0.5 s stay inside
@@ -142,11 +146,14 @@ _RECENT_LOCK = threading.Lock()
 def silero_session():
     """The sequence model from the installed wheel, found without importing the package (whose import sets torch to
     one thread for the whole process)."""
-    import onnxruntime
-
     spec = importlib.util.find_spec("silero_vad")
-    if spec is None or spec.origin is None:
-        raise RuntimeError(f"the speech detector needs the silero-vad package: pip install silero-vad=={SILERO_VERSION}")
+    try:  # (inside try: transformers' remote-code loader does not demand it of a model that never trims)
+        import onnxruntime
+    except ImportError:
+        onnxruntime = None
+    if spec is None or spec.origin is None or onnxruntime is None:
+        raise RuntimeError("this model finds speech with Silero VAD, which needs two packages: "
+                           f"pip install silero-vad=={SILERO_VERSION} onnxruntime")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1  # 32 ms frames: threads would only spin
     path = Path(spec.origin).parent / "data" / "silero_vad_16k_sequence.onnx"
@@ -236,13 +243,13 @@ def frame_levels(audio: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> np.nd
         audio = np.pad(audio, (0, frame - audio.size))
     frames = np.lib.stride_tricks.sliding_window_view(audio, frame)[::hop]
     power = np.mean(np.square(frames, dtype=np.float64), axis=1)
-    return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), SILENCE_DB).astype(np.float32)  # 4 bytes a frame
+    return np.maximum(10 * np.log10(np.maximum(power, 1e-30)), DIGITAL_SILENCE_DB).astype(np.float32)  # 4 bytes a frame
 
 
 def speech_frames(levels: np.ndarray) -> np.ndarray:
     """Boolean speech decision per frame (see the module docstring for the rule)."""
-    audible = levels[levels > SILENCE_DB]  # digital silence (padding, gaps) says nothing about the room
-    floor = np.percentile(audible, FLOOR_PERCENTILE) if audible.size else SILENCE_DB
+    audible = levels[levels > DIGITAL_SILENCE_DB]  # digital silence (padding, gaps) says nothing about the room
+    floor = np.percentile(audible, FLOOR_PERCENTILE) if audible.size else DIGITAL_SILENCE_DB
     threshold = max(levels.max() - DYNAMIC_RANGE_DB, floor + FLOOR_MARGIN_DB)
     return levels >= threshold
 
