@@ -28,7 +28,10 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "python": platform.python_version()}
+    from ser.runtime import RUNTIME_FLAGS, cpu_flags
+
+    info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "python": platform.python_version(),
+            "cpu_flags": [flag for flag in RUNTIME_FLAGS if flag in cpu_flags()]}  # what decides kernels and rounding
     try:
         info["load_average_at_start"] = list(os.getloadavg())
     except OSError:
