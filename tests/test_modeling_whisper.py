@@ -126,6 +126,30 @@ def test_from_backbone_takes_the_encoder_of_a_whisper_checkpoint(checkpoint, tmp
     assert fe(np.zeros(8000, dtype=np.float32), sampling_rate=16000)["input_features"].shape == (1, 80, 50)
 
 
+def test_an_encoder_is_cut_to_the_layer_its_head_reads(clips, tmp_path):
+    """A head reading layer 1 of 2 keeps the first layer only and no final norm (config: encoder_layers 1,
+    cut_from_layers 2): its frames equal the whole encoder's layer 1, and the saved model reloads cut."""
+    torch.manual_seed(0)
+    whisper = WhisperModel(WhisperConfig(**TINY))
+    whisper.save_pretrained(tmp_path / "tiny-whisper")
+    WhisperFeatureExtractor().save_pretrained(tmp_path / "tiny-whisper")
+    model, fe = pretrained_model(str(tmp_path / "tiny-whisper"), LABELS, feature_layer=1, pooling="stats")
+    model.eval()
+    assert (model.config.encoder_layers, model.config.cut_from_layers, len(model.encoder.layers)) == (1, 2, 1)
+    whole = modeling_ser.WhisperEmotionEncoder(modeling_ser.WhisperEmotionConfig(**TINY)).eval()
+    whole.load_state_dict(whisper.get_encoder().state_dict())
+    inputs = fe(clips, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        want = whole(**inputs, output_hidden_states=True).hidden_states[1]
+        got = model.encoder_frames(model.base_model(**inputs, output_hidden_states=True))
+        assert torch.equal(got, want)
+        model.eval().save_pretrained(tmp_path / "cut")
+        again = modeling_ser.WhisperForEmotion.from_pretrained(tmp_path / "cut").eval()
+        assert len(again.encoder.layers) == 1 and not any("layer_norm." in k for k in again.encoder.state_dict()
+                                                          if not k.startswith("layers."))
+        torch.testing.assert_close(again(**inputs).logits, model(**inputs).logits, atol=0, rtol=0)
+
+
 def test_saved_model_round_trip_predictor_and_stock_pipeline(clips, tmp_path):
     model, fe = tiny_model(pooling="attentive", head_hidden_sizes=[8])
     folder = tmp_path / "whisper-model"
