@@ -103,7 +103,6 @@ def evaluate(jobs, rng, detector: str | None = None) -> dict:
         if detector:  # the model's own preparation, with another detector
             prepared = replace(predictor.preparation, speech_detector=Detector(detector).to_dict())
             predictor.feature_extractor.speech_preparation = prepared.to_dict()
-            predictor.preparation, predictor.detector = prepared, prepared.detector
         for clip in tqdm(clips, desc=model.parent.name, unit="clip"):
             audio = load_audio(clip.path, SR)
             top = lambda a: max((s := predictor.classify_batch([a])[0]), key=s.get)  # noqa: E731

@@ -116,7 +116,8 @@ def model_inputs(model, feature_extractor, table, clips, args: DataArguments, au
         raise ValueError("--copies is for --mode frozen (cached features); a model that reads samples takes --augment")
     if model.config.freeze_backbone:
         cache = FeatureCache(cache_dir, model, feature_extractor)
-        level = normalise_level if args.level_normalisation else (lambda copy: copy)
+        prepared = feature_extractor.preparation  # what the model records, so what inference repeats
+        level = normalise_level if prepared and prepared.level_normalisation else (lambda copy: copy)
 
         def clips_and_copies():  # perturbed after trimming; brought to the level again, as the predictor would
             for clip in prepared_audio(table, feature_extractor):

@@ -172,8 +172,7 @@ def _example_inputs(model: nn.Module, feature_extractor, lengths: list[int], wit
     rng = np.random.default_rng(0)
     clips = [0.05 * rng.standard_normal(n).astype(np.float32) for n in lengths]
     inputs = feature_extractor(clips, sampling_rate=SAMPLING_RATE, padding=True, return_attention_mask=True,
-                               return_tensors="pt",
-                               prepare_speech=False)
+                               return_tensors="pt", prepare_speech=False)
     example = {model.main_input_name: inputs[model.main_input_name], "attention_mask": inputs["attention_mask"].long()}
     if with_stats:
         shape = (len(lengths), *model.statistics_shape)

@@ -79,10 +79,6 @@ class EmotionPredictor:
             self.model = fast_inference_model(model, runtime, inplace=owns_model)
         self.pads_exactly = _pads_exactly(config, feature_extractor)
         self.policy = policy.for_model(model, feature_extractor)
-        # What training did to each clip, as the feature extractor records it (which then does it); a model that
-        # records nothing gets each clip as it is, refused where no speech is found (the energy detector)
-        self.preparation = feature_extractor.preparation or Preparation(trim_silence=False, level_normalisation=False)
-        self.detector = self.preparation.detector
         serving = modeling_ser.serving_settings(config)
         # our classes calibrate in their forward; a head saved as a stock class leaves it to us
         calibrated_inside = getattr(model, "applies_calibration", False)
@@ -90,6 +86,17 @@ class EmotionPredictor:
         # speaker-normalised models: what their speaker statistics are taken over (ser.statistics)
         self.frame_source = frame_source(model, feature_extractor) if getattr(model, "speaker_normalised", False) \
             else None
+
+    @property
+    def preparation(self) -> Preparation:
+        """What training did to each clip, as the feature extractor records it (which then does it); a model that
+        records nothing gets each clip as it is, refused where no speech is found (the energy detector)."""
+        return self.feature_extractor.preparation or Preparation(trim_silence=False, level_normalisation=False)
+
+    @property
+    def detector(self):
+        """The speech detector training cut clips with: the timeline finds a recording's segments with it too."""
+        return self.preparation.detector
 
     min_seconds = property(lambda self: self.policy.min_seconds)
     max_seconds = property(lambda self: self.policy.max_seconds)
