@@ -114,6 +114,12 @@ class Preparation:
         return normalise_level(clip) if self.level_normalisation else clip
 
 
+def is_batch(raw_speech) -> bool:
+    """Several clips (a 2-D array, or a list of arrays or lists) rather than one, as transformers' extractors tell."""
+    return getattr(raw_speech, "ndim", 1) > 1 or (
+        isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and hasattr(raw_speech[0], "__len__"))
+
+
 class PreparingFeatureExtractorMixin:
     """A feature extractor that prepares each clip first (`Preparation`), as its config's `speech_preparation`
     says; without one it is its stock parent, and is saved as that (`stock_class`), so a model that needs no code
@@ -140,8 +146,7 @@ class PreparingFeatureExtractorMixin:
         """`raw_speech` (one clip or a batch) with each clip prepared, in the same form."""
         if not prepare_speech or self.preparation is None:
             return raw_speech
-        if getattr(raw_speech, "ndim", 1) > 1 or (isinstance(raw_speech, (list, tuple)) and raw_speech
-                                                  and hasattr(raw_speech[0], "__len__")):
+        if is_batch(raw_speech):
             return [self.prepare(np.asarray(clip), f"clip {i}", refuse) for i, clip in enumerate(raw_speech)]
         return self.prepare(np.asarray(raw_speech), "audio", refuse)
 
@@ -191,9 +196,7 @@ class WhisperEmotionFeatureExtractor(PreparingFeatureExtractorMixin, WhisperFeat
         """`padding`: True or "longest" (default), or "max_length" (`max_length` samples, 30 s if not given).
         Nothing is truncated: the encoder refuses more frames than it has positions for, by name."""
         raw_speech = self._prepared(raw_speech, prepare_speech, refuse)
-        batched = getattr(raw_speech, "ndim", 1) > 1 or (
-            isinstance(raw_speech, (list, tuple)) and len(raw_speech) > 0 and hasattr(raw_speech[0], "__len__"))
-        clips = list(raw_speech) if batched else [raw_speech]
+        clips = list(raw_speech) if is_batch(raw_speech) else [raw_speech]
         features = [super(WhisperEmotionFeatureExtractor, self).__call__(
             clip, sampling_rate=sampling_rate, padding="longest", truncation=False, return_attention_mask=False,
             return_tensors="pt", **kwargs)["input_features"][0] for clip in clips]  # each (F, T_i)
