@@ -29,8 +29,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ser import archive, defaults
-from ser.batch_prediction import classify_same_speaker, run_archive, write_predictions
+from ser import archive, defaults, rows as outputs
+from ser.batch_prediction import classify_same_speaker, run_archive
 from ser.audio import find_audio_files
 from ser.defaults import DEFAULT_MODEL
 from ser.runtime import RUNTIMES
@@ -50,7 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--segment", type=float, default=defaults.SEGMENT_SECONDS,
                         help=f"longest piece of speech classified at once, in seconds (default: {defaults.SEGMENT_SECONDS:g})")
     parser.add_argument("--smooth", type=float, default=0.0,
-                        help="average each segment's scores over this many seconds around it (default: 0, none)")
+                        help="average each segment's scores over this many seconds around it, within a stretch of "
+                             "speech (never across a pause; default: 0, none)")
     parser.add_argument("--plot", help="timeline plot (PNG); with several inputs, one per file named after it")
     args = parser.parse_args(argv)
     if args.output and Path(args.output).suffix.lower() not in (".csv", ".jsonl"):
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.same_speaker:
         try:
             rows = classify_same_speaker(predictor, files, args.batch_size)
-            failed = write_predictions(rows, predictor.labels, args.output)
+            failed = outputs.write(rows, predictor.labels, args.output)
         except ValueError as err:  # too little speech, or a model that does not adapt
             print(f"error: --same-speaker: {err}", file=sys.stderr)
             return 1

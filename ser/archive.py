@@ -36,6 +36,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ser.audio import audio_duration
+from ser.rows import Prediction, from_dict
 
 PART_GLOB = "part-*.jsonl"
 
@@ -81,7 +82,7 @@ def batches_by_duration(seconds: list[float], batch_size: int) -> list[list[int]
     return [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
 
 
-def read_parts(folder: Path, key: dict) -> dict[int, list[dict]]:
+def read_parts(folder: Path, key: dict) -> dict[int, list[Prediction]]:
     """Rows of every file already finished, by input index, from all part files (whatever number of processes wrote
     them). A line without its newline was cut by a kill and does not count."""
     done: dict[int, list[dict]] = {}
@@ -95,7 +96,7 @@ def read_parts(folder: Path, key: dict) -> dict[int, list[dict]]:
                                f"{folder} to start over, or write to another --output")
         for line in lines[1:]:
             entry = json.loads(line)
-            done.setdefault(entry["index"], entry["rows"])
+            done.setdefault(entry["index"], [from_dict(row) for row in entry["rows"]])
     return done
 
 
@@ -114,8 +115,8 @@ def open_part(folder: Path, rank: int, key: dict):
     return handle
 
 
-def run(files: list[Path], work: Callable[[list[Path]], list[list[dict]]],
-        write: Callable[[list[dict], str | None], object], output: str | None, key: dict,
+def run(files: list[Path], work: Callable[[list[Path]], list[list[Prediction]]],
+        write: Callable[[list[Prediction], str | None], object], output: str | None, key: dict,
         batch_size: int | None) -> int:
     """Classifies `files` across the launched processes and writes the merged rows with `write(rows, path)`
     (`output` None: stdout, one process only, no resuming). `work(paths)` returns each path's rows (one row per
@@ -166,7 +167,7 @@ def _classify(files, units, seconds, done, work, part, state) -> None:
             rows = work([files[i] for i in unit])
             for i, file_rows in zip(unit, rows):
                 if i not in done:  # a half-written unit: its finished files keep their rows
-                    part.write(json.dumps({"index": i, "rows": file_rows}) + "\n")
+                    part.write(json.dumps({"index": i, "rows": [row.to_dict() for row in file_rows]}) + "\n")
             part.flush()
             hours += sum(seconds[i] for i in unit) / 3600
             bar.update(len(unit))
@@ -189,7 +190,7 @@ def _merge(files: list[Path], folder: Path, key: dict, write, output: str | None
         write(rows, str(temporary))
         os.replace(temporary, target)
         shutil.rmtree(folder)
-    return sum("error" in row and row["error"] is not None for row in rows)
+    return sum(row.error is not None for row in rows)
 
 
 def log(message: str) -> None:

@@ -4,14 +4,13 @@ error of a file that cannot be read, written as CSV or JSONL as rows arrive, thr
 
 from __future__ import annotations
 
-import csv
-import json
 import sys
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ser import archive
+from ser import archive, rows as outputs
+from ser.rows import Prediction, Segment
 
 
 def report(path: Path, err: Exception | str) -> str:
@@ -20,21 +19,14 @@ def report(path: Path, err: Exception | str) -> str:
     return message
 
 
-def clip_rows(predictor, paths: list[Path], decoded: list | None = None, stats=None) -> list[dict]:
+def clip_rows(predictor, paths: list[Path], decoded: list | None = None, stats=None) -> list[Prediction]:
     """One row per path, in order: the clips that decode are classified together (one `classify_batch`), a file
     that does not gets its error. `decoded`: the paths' audio (or messages), when already read."""
     decoded = decoded or [_load(predictor, path) for path in paths]
-    rows, audio = [], {}
-    for i, (path, result) in enumerate(zip(paths, decoded)):
-        if isinstance(result, str):
-            rows.append({"file": str(path), "error": report(path, result)})
-        else:
-            audio[i] = result
-            rows.append({"file": str(path)})
-    if audio:
-        for i, scores in zip(audio, predictor.classify_batch(list(audio.values()), stats)):
-            rows[i].update(label=max(scores, key=scores.get), scores=scores, uncertain=predictor.is_uncertain(scores))
-    return rows
+    audio = {i: result for i, result in enumerate(decoded) if not isinstance(result, str)}
+    scores = dict(zip(audio, predictor.classify_batch(list(audio.values()), stats))) if audio else {}
+    return [Prediction.of(scores[i], predictor.uncertain_below, file=str(path)) if i in scores
+            else Prediction(file=str(path), error=report(path, decoded[i])) for i, path in enumerate(paths)]
 
 
 def classify_same_speaker(predictor, files: list[Path], batch_size: int):
@@ -57,61 +49,33 @@ def _load(predictor, path: Path):
         return str(err)
 
 
-def write_predictions(rows, labels: list[str], output: str | None) -> int:
-    """CSV (file, label, one column per class, error) or JSONL (rows with a `scores` mapping), written as rows
-    arrive. Returns the number of error rows."""
-    failed = 0
-    handle = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
-        jsonl = bool(output) and output.lower().endswith(".jsonl")
-        writer = csv.writer(handle, lineterminator="\n")
-        if not jsonl:
-            writer.writerow(["file", "label", "uncertain", *labels, "error"])
-        for row in rows:
-            failed += "error" in row
-            if jsonl:
-                handle.write(json.dumps({"file": row["file"], "label": row.get("label"),
-                                         "uncertain": row.get("uncertain"), "scores": row.get("scores"),
-                                         "error": row.get("error")}) + "\n")
-            else:
-                scores = row.get("scores") or {}
-                uncertain = "" if row.get("uncertain") is None else row["uncertain"]
-                writer.writerow([row["file"], row.get("label") or "", uncertain, *[scores.get(l, "") for l in labels],
-                                 row.get("error", "")])
-            handle.flush()
-    finally:
-        if output:
-            handle.close()
-    return failed
-
-
 def plot_path(plot: str, path: Path, several: bool) -> Path:
     target = Path(plot)
     return target.with_name(f"{target.stem}-{path.stem}{target.suffix or '.png'}") if several else target
 
 
-def timeline_rows(predictor, path: Path, args, several: bool) -> list[dict]:
-    """All speech segments of one recording (rows carry its name), with its summary on stderr and its plot; a
-    failing file gives one error row."""
+def timeline_rows(predictor, path: Path, args, several: bool) -> list[Segment]:
+    """All speech segments of one recording (rows carry its name) as its summary has them (smoothed where asked),
+    with the summary on stderr and its plot; a failing file gives one error row."""
+    from dataclasses import replace
+
     from accelerate import PartialState
 
     from ser.audio import AudioError
-    from ser.timeline import summary
 
     try:
-        segments = predictor.timeline(path, args.segment, smooth_seconds=args.smooth)
-        rows = [{"file": str(path), **row} for row in tqdm(segments, desc=path.name, unit="segment", leave=False,
-                                                           file=sys.stderr,
-                                                           disable=not PartialState().is_main_process)]
+        segments = predictor.timeline(path, args.segment)
+        rows = list(tqdm(segments, desc=path.name, unit="segment", leave=False, file=sys.stderr,
+                         disable=not PartialState().is_main_process))
     except (AudioError, ValueError) as err:
-        return [{"file": str(path), "start": None, "end": None, "label": None, "scores": None, "uncertain": None,
-                 "error": report(path, err)}]
-    shares = summary(rows)
-    tqdm.write(f"{path.name}: {shares['speech_seconds']:.0f} s of speech: " + ", ".join(
-        f"{label} {share:.0%}" for label, share in shares["share"].items()), file=sys.stderr)
+        return [Segment(file=str(path), error=report(path, err))]
+    summary = predictor.summarise(rows, args.smooth)
+    tqdm.write(f"{path.name}: {summary.speech_seconds:.0f} s of speech, mostly {summary.headline}: " + ", ".join(
+        f"{label} {share:.0%}" for label, share in summary.shares.items()) + " of the speech time; unsure for "
+        f"{summary.unsure_share:.0%}", file=sys.stderr)
     if args.plot:
-        predictor.plot_timeline(rows, predictor.labels, plot_path(args.plot, path, several), title=path.name)
-    return rows
+        predictor.plot_timeline(summary, plot_path(args.plot, path, several), title=path.name)
+    return [replace(row, file=str(path)) for row in summary.segments]
 
 
 def run_archive(predictor, files: list[Path], args, model: str) -> int:
@@ -121,9 +85,9 @@ def run_archive(predictor, files: list[Path], args, model: str) -> int:
         key = archive.run_key(files, mode="timeline", model=model, runtime=args.runtime, segment=args.segment,
                               smooth=args.smooth, batch_size=args.batch_size)
         return archive.run(files, lambda paths: [timeline_rows(predictor, paths[0], args, len(files) > 1)],
-                           lambda rows, output: predictor.write_timeline(rows, output or "-"),
+                           lambda rows, output: outputs.write(rows, predictor.labels, output),
                            args.output, key, batch_size=None)
     key = archive.run_key(files, mode="clips", model=model, runtime=args.runtime, batch_size=args.batch_size)
     return archive.run(files, lambda paths: [[row] for row in clip_rows(predictor, paths)],
-                       lambda rows, output: write_predictions(rows, predictor.labels, output),
+                       lambda rows, output: outputs.write(rows, predictor.labels, output),
                        args.output, key, batch_size=args.batch_size)

@@ -24,6 +24,7 @@ from ser import defaults
 from ser import timeline as timelines  # the module; EmotionPredictor.timeline is the method
 from feature_extraction_ser import MIN_SECONDS, Preparation, emotion_feature_extractor, shortest_seconds
 from ser.audio import SAMPLING_RATE, AudioError, Reason, audio_duration, load_audio, to_float_mono
+from ser.rows import Segment
 from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
@@ -178,11 +179,11 @@ class EmotionPredictor:
     # --- long recordings ---------------------------------------------------------------------------------------------
 
     def timeline(self, path: str | Path, max_segment_seconds: float = defaults.SEGMENT_SECONDS,
-                 smooth_seconds: float = 0.0) -> Iterator[dict]:
-        """Rows {"start", "end", "label", "scores", "uncertain"} for the speech segments of a recording, in time order
-        (silence and steady noise between them get no row). A segment longer than `max_segment_seconds` becomes
-        equal pieces no longer than that; `smooth_seconds` > 0 averages each row's scores with its neighbours'
-        (timelines.smooth). A speaker-normalised model normalises with the whole recording's statistics.
+                 smooth_seconds: float = 0.0) -> Iterator[Segment]:
+        """The speech segments of a recording, in time order (silence and steady noise between them get no row), each
+        classified from its own audio. A segment longer than `max_segment_seconds` becomes equal pieces no longer
+        than that; `smooth_seconds` > 0 averages each piece's scores with its neighbours' in the same stretch of
+        speech (timelines.smooth). A speaker-normalised model normalises with the whole recording's statistics.
 
         Arguments and the file's existence are checked now; decoding errors surface while iterating.
         """
@@ -193,9 +194,9 @@ class EmotionPredictor:
             raise ValueError(f"smooth_seconds={smooth_seconds} must be 0 (no smoothing) or positive")
         path = timelines.check_file(path)
         rows = self._timeline_rows(path, int(round(max_segment_seconds * self.sampling_rate)))
-        return iter(timelines.smooth(list(rows), smooth_seconds)) if smooth_seconds else rows
+        return iter(timelines.smooth(list(rows), smooth_seconds, self.uncertain_below)) if smooth_seconds else rows
 
-    def _timeline_rows(self, path: Path, longest: int) -> Iterator[dict]:
+    def _timeline_rows(self, path: Path, longest: int) -> Iterator[Segment]:
         stats = RunningStatistics(self.frame_source) if self.frame_source is not None else None
         segments = timelines.find_segments(path, self.detector, self.sampling_rate, also=stats.add if stats else None)
         shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
@@ -212,20 +213,19 @@ class EmotionPredictor:
                 batch = []
         yield from self._segment_rows(batch, normalisation)
 
-    def _segment_rows(self, batch: list[tuple[speech.Segment, np.ndarray]], stats) -> Iterator[dict]:
+    def _segment_rows(self, batch: list[tuple[speech.Segment, np.ndarray]], stats) -> Iterator[Segment]:
         if not batch:
             return
         for (segment, _), scores in zip(batch, self._as_dicts(self._probabilities([a for _, a in batch], stats))):
             start, end = segment.seconds(self.sampling_rate)
-            yield {"start": start, "end": end, "label": max(scores, key=scores.get), "scores": scores,
-                   "uncertain": self.is_uncertain(scores)}
+            yield Segment.of(scores, self.uncertain_below, start=start, end=end)
 
-    write_timeline = staticmethod(timelines.write)
+    def summarise(self, rows: Iterable[Segment], smooth_seconds: float = 0.0) -> timelines.Summary:
+        """A recording's analysis from its timeline: shares of speech time, unsure share, headline."""
+        return timelines.summarise(rows, self.uncertain_below, smooth_seconds)
 
-    @staticmethod
-    def plot_timeline(rows: Iterable[dict], labels: list[str], path: str | Path | None = None,
-                      title: str | None = None):
-        return timelines.plot(list(rows), list(labels), path, title)
+    def plot_timeline(self, summary: timelines.Summary, path: str | Path | None = None, title: str | None = None):
+        return timelines.plot(summary, self.labels, path, title)
 
     # --- internals --------------------------------------------------------------------------------------------------
 

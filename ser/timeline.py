@@ -1,5 +1,5 @@
-"""Long recordings as a timeline of speech segments: finding them, classifying them, smoothing, a summary, and the
-writers (CSV, JSON lines) and plot.
+"""Long recordings as a timeline of speech segments: finding them, cutting them out, smoothing within stretches of
+speech, the one summary every output shows (`summarise`), and the plot.
 
 A recording is read twice, block by block, so memory does not grow with its length: the first pass runs the model's
 speech detector (speech_ser.py), the second cuts out each speech segment and classifies it whole. Segments longer than
@@ -8,19 +8,20 @@ speech detector (speech_ser.py), the second cuts out each speech segment and cla
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-import sys
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 import speech_ser as speech
 from ser.audio import AudioError, iter_audio_blocks
+from ser.rows import Prediction, Segment
 
 BLOCK_SECONDS = 10.0  # how much of the file is decoded at a time
+DOMINANT_SHARE = 0.5  # a recording's headline emotion is the top one for at least this share of its speech time
+MIXED = "mixed"  # the headline when no emotion is
 
 
 def pieces(segments: list[speech.Segment], longest: int) -> list[speech.Segment]:
@@ -59,33 +60,66 @@ def cut(path: Path, segments: list[speech.Segment], sampling_rate: int) -> Itera
         held, held_start = held[drop:], held_start + drop
 
 
-def smooth(rows: list[dict], seconds: float) -> list[dict]:
-    """Each row's scores averaged with those of the rows whose middle lies within `seconds` / 2 of its own, weighted
-    by duration; labels follow the smoothed scores. 0 leaves the rows as they are."""
-    if seconds <= 0 or not rows:
+def regions(rows: list[Segment]) -> list[list[Segment]]:
+    """Rows grouped into stretches of speech without a pause: the pieces of one detected segment touch, while the
+    detector leaves at least a pause between its segments."""
+    groups: list[list[Segment]] = []
+    for row in rows:
+        if groups and abs(row.start - groups[-1][-1].end) < 1e-6:
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
+def smooth(rows: list[Segment], seconds: float, uncertain_below: float) -> list[Segment]:
+    """Each row's scores averaged, weighted by duration, with those of the rows of its own stretch of speech whose
+    middle lies within `seconds` / 2 of its own; never across a pause, so a short turn keeps its own emotion. Labels
+    and unsure flags follow the smoothed scores. 0 leaves the rows as they are."""
+    if seconds <= 0:
         return rows
-    middles = np.array([(row["start"] + row["end"]) / 2 for row in rows])
-    weights = np.array([row["end"] - row["start"] for row in rows])
-    labels = list(rows[0]["scores"])
-    scores = np.array([[row["scores"][label] for label in labels] for row in rows])
     out = []
-    for i, row in enumerate(rows):
-        near = np.abs(middles - middles[i]) <= seconds / 2
-        mean = (scores[near] * weights[near, None]).sum(axis=0) / weights[near].sum()
-        smoothed = dict(zip(labels, mean.tolist()))
-        out.append({**row, "scores": smoothed, "label": max(smoothed, key=smoothed.get)})
+    for group in regions(rows):
+        middles = np.array([(row.start + row.end) / 2 for row in group])
+        weights = np.array([row.seconds for row in group])
+        labels = list(group[0].scores)
+        scores = np.array([[row.scores[label] for label in labels] for row in group])
+        for i, row in enumerate(group):
+            near = np.abs(middles - middles[i]) <= seconds / 2
+            mean = (scores[near] * weights[near, None]).sum(axis=0) / weights[near].sum()
+            smoothed = Prediction.of(dict(zip(labels, mean.tolist())), uncertain_below)
+            out.append(replace(row, label=smoothed.label, scores=smoothed.scores, uncertain=smoothed.uncertain))
     return out
 
 
-def summary(rows: list[dict]) -> dict:
-    """Speech time in seconds and, per emotion that is the top label somewhere, its share of the speech time
-    (largest first)."""
-    total = sum(row["end"] - row["start"] for row in rows)
+@dataclass
+class Summary:
+    """What a recording's timeline says, all from one list of segments (the scores the plot draws): the emotion on
+    top per segment, the share of speech time each holds, the share where the model is unsure, and the headline."""
+
+    segments: list[Segment]
+    speech_seconds: float
+    shares: dict[str, float]  # per emotion that is on top somewhere, largest first
+    unsure_share: float  # of the speech time, where no emotion reaches the predictor's `uncertain_below`
+    headline: str  # the emotion on top for at least DOMINANT_SHARE of the speech time, else MIXED
+    uncertain_below: float  # what unsure means: no emotion reaches this
+    smoothed_seconds: float = 0.0
+
+
+def summarise(rows: Iterable[Segment], uncertain_below: float, smooth_seconds: float = 0.0) -> Summary:
+    """A recording's analysis from its segments' own scores (smoothed within stretches of speech, where asked)."""
+    segments = smooth([row for row in rows if row.scores], smooth_seconds, uncertain_below)
+    if not segments:
+        raise ValueError("no speech segments to summarise")
+    total = sum(row.seconds for row in segments)
     time: dict[str, float] = {}
-    for row in rows:
-        time[row["label"]] = time.get(row["label"], 0.0) + row["end"] - row["start"]
+    for row in segments:
+        time[row.label] = time.get(row.label, 0.0) + row.seconds
     shares = {label: seconds / total for label, seconds in sorted(time.items(), key=lambda item: -item[1])}
-    return {"speech_seconds": total, "share": shares}
+    top = next(iter(shares))
+    unsure = sum(row.seconds for row in segments if row.uncertain) / total
+    return Summary(segments, total, shares, unsure, top if shares[top] >= DOMINANT_SHARE else MIXED,
+                   uncertain_below, max(smooth_seconds, 0.0))
 
 
 def clock(seconds: float) -> str:
@@ -105,61 +139,18 @@ def check_file(path) -> Path:
 # --- output ---------------------------------------------------------------------------------------------------------
 
 
-def write(rows: Iterable[dict], path: str | Path) -> Path | None:
-    """Writes rows to .csv (one column per label) or .jsonl (rows as they are); "-" writes CSV to stdout."""
-    rows = list(rows)
-    if str(path) == "-":
-        _write_csv(rows, sys.stdout)
-        return None
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl"):
-        raise ValueError(f"{path}: timeline output must end in .csv or .jsonl")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        if suffix == ".csv":
-            _write_csv(rows, handle)
-        else:
-            for row in rows:
-                handle.write(json.dumps(row) + "\n")
-    return path
-
-
-def _score_labels(rows: list[dict]) -> list[str]:
-    labels: dict[str, None] = {}
-    for row in rows:
-        for label in row.get("scores") or {}:
-            labels.setdefault(label)
-    return list(labels)
-
-
-def _write_csv(rows: list[dict], handle) -> None:
-    labels = _score_labels(rows)
-    extra = [key for key in ("file", "error") if any(key in row for row in rows)]
-    columns = [c for c in ("file",) if c in extra] + ["start", "end", "label", "uncertain", *labels]
-    columns += [c for c in ("error",) if c in extra]
-    writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        scores = row.get("scores") or {}
-        flat = {**row, **{label: scores.get(label, "") for label in labels}}
-        flat = {key: ("" if value is None else value) for key, value in flat.items()}
-        writer.writerow(flat)
-
-
-def plot(rows: list[dict], labels: list[str], path=None, title: str | None = None, width_inches: float = 12.0):
-    """Stacked probabilities of each speech segment above a strip of its top label, gaps without speech left blank,
-    and a bar of the share of speech time per emotion. The legend lists only the emotions that are a top label
-    somewhere. Uses the Agg canvas directly (no pyplot), so it works headless and leaks no global figures."""
+def plot(summary: Summary, labels: list[str], path=None, title: str | None = None, width_inches: float = 12.0):
+    """Stacked probabilities of each speech segment (smoothed, where the summary was, and the axis says so) above a
+    strip of its top label, gaps without speech left blank, and the share of speech time per emotion in the legend
+    (only the emotions on top somewhere). Uses the Agg canvas directly (no pyplot), so it works headless and leaks
+    no global figures."""
     from matplotlib import colormaps
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter
 
-    rows = [row for row in rows if row.get("scores")]
-    if not rows:
-        raise ValueError("no speech segments to plot")
+    rows = summary.segments
     palette = colormaps["tab10" if len(labels) <= 10 else "tab20"]
     colors = {label: palette(i % palette.N) for i, label in enumerate(labels)}
     fig = Figure(figsize=(width_inches, 4.5), layout="constrained")
@@ -168,17 +159,17 @@ def plot(rows: list[dict], labels: list[str], path=None, title: str | None = Non
     for row in rows:
         bottom = 0.0
         for label in labels:
-            value = row["scores"].get(label, 0.0)
-            probs_ax.fill_between([row["start"], row["end"]], bottom, bottom + value, color=colors[label], linewidth=0)
+            value = row.scores.get(label, 0.0)
+            probs_ax.fill_between([row.start, row.end], bottom, bottom + value, color=colors[label], linewidth=0)
             bottom += value
-        strip.broken_barh([(row["start"], row["end"] - row["start"])], (0, 1), facecolors=colors[row["label"]])
-    probs_ax.set(ylim=(0, 1), ylabel="probability", xlim=(0, max(row["end"] for row in rows)))
+        strip.broken_barh([(row.start, row.seconds)], (0, 1), facecolors=colors[row.label])
+    smoothed = f"\n(smoothed over {summary.smoothed_seconds:g} s)" if summary.smoothed_seconds else ""
+    probs_ax.set(ylim=(0, 1), ylabel="probability" + smoothed, xlim=(0, max(row.end for row in rows)))
     strip.set(yticks=[], xlabel="time (m:ss)", ylabel="top")
     strip.xaxis.set_major_formatter(FuncFormatter(lambda seconds, _: clock(seconds)))
-    shares = summary(rows)["share"]
-    handles = [Patch(color=colors[label], label=f"{label} {share:.0%}") for label, share in shares.items()]
+    handles = [Patch(color=colors[label], label=f"{label} {share:.0%}") for label, share in summary.shares.items()]
     probs_ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                    title="share of speech")
+                    title="share of speech time")
     if title:
         fig.suptitle(title)
     if path is not None:

@@ -19,7 +19,7 @@ from helpers import EMODB, ROOT, TINY_SPECS, require
 from ser.audio import AudioError, load_audio
 from ser.encoders import scratch_model
 from ser.predictor import EmotionPredictor
-from ser.timeline import summary
+from ser import rows as outputs, timeline
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav", "03a04Fd.wav", "03a05Aa.wav", "03a02Wb.wav", "03a01Nc.wav"]
@@ -354,45 +354,52 @@ def recordings(tmp_path_factory):
 
 
 def overlap(row, span):
-    return min(row["end"], span[1] / SR) - max(row["start"], span[0] / SR)
+    return min(row.end, span[1] / SR) - max(row.start, span[0] / SR)
 
 
 def test_timeline_on_a_ten_minute_recording(recordings, predictors, tmp_path):
     path, loud, gaps = recordings[10]
     predictor = predictors["stock"]
     rows = list(predictor.timeline(path, max_segment_seconds=6.0))
-    assert all(a["end"] <= b["start"] for a, b in zip(rows, rows[1:]))  # in time order, no overlap
+    assert all(a.end <= b.start for a, b in zip(rows, rows[1:]))  # in time order, no overlap
     for row in rows:
-        assert 0.25 <= row["end"] - row["start"] <= 6.0 + 1e-9
-        assert_distribution(row["scores"])
-        assert row["label"] == max(row["scores"], key=row["scores"].get)
-        assert row["uncertain"] == (max(row["scores"].values()) < predictor.uncertain_below)
+        assert 0.25 <= row.seconds <= 6.0 + 1e-9
+        assert_distribution(row.scores)
+        assert row.label == max(row.scores, key=row.scores.get)
+        assert row.uncertain == (max(row.scores.values()) < predictor.uncertain_below)
     for span in loud:  # every clip's loudest moment is in a segment ...
         assert any(overlap(row, span) > 0.09 for row in rows)
     for a, b in gaps:  # ... and the middle of a gap (noise at -80 dBFS) in none
         assert not any(overlap(row, (a + SR // 2, b - SR // 2)) > 0 for row in rows)
 
-    csv_path = predictor.write_timeline(rows, tmp_path / "t.csv")
-    lines = csv_path.read_text().splitlines()
+    outputs.write(rows, predictor.labels, tmp_path / "t.csv")
+    lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[0] == "start,end,label,uncertain," + ",".join(LABELS) and len(lines) == len(rows) + 1
-    jsonl = predictor.write_timeline(rows, tmp_path / "t.jsonl").read_text().splitlines()
-    assert [json.loads(line) for line in jsonl] == rows
-    figure = predictor.plot_timeline(rows, predictor.labels, tmp_path / "t.png", title="ten minutes")
+    outputs.write(rows, predictor.labels, tmp_path / "t.jsonl")
+    jsonl = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert [outputs.from_dict(json.loads(line)) for line in jsonl] == rows
+    summary = predictor.summarise(rows)
+    figure = predictor.plot_timeline(summary, tmp_path / "t.png", title="ten minutes")
     assert isinstance(figure, Figure)
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    shares = summary(rows)
-    assert sum(shares["share"].values()) == pytest.approx(1.0)
-    assert shares["speech_seconds"] == pytest.approx(sum(r["end"] - r["start"] for r in rows))
+    assert sum(summary.shares.values()) == pytest.approx(1.0)
+    assert summary.speech_seconds == pytest.approx(sum(r.seconds for r in rows))
 
-    smoothed = list(predictor.timeline(path, max_segment_seconds=6.0, smooth_seconds=30.0))
-    assert [(r["start"], r["end"]) for r in smoothed] == [(r["start"], r["end"]) for r in rows]
-    middle = len(rows) // 2  # its smoothed scores: the duration-weighted mean over rows centred within 15 s
-    centre = lambda r: (r["start"] + r["end"]) / 2  # noqa: E731
-    near = [r for r in rows if abs(centre(r) - centre(rows[middle])) <= 15.0]
-    assert 1 < len(near) < len(rows)
-    weights = np.array([r["end"] - r["start"] for r in near])
-    want = weights @ np.array([[r["scores"][label] for label in LABELS] for r in near]) / weights.sum()
-    np.testing.assert_allclose([smoothed[middle]["scores"][label] for label in LABELS], want, atol=1e-9)
+    rows = list(predictor.timeline(path, max_segment_seconds=1.0))  # clips in pieces: stretches of several rows
+    smoothed = list(predictor.timeline(path, max_segment_seconds=1.0, smooth_seconds=30.0))
+    assert [(r.start, r.end) for r in smoothed] == [(r.start, r.end) for r in rows]
+    # each row's smoothed scores: the duration-weighted mean over the rows of its stretch of speech centred within 15 s
+    stretches = timeline.regions(rows)
+    stretch = max(stretches, key=len)
+    assert len(stretches) > 1 and len(stretch) > 1
+    middle = rows.index(stretch[len(stretch) // 2])
+    centre = lambda r: (r.start + r.end) / 2  # noqa: E731
+    near = [r for r in stretch if abs(centre(r) - centre(rows[middle])) <= 15.0]
+    weights = np.array([r.seconds for r in near])
+    want = weights @ np.array([[r.scores[label] for label in LABELS] for r in near]) / weights.sum()
+    np.testing.assert_allclose([smoothed[middle].scores[label] for label in LABELS], want, atol=1e-9)
+    alone = [i for i, r in enumerate(rows) if len(next(s for s in stretches if r in s)) == 1]
+    assert all(smoothed[i] == rows[i] for i in alone)  # a stretch of one segment is never smoothed
 
 
 def test_timeline_segments_match_classify_and_refusals(tmp_path, saved, predictors):
@@ -406,13 +413,13 @@ def test_timeline_segments_match_classify_and_refusals(tmp_path, saved, predicto
         starts = [2 * SR, 4 * SR + clips[0].size, 6 * SR + clips[0].size + clips[1].size]
         for start, clip in zip(starts, clips):  # each clip is covered by its own rows, nothing of a gap's middle
             inside = [r for r in rows if overlap(r, (start, start + clip.size)) > 0]
-            assert inside and inside[0]["start"] >= (start - 0.3 * SR) / SR
-            assert inside[-1]["end"] <= (start + clip.size + 0.3 * SR) / SR
+            assert inside and inside[0].start >= (start - 0.3 * SR) / SR
+            assert inside[-1].end <= (start + clip.size + 0.3 * SR) / SR
         model, fe, _ = saved[kind]
         for row in rows:
-            piece = recording[int(round(row["start"] * SR)): int(round(row["end"] * SR))]
+            piece = recording[int(round(row.start * SR)): int(round(row.end * SR))]
             want = own_softmax(model, fe, piece)
-            np.testing.assert_allclose([row["scores"][label] for label in LABELS], want, atol=1e-5, rtol=0)
+            np.testing.assert_allclose([row.scores[label] for label in LABELS], want, atol=1e-5, rtol=0)
 
     stock = predictors["stock"]
     sf.write(tmp_path / "silent.wav", np.zeros(3 * SR, np.float32), SR)
