@@ -3,7 +3,9 @@
     python train_ser.py --config configs/emodb.yaml [--any_option value ...]
     python train_ser.py --config configs/emodb.yaml --recipe configs/recipes/logmel-cnn.yaml   # from scratch
     accelerate launch --num_processes 2 train_ser.py --config configs/emodb.yaml
+    python train_ser.py --config configs/emodb.yaml --data_dir /data/corpora    # reads /data/corpora/emodb ($SER_DATA too)
     python train_ser.py --recipe configs/recipes/whisper-frozen.yaml --dataset_name DIR_OR_HUB_ID --speaker_column_name speaker
+    python train_ser.py --recipe configs/recipes/whisper-frozen.yaml --dataset_name my_clips    # + metadata.csv
     python train_ser.py --config configs/emodb.yaml --export_dataset_dir datasets/emodb     # a corpus as a dataset
 
 Options come from the YAML file, then the command line (which wins). Evaluation is speaker-independent by default

@@ -9,11 +9,11 @@ import statistics
 import sys
 from pathlib import Path
 
-from ser.corpora import SHARED_DATA
+from ser.corpora import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-DATA = SHARED_DATA  # the real corpora, one folder per registry name
+DATA = data_dir()  # the real corpora, one folder per registry name ($SER_DATA, else ../shared/data)
 EMODB = DATA / "emodb"
 
 

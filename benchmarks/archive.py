@@ -7,7 +7,7 @@ under `accelerate launch`; and whether the two-process output is identical to th
     python benchmarks/archive.py --limit 100 --quick          # a smoke run
 
 Every path runs the embedded default model (models/ser-cnn-mixture) with one thread per process
-(OMP_NUM_THREADS=1), over the corpus folders read in place (../shared/data).
+(OMP_NUM_THREADS=1), over the corpus folders read in place ($SER_DATA, else ../shared/data).
 
 - stock, files (once: it is slow): `pipeline(..., trust_remote_code=True, top_k=None)` called with each file's path
   (it decodes the file itself, through ffmpeg), in a loop, after one warm-up call; the loop is timed.
@@ -44,7 +44,8 @@ LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpora", nargs="+", default=["emodb"], help="folders under ../shared/data (default: emodb)")
+    parser.add_argument("--corpora", nargs="+", default=["emodb"],
+                        help="folders under the data folder ($SER_DATA, else ../shared/data; default: emodb)")
     parser.add_argument("--limit", type=int, help="first N clips only (a smoke run)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[8, 32],
                         help="predict_ser.py --batch-size values in-process; the first also end to end (default: 8 32)")

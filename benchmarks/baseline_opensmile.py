@@ -58,12 +58,12 @@ REFERENCE = {
 def read_config(corpus: str) -> dict:
     """The data and protocol settings of configs/<corpus>.yaml, with train_ser.py's defaults."""
     config = yaml.safe_load((ROOT / "configs" / f"{corpus}.yaml").read_text()) or {}
-    data_root = Path(config["data_root"])
+    data_root = Path(config["data_root"]) if config.get("data_root") else corpora.corpus_dir(config["corpus"])
     split_file = config.get("split_file")
     return {
         "config": f"configs/{corpus}.yaml",
         "corpus": config["corpus"],
-        "data_root": str(data_root if data_root.is_absolute() else ROOT / data_root),
+        "data_root": str(data_root if data_root.is_absolute() else ROOT / data_root),  # else under --data_dir's default
         "speaker_regex": config.get("speaker_regex"),
         "labels": config.get("labels"),
         "protocol": config.get("protocol", "loso"),

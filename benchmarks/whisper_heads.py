@@ -52,7 +52,7 @@ QUICK_FOLDS = 2
 def corpus_and_folds(corpus: str):
     """The clips and folds `train_ser.py --config configs/<corpus>.yaml` uses (its protocol, num_folds, fold_seed)."""
     config = yaml.safe_load((ROOT / "configs" / f"{corpus}.yaml").read_text())
-    root = Path(config["data_root"])
+    root = Path(config["data_root"]) if config.get("data_root") else corpora.corpus_dir(config["corpus"])
     clips = corpora.load_mixture([config["corpus"]], [root if root.is_absolute() else ROOT / root])
     folds, protocol = splits.make_folds(clips, config.get("protocol", "loso"), k=config.get("num_folds"),
                                         seed=config.get("fold_seed"))

@@ -117,7 +117,7 @@ def stage(folder: Path, requirements: str) -> list[str]:
     for name in (*FILES, *modules):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
-    metric = ("metrics",) if "ser/metrics.py" in modules else ()  # the evaluate module ser.metrics loads by path
+    metric = ("ser/ser_metrics",) if "ser/metrics.py" in modules else ()  # the evaluate module ser.metrics loads
     for name in (*FOLDERS, *metric):
         # Bytecode caches are this machine's, and would hide which copy of `ser` a staged run imports.
         shutil.copytree(ROOT / name, folder / name,  # onnx/: graphs cached by ser/onnx_runtime.py, rebuilt where used

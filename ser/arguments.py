@@ -18,12 +18,13 @@ from ser.augment import AugmentationArguments
 @dataclass
 class DataArguments:
     corpus: list[str] | None = field(default=None, metadata={"help": f"{', '.join(corpora.CORPORA)}, folder (one folder per label) or csv; several names train on their mixture"})
-    data_root: list[str] | None = field(default=None, metadata={"help": "The corpus folder in its original layout, or the CSV file; one per --corpus, in the same order"})
-    dataset_name: str | None = field(default=None, metadata={"help": "Instead of --corpus: any audio dataset, a Hub id or a local folder (saved with datasets' save_to_disk, or an audiofolder); all its splits are used"})
+    data_root: list[str] | None = field(default=None, metadata={"help": "The corpus folder in its original layout, or the CSV file; one per --corpus, in the same order (for named corpora optional: they are found under --data_dir)"})
+    data_dir: str | None = field(default=None, metadata={"help": f"The folder holding the named corpora, one folder per name (emodb/, ravdess/, ...); default ${corpora.DATA_ENV}, else ../shared/data beside the repository"})
+    dataset_name: str | None = field(default=None, metadata={"help": "Instead of --corpus: any audio dataset, a Hub id or a local folder (saved with datasets' save_to_disk, or an audiofolder: audio files with a metadata.csv of file_name, label and speaker, or one folder per label); all its splits are used"})
     dataset_config_name: str | None = field(default=None, metadata={"help": "--dataset_name: the dataset's configuration"})
     audio_column_name: str = field(default="audio", metadata={"help": "--dataset_name: the column holding the audio"})
     label_column_name: str = field(default="label", metadata={"help": "--dataset_name: the column holding the emotion"})
-    speaker_column_name: str | None = field(default=None, metadata={"help": "--dataset_name: the column holding the speaker; without it (or --speaker_regex), only --protocol random works, and the results say so"})
+    speaker_column_name: str | None = field(default=None, metadata={"help": "--dataset_name: the column holding the speaker (an audiofolder's metadata: 'speaker' unless given); without one (or --speaker_regex), only --protocol random works, and the results say so"})
     label_mapping: list[str] | None = field(default=None, metadata={"help": "--dataset_name: the dataset's labels onto ours, e.g. hap=happy ang=angry (known spellings map by themselves)"})
     speaker_regex: str | None = field(default=None, metadata={"help": "--corpus folder or --dataset_name: regex finding the speaker in each file name (group 'speaker' or 1); without it only --protocol random works"})
     language: str | None = field(default=None, metadata={"help": "Language code of the speech (known for the named corpora)"})
@@ -105,8 +106,12 @@ def parse_arguments(argv: list[str]):
         parser.error("--push_to_hub needs --hub_model_id org/name and --export_dir (the folder that is uploaded)")
     if (data_args.corpus is None) == (data_args.dataset_name is None):
         parser.error("give exactly one of --corpus (with --data_root) and --dataset_name")
-    if data_args.corpus and not data_args.data_root:
-        parser.error("--corpus needs --data_root (one per corpus)")
+    if data_args.corpus and not data_args.data_root and not all(map(corpora.corpus_info, data_args.corpus)):
+        parser.error("--corpus folder or csv needs --data_root (one per corpus); only named corpora are found under "
+                     "--data_dir")
+    if data_args.data_root and data_args.corpus and len(data_args.data_root) != len(data_args.corpus):
+        parser.error(f"{len(data_args.corpus)} corpora but {len(data_args.data_root)} --data_root: give one per "
+                     "corpus, in the same order, or none for named corpora (found under --data_dir)")
     if (model_args.encoder_name_or_path is None) == (model_args.encoder_config is None):
         parser.error("give exactly one of --encoder_name_or_path (pretrained) and --encoder_config (from scratch)")
     return data_args, model_args, augment_args, training_args, export_args

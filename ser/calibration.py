@@ -35,7 +35,7 @@ def fit_temperature(logits, labels) -> float:
 def expected_calibration_error(probs, labels, bins: int = ECE_BINS) -> float:
     """Mean |accuracy - confidence| over equal-width confidence bins, weighted by the share of predictions in each.
 
-    Defined once, in the metric module metrics/ser_metrics, which also reports it as "ece" on the Hub.
+    Defined once, in the metric module ser/ser_metrics, which also reports it as "ece" on the Hub.
     """
     return metric_functions().expected_calibration_error(probs, labels, bins)
 

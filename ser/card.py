@@ -10,7 +10,7 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCardData
 
 from ser.audio import LEVEL_DBFS
-from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, UNKNOWN_SPEAKER, corpus_info
+from ser.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, UNKNOWN_SPEAKER, corpus_info, speech_kind
 from ser.defaults import UNCERTAIN_BELOW
 from ser.results import corpus_keys, fold_table, headline, over_folds, per_corpus, read, seed_table, seeds, upgrade
 
@@ -85,9 +85,10 @@ def language_codes(results):
 
 
 def language_name(results):
+    """The training speech's language(s) by name; None when not recorded (data given without --language)."""
     if is_mixture(results) and language_codes(results):
         return join_words(LANGUAGE_NAMES.get(code, code) for code in language_codes(results))
-    return LANGUAGE_NAMES.get(results["language"], results["language"])
+    return LANGUAGE_NAMES.get(results["language"], results["language"]) or None
 
 
 def licence_rank(licence):
@@ -220,8 +221,9 @@ def summary_section(results):
     pooled = (f"UA {pct_spread(head['ua'], several)} %, WA {pct_spread(head['wa'], several)} %, "
               f"macro-F1 {pct_spread(head['macro_f1'], several)} %")
     how = f"mean ± std over {head['seeds']} seeds" if several else "1 seed"
+    spoken = f"{language_name(results)} speech" if language_name(results) else "speech"
     text = (
-        f"`{results['hub_model_id']}` recognises emotions in {language_name(results)} speech. "
+        f"`{results['hub_model_id']}` recognises emotions in {spoken}. "
         f"It is a {encoder['family']} encoder with a {results['head']['pooling']}-pooling classification head, "
         f"trained and evaluated on {corpus_name(results)} with the {protocol_label(results)} protocol "
         f"({head['folds']} folds, run with {seeds_text(head['seeds'])}): {pooled} "
@@ -245,19 +247,32 @@ def summary_section(results):
 
 
 def usage_section(results):
-    model_id = results["hub_model_id"]
+    model_id, folder = published_id(results)
     extra = ", trust_remote_code=True" if results.get("trust_remote_code") else ""
+    local = f"  # or a local copy: model=\"{folder}\"" if folder else ""
     return f"""## How to use
 
 ```python
 from transformers import pipeline
 
-classifier = pipeline("audio-classification", model="{model_id}"{extra})
+classifier = pipeline("audio-classification", model="{model_id}"{extra}){local}
 print(classifier("speech.wav"))
 ```
 
 To try it in a browser, run the Gradio demo: `python app.py --model {model_id}`
 """
+
+
+LOCAL_FOLDERS = ("models", "exports", "runs")  # where this repository keeps models: folder names, not Hub owners
+
+
+def published_id(results) -> tuple[str, str | None]:
+    """The Hub id a card's usage loads, and the repository folder of a model kept here (whose recorded id is that
+    folder): such a model is named as it would be published, under a placeholder owner."""
+    model_id = results["hub_model_id"]
+    if model_id.split("/")[0] in LOCAL_FOLDERS:
+        return f"YOUR_HUB_NAME/{model_id.split('/')[-1]}", model_id
+    return model_id, None
 
 
 def training_section(results):
@@ -318,9 +333,9 @@ def detector_text(results) -> str:
 
 def corpus_line(results):
     if not is_mixture(results):
-        return f"- Corpus: {corpus_name(results)}, {language_name(results)}"
+        return f"- Corpus: {', '.join(filter(None, [corpus_name(results), language_name(results)]))}"
     speakers = speaker_count(results)
-    return (f"- Corpora: {corpus_name(results)}; {language_name(results)}"
+    return (f"- Corpora: {'; '.join(filter(None, [corpus_name(results), language_name(results)]))}"
             + (f"; {speakers} speakers" if speakers else ""))
 
 
@@ -448,16 +463,34 @@ def cross_corpus_section(cross):
     return "\n".join(lines) + "\n"
 
 
+def acted(results):
+    """True when every corpus a model learned from is an acted corpus of the registry (corpora.speech_kind)."""
+    return all(speech_kind(key) == "acted" for key in corpus_keys(results))
+
+
+USER_DATA = ("The training data was given as a folder, CSV or dataset (`{corpus}`): how its speech was produced "
+             "(acted or natural), by how many speakers and in which conditions is not recorded here, so check the "
+             "model on audio like yours before relying on it.")
+
+
 def limitations_section(results):
+    language = language_name(results)
     items = [
         "The corpus is acted speech: actors portray emotions on cue, which is more prototypical "
         "than emotion in spontaneous conversation; expect lower accuracy on real-world audio.",
-        f"All training speech is {language_name(results)}; other languages and accents are untested.",
+        f"All training speech is {language}; other languages and accents are untested." if language else
+        "The language of the training speech is not recorded; other languages than the data's are untested.",
         "The corpus is small (few speakers, a few hundred to a few thousand utterances), so fold-to-fold variance is large and the "
         "model may not generalise to new recording conditions.",
         f"Only these labels are predicted: {', '.join(results['labels'])}.",
     ]
-    if is_mixture(results):
+    if not acted(results):  # data given by the user, in part or whole: say only what is known
+        items[0] = (USER_DATA.format(corpus=results["corpus"]) if not any(map(corpus_info, corpus_keys(results)))
+                    else f"Not all of the training data ({corpus_name(results)}) is an acted corpus of the registry: "
+                    "what the rest is (acted or natural speech, speakers, recording conditions) is not recorded here.")
+        items[2] = ("Fold-to-fold variance is shown above; the model may not generalise to other speakers or "
+                    "recording conditions than the data's.")
+    if is_mixture(results) and acted(results):
         items[:3] = [
             "The corpora are acted speech: actors portray emotions on cue, which is more prototypical "
             "than emotion in spontaneous conversation; expect lower accuracy on real-world audio.",

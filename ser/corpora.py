@@ -16,6 +16,7 @@ CorpusError listing such files, or with strict=False warn and skip them.
 from __future__ import annotations
 
 import csv
+import os
 import re
 import warnings
 from collections.abc import Callable, Iterable
@@ -24,9 +25,11 @@ from pathlib import Path
 
 from ser.audio import find_audio_files
 
-# Where the real corpora sit beside this repository (../shared/data), one folder per registry name: the configs' data_root,
-# the tests and the benchmarks read them in place.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Where the named corpora are, one folder per registry name (emodb/, ravdess/, ...): train_ser.py's --data_dir, else
+# this environment variable, else DEFAULT_DATA_DIR (../shared/data beside the repository). `data_dir` decides.
+DATA_ENV = "SER_DATA"
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA_PAGE = "docs/training.md#data"  # where each corpus comes from, its licence and the layout its loader expects
 
 CANONICAL_LABELS = (
     "angry", "boredom", "calm", "disgust", "fear", "happy", "neutral", "sad", "surprise",
@@ -85,6 +88,34 @@ class Corpus:
     citation: str | None  # BibTeX
     emotions: dict[str, str]  # code in the file name -> canonical label
     loader: Callable[..., list[Clip]]
+    # How the speech was produced: "acted" (actors portraying emotions on cue), "read" or "spontaneous". Cards and
+    # the demo say "actors" only for acted corpora; data given as a folder, CSV or dataset has no kind recorded.
+    speech: str = "acted"
+
+
+def data_dir(given: str | Path | None = None) -> Path:
+    """The folder holding the named corpora: `given` (--data_dir), else $SER_DATA, else DEFAULT_DATA_DIR."""
+    chosen = given or os.environ.get(DATA_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser()
+
+
+def corpus_dir(name: str, folder: str | Path | None = None) -> Path:
+    """Where the registered corpus `name` is: <data_dir(folder)>/<name>. A missing one is a CorpusError that names
+    the folder searched and how to point elsewhere."""
+    key = name.strip().lower()
+    if key not in CORPORA:
+        raise ValueError(f"{name!r} is not a named corpus ({', '.join(CORPORA)}): give its folder or CSV file as "
+                         "--data_root")
+    base = data_dir(folder)
+    root = base / key
+    if not root.is_dir():
+        how = ("from --data_dir" if folder else f"from ${DATA_ENV}" if os.environ.get(DATA_ENV)
+               else f"the default; set --data_dir DIR or ${DATA_ENV}=DIR")
+        raise CorpusError(f"{key}: corpus not found at {root} (data folder {base}, {how}). Put "
+                          f"{CORPORA[key].display_name} there as {key}/ in its release layout, point --data_dir or "
+                          f"${DATA_ENV} at the folder that holds it, or give its own folder as --data_root; "
+                          f"{DATA_PAGE} says where each corpus comes from and its layout")
+    return root
 
 
 def canonical_label(label: str) -> str:
@@ -462,6 +493,7 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
         emotions={"W": "angry", "L": "boredom", "E": "disgust", "A": "fear",
                   "F": "happy", "T": "sad", "N": "neutral"},
         loader=load_emodb,
+        speech="acted",
     ),
     Corpus(
         name="ravdess",
@@ -482,6 +514,7 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
         emotions={"01": "neutral", "02": "calm", "03": "happy", "04": "sad",
                   "05": "angry", "06": "fear", "07": "disgust", "08": "surprise"},
         loader=load_ravdess,
+        speech="acted",
     ),
     Corpus(
         name="emovo",
@@ -499,6 +532,7 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
         emotions={"dis": "disgust", "gio": "happy", "neu": "neutral", "pau": "fear",
                   "rab": "angry", "sor": "surprise", "tri": "sad"},
         loader=load_emovo,
+        speech="acted",
     ),
     Corpus(
         name="savee",
@@ -516,6 +550,7 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
         emotions={"a": "angry", "d": "disgust", "f": "fear", "h": "happy",
                   "n": "neutral", "sa": "sad", "su": "surprise"},
         loader=load_savee,
+        speech="acted",
     ),
     Corpus(
         name="aesdd",
@@ -534,6 +569,7 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
 }""",
         emotions={"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "s": "sad"},
         loader=load_aesdd,
+        speech="acted",
     ),
     Corpus(
         name="shemo",
@@ -554,6 +590,7 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
         emotions={"A": "angry", "F": "fear", "H": "happy", "N": "neutral",
                   "S": "sad", "W": "surprise"},
         loader=load_shemo,
+        speech="acted",  # performances from radio plays (its authors call them semi-natural)
     ),
 )}
 
@@ -561,16 +598,28 @@ CORPORA: dict[str, Corpus] = {corpus.name: corpus for corpus in (
 GENERIC_LOADERS: dict[str, Callable[..., list[Clip]]] = {"folder": load_folder, "csv": load_csv}
 
 
+SPEECH_KINDS = ("acted", "read", "spontaneous")
+
+
+def speech_kind(name: str) -> str | None:
+    """How a registered corpus's speech was produced (SPEECH_KINDS); None for folder, CSV and dataset data."""
+    corpus = corpus_info(name)
+    return corpus.speech if corpus else None
+
+
 def corpus_info(name: str) -> Corpus | None:
     """The registry entry for a corpus name, or None for folder, csv and unknown names."""
     return CORPORA.get(name.strip().lower())
 
 
-def load_corpus(name: str, root: str | Path, **kw) -> list[Clip]:
-    """Load a corpus by name; for "csv", `root` is the CSV file."""
+def load_corpus(name: str, root: str | Path | None = None, **kw) -> list[Clip]:
+    """Load a corpus by name; for "csv", `root` is the CSV file. A named corpus without `root` is read from
+    corpus_dir(name) (--data_dir, $SER_DATA or the default data folder)."""
     key = name.strip().lower()
     if key in CORPORA:
-        return CORPORA[key].loader(root, **kw)
+        return CORPORA[key].loader(root if root is not None else corpus_dir(key), **kw)
+    if root is None:
+        raise ValueError(f"{name!r} needs its folder or CSV file (--data_root)")
     if key in GENERIC_LOADERS:
         return GENERIC_LOADERS[key](root, **kw)
     raise ValueError(f"unknown corpus {name!r}; choose one of {sorted(CORPORA) + sorted(GENERIC_LOADERS)}")

@@ -9,8 +9,11 @@ here with soundfile + soxr (ser.audio): 10x faster per clip than datasets' torch
 
 from __future__ import annotations
 
+import csv
+import json
 import re
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Value, c
 from datasets import load_from_disk
 
 from ser import corpora
-from ser.audio import SAMPLING_RATE, AudioError, load_audio, load_audio_bytes
+from ser.audio import SAMPLING_RATE, AudioError, find_audio_files, load_audio, load_audio_bytes
 from ser.corpora import UNKNOWN_SPEAKER, Clip, CorpusError
 
 AUDIO = Audio(sampling_rate=SAMPLING_RATE, decode=False)
@@ -103,11 +106,15 @@ def readable(dataset: Dataset, skip_bad: bool = False) -> Dataset:
 def load_any(name: str, config: str | None = None, audio_column: str = "audio", label_column: str = "label",
              speaker_column: str | None = None, speaker_regex: str | None = None, language: str | None = None,
              label_mapping: dict[str, str] | None = None) -> Dataset:
-    """A dataset by Hub id, or a local folder (saved with `save_to_disk`, or an audiofolder: one folder per label,
-    optionally inside split folders), in the common schema: all splits together, labels as our names
-    (`corpora.canonical_label`, after `label_mapping`), speakers from `speaker_column` or, failing that, from the
-    file names by `speaker_regex`, else unknown (then only a random split is possible)."""
+    """A dataset by Hub id, or a local folder (saved with `save_to_disk`, or an audiofolder: audio files with a
+    metadata.csv naming each `file_name` with its `label` and `speaker`, or one folder per label, optionally inside
+    split folders), in the common schema: all splits together, labels as our names (`corpora.canonical_label`, after
+    `label_mapping`), speakers from `speaker_column` (an audiofolder's metadata: its `speaker` column unless told
+    otherwise) or, failing that, from the file names by `speaker_regex`, else unknown (then only a random split is
+    possible)."""
     source = _read(name, config, audio_column)
+    if speaker_column is None and speaker_regex is None and SPEAKER in source.column_names and metadata_files(name):
+        speaker_column = SPEAKER
     for column in (audio_column, label_column, speaker_column):
         if column and column not in source.column_names:
             raise CorpusError(f"{name}: no column {column!r}; the columns are {source.column_names}")
@@ -142,14 +149,76 @@ def _read(name: str, config: str | None, audio_column: str) -> Dataset:
 
 
 def _audiofolder(folder: Path, audio_column: str) -> Dataset:
-    """An audiofolder (label folders, optionally in split folders) through datasets' own builder. Its audio and
-    label are read as plain strings: datasets encodes an `Audio` column through torchcodec, which is not needed
-    to read paths. Metadata files are not supported this way: save such a dataset with `save_to_disk`."""
-    if any(folder.rglob("metadata.csv")) or any(folder.rglob("metadata.jsonl")):
-        raise CorpusError(f"{folder}: an audiofolder with a metadata file: load it with datasets and save it with "
-                          "save_to_disk, then pass that folder (or give the clips as --corpus csv)")
+    """An audiofolder: with metadata files (`metadata_table`), or label folders (optionally in split folders)
+    through datasets' own builder. Its audio and label are read as plain strings: datasets encodes an `Audio`
+    column through torchcodec, which is not needed to read paths."""
+    if metadata_files(folder):
+        return metadata_table(folder, audio_column)
     features = Features({audio_column: Value("string"), "label": Value("string")})
     return load_dataset("audiofolder", data_dir=str(folder), drop_labels=False, features=features)
+
+
+METADATA_FILES = ("metadata.csv", "metadata.jsonl")  # datasets' audiofolder names
+FILE_NAME = "file_name"  # its column naming each clip, relative to the metadata file's folder
+SPEAKER = "speaker"  # the metadata column a speaker-independent protocol splits by
+
+
+def metadata_files(folder: str | Path) -> list[Path]:
+    """The metadata files of an audiofolder (any level, e.g. one per split folder); [] for other folders."""
+    folder = Path(folder)
+    return sorted(path for name in METADATA_FILES for path in folder.rglob(name)) if folder.is_dir() else []
+
+
+def metadata_table(folder: Path, audio_column: str = "audio") -> Dataset:
+    """An audiofolder as the `datasets` documentation lays it out for audio classification: audio files and a
+    metadata.csv (or .jsonl) whose `file_name` column names each clip relative to the metadata file, and further
+    columns (`label`, `speaker`, ...) read as strings. Every file named must exist (missing ones are listed, never
+    dropped); audio files no metadata names are left out, and counted in a warning."""
+    rows, bad = [], []
+    for metadata in metadata_files(folder):
+        entries = _metadata_rows(metadata)
+        for line, entry in enumerate(entries, start=2 if metadata.suffix == ".csv" else 1):
+            name = entry.pop(FILE_NAME, "")
+            path = metadata.parent / name
+            if not name or not path.is_file():
+                bad.append(f"{metadata.relative_to(folder)} line {line}: {name!r}")
+                continue
+            rows.append({audio_column: str(path), **entry})
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CorpusError(f"{folder}: {len(bad)} clip(s) named in {FILE_NAME} are missing: {', '.join(bad[:5])}{more}")
+    if not rows:
+        raise CorpusError(f"{folder}: its metadata files name no clips")
+    named = {Path(row[audio_column]).resolve() for row in rows}
+    unnamed = [path for path in find_audio_files(folder) if path.resolve() not in named]
+    if unnamed:
+        warnings.warn(f"{folder}: {len(unnamed)} audio file(s) no metadata file names are left out, e.g. "
+                      f"{unnamed[0].relative_to(folder)}", stacklevel=2)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    return Dataset.from_dict({column: [row.get(column, "") for row in rows] for column in columns},
+                             features=Features({column: Value("string") for column in columns}))
+
+
+def metadata_columns(files: list[Path]) -> set[str]:
+    """Every column the metadata files have."""
+    return {column for path in files for row in _metadata_rows(path) for column in row}
+
+
+def _metadata_rows(metadata: Path) -> list[dict[str, str]]:
+    """One dict of strings per clip ("" for an empty value); a file without a `file_name` column is refused."""
+    if metadata.suffix == ".csv":
+        with metadata.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [name.strip() for name in reader.fieldnames or []]
+            entries = [{key.strip(): (value or "").strip() for key, value in row.items() if key} for row in reader]
+    else:
+        entries = [json.loads(line) for line in metadata.read_text(encoding="utf-8").splitlines() if line.strip()]
+        entries = [{key: "" if value is None else str(value) for key, value in entry.items()} for entry in entries]
+        columns = list(dict.fromkeys(key for entry in entries for key in entry))
+    if FILE_NAME not in columns:
+        raise CorpusError(f"{metadata}: an audiofolder's metadata needs a {FILE_NAME!r} column (the clip's path "
+                          f"relative to this file), got {columns}")
+    return entries
 
 
 def _label_names(source: Dataset, column: str, mapping: dict[str, str]) -> list[str]:

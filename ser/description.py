@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ser import card
 from ser import results as results_file
-from ser.corpora import LANGUAGE_NAMES, corpus_info
+from ser.corpora import LANGUAGE_NAMES, corpus_info, speech_kind
 
 
 def describe_model(name_or_path: str, labels: list[str]) -> tuple[str, str]:
@@ -17,7 +17,7 @@ def describe_model(name_or_path: str, labels: list[str]) -> tuple[str, str]:
     if not results:
         return short, ""
     keys = results_file.corpus_keys(results)
-    acted = all(corpus_info(key) for key in keys)  # every corpus of the registry is acted speech
+    acted = all(speech_kind(key) == "acted" for key in keys)  # a folder, CSV or dataset has no kind recorded
     speakers = card.speaker_count(results)
     language = card.language_name(results)
     short += (f" Learned from {'actors' if acted else 'people'}" + (f" speaking {language}" if language else "")

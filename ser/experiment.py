@@ -33,6 +33,12 @@ def corpus_name(args: DataArguments) -> str:
     return ser_results.mixture_name(args.corpus)
 
 
+def corpus_roots(args: DataArguments) -> list:
+    """Each --corpus's folder (or CSV): --data_root as given, else the named corpus under --data_dir ($SER_DATA,
+    ../shared/data), a missing one reported with the folder searched."""
+    return args.data_root or [corpora.corpus_dir(name, args.data_dir) for name in args.corpus]
+
+
 def read_corpus(args: DataArguments):
     """The labelled clips as a `datasets.Dataset` (readable rows only: see --skip_bad_files), their metadata for the
     protocols, and the sorted label names. No audio is held: `prepared_audio` reads it when needed."""
@@ -41,9 +47,10 @@ def read_corpus(args: DataArguments):
                                  args.label_column_name, args.speaker_column_name, args.speaker_regex, args.language,
                                  dataset.parse_label_mapping(args.label_mapping))
         clips = dataset.to_clips(table)
+        refuse_speakerless_metadata(args, clips)
     else:
         options = {"speaker_regex": args.speaker_regex} if args.speaker_regex else {}
-        clips = corpora.load_mixture(args.corpus, args.data_root, **options)
+        clips = corpora.load_mixture(args.corpus, corpus_roots(args), **options)
         table = None
     labels = args.labels or (corpora.shared_labels(clips) if args.corpus and len(args.corpus) > 1 else None)
     if labels:
@@ -57,6 +64,24 @@ def read_corpus(args: DataArguments):
     table = dataset.readable(table if table is not None else dataset.from_clips(clips, args.language),
                              skip_bad=args.skip_bad_files)
     return table, dataset.to_clips(table), names
+
+
+def refuse_speakerless_metadata(args: DataArguments, clips) -> None:
+    """An audiofolder whose metadata gives no speakers cannot be split by speaker: say so, and how to go on, before
+    any audio is read (a random split only when asked for; results then say it is speaker-dependent)."""
+    metadata = dataset.metadata_files(args.dataset_name)
+    if not metadata or args.protocol not in splits.SPEAKER_PROTOCOLS or corpora.has_speakers(clips):
+        return
+    column = args.speaker_column_name or dataset.SPEAKER
+    missing = sum(not clip.speaker or clip.speaker == corpora.UNKNOWN_SPEAKER for clip in clips)
+    what = (f"{missing} of {len(clips)} clips without a speaker" if column in dataset.metadata_columns(metadata)
+            or args.speaker_regex else f"no {column!r} column")
+    raise corpora.CorpusError(
+        f"{args.dataset_name}: --protocol {args.protocol} needs speaker ids, but its metadata "
+        f"({', '.join(str(path.relative_to(args.dataset_name)) for path in metadata)}) has {what}. Add a "
+        f"{dataset.SPEAKER!r} column to the metadata (or name yours with --speaker_column_name, or find speakers in "
+        "the file names with --speaker_regex) for speaker-independent folds, or pass --protocol random for a random "
+        "split (speaker-dependent, and labelled so in results.json)")
 
 
 def prepared_audio(table, feature_extractor):

@@ -5,8 +5,9 @@ dominated by frequent classes) and UA (unweighted average recall, every class
 counts the same). Emotion corpora are imbalanced, so both are reported, plus
 macro-F1, and a confusion matrix to see which emotions get mixed up.
 
-They are computed by one `evaluate` metric module, metrics/ser_metrics, the same
-script that can be pushed to the Hub as a metric Space.
+They are computed by one `evaluate` metric module, ser/ser_metrics (shipped inside
+the package as package data, so a non-editable install has it), the same script
+that can be pushed to the Hub as a metric Space.
 """
 
 import functools
@@ -19,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 SUMMARY_KEYS = ("wa", "ua", "macro_f1")
-METRIC_PATH = Path(__file__).resolve().parents[1] / "metrics" / "ser_metrics"
+METRIC_PATH = Path(__file__).resolve().parent / "ser_metrics"  # evaluate.load(folder) runs folder/<folder name>.py
 # A loaded metric keeps its inputs between add_batch and compute: one caller at a time (the demo serves threads).
 _COMPUTE_LOCK = threading.Lock()
 

@@ -20,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from ser.corpora import UNKNOWN_SPEAKER, Clip, has_speakers
 
 PROTOCOLS = ("loso", "speaker_kfold", "loco", "fixed", "random")
+SPEAKER_PROTOCOLS = ("loso", "speaker_kfold")  # the protocols that split by speaker ids
 
 
 @dataclass

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ser.corpora import SHARED_DATA
+from ser.corpora import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = SHARED_DATA  # the real corpora
+DATA = data_dir()  # the real corpora ($SER_DATA, else ../shared/data)
 EMODB = DATA / "emodb"
 RAVDESS = DATA / "ravdess"
 

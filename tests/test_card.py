@@ -539,3 +539,14 @@ def test_export_again_keeps_the_cross_corpus_results_of_the_same_task(tmp_path):
     export_run(run, model)
     assert not (model / "cross_corpus_results.json").exists()
     assert CROSS_CORPUS_HEADING not in (model / "README.md").read_text()
+
+
+def test_a_model_kept_in_this_repository_is_used_by_its_hub_name_with_the_folder_beside():
+    """The card's usage loads a Hub id; a model whose recorded id is a folder here gets a placeholder owner."""
+    from ser.card import usage_section
+
+    kept = usage_section({"hub_model_id": "models/ser-whisper-mixture", "trust_remote_code": True})
+    assert 'model="YOUR_HUB_NAME/ser-whisper-mixture", trust_remote_code=True)' in kept
+    assert '# or a local copy: model="models/ser-whisper-mixture"' in kept
+    published = usage_section({"hub_model_id": "org/ser-mix"})
+    assert 'model="org/ser-mix")' in published and "local copy" not in published

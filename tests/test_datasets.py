@@ -1,11 +1,13 @@
 """Any audio dataset in (a folder saved with `datasets`, an audiofolder), corpora out as datasets, and the encoder
 feature cache as a `datasets` table shared by processes: real Emo-DB clips through train_ser.py."""
 
+import csv
 import json
 import shutil
 import sys
 
 import numpy as np
+import pytest
 from datasets import Audio, ClassLabel, Dataset, concatenate_datasets, load_from_disk
 
 from helpers import EMODB, SPEAKERS, require, small_emodb_csv, tiny_spec, train
@@ -57,7 +59,7 @@ def test_train_on_an_audiofolder_with_speakers_from_file_names(tmp_path):
     results = results_of(tmp_path / "run")
     assert results["corpus"] == "audiofolder" and results["labels"] == ["angry", "sad"]
     assert results["runs"][0]["folds"][0]["n_test"] == 6
-    assert done.stdout.count("'test_ua'") == 1  # the Trainer logs the fold's UA (metrics/ser_metrics)
+    assert done.stdout.count("'test_ua'") == 1  # the Trainer logs the fold's UA (ser/ser_metrics)
     # evaluating the test speaker after every epoch logs UA each time and changes nothing in the training
     watched = train(tmp_path, *common, "--eval_strategy", "epoch", "--output_dir", tmp_path / "watched")
     assert watched.stdout.count("'eval_ua'") == 2
@@ -121,3 +123,74 @@ def test_the_clips_of_a_selection_are_the_selected_rows():
     picked = dataset.to_clips(dataset.from_clips(clips).select(rows))
     assert [(c.path, c.label, c.speaker, c.corpus) for c in picked] == [
         (clips[i].path, clips[i].label, clips[i].speaker, clips[i].corpus) for i in rows]
+
+
+EMODB_LETTERS = {"W": "angry", "L": "boredom", "E": "disgust", "A": "fear", "F": "happy", "T": "sad", "N": "neutral"}
+
+
+def metadata_audiofolder(folder, speakers=SPEAKERS, per_speaker=20, speaker_column=True):
+    """~60 real Emo-DB clips linked into an audiofolder as the `datasets` documentation lays one out for audio
+    classification: the clips (here in a subfolder) and a metadata.csv naming each `file_name` with its `label`
+    and `speaker`, parsed from the Emo-DB names (speaker: characters 1-2; emotion: letter 6)."""
+    (folder / "clips").mkdir(parents=True)
+    rows = []
+    for speaker in speakers:
+        for wav in sorted((require(EMODB) / "wav").glob(f"{speaker}*.wav"))[:per_speaker]:
+            (folder / "clips" / wav.name).symlink_to(wav)
+            rows.append([f"clips/{wav.name}", EMODB_LETTERS[wav.stem[5]], *([wav.stem[:2]] if speaker_column else [])])
+    with (folder / "metadata.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["file_name", "label", *(["speaker"] if speaker_column else [])], *rows])
+    return rows
+
+
+def test_an_audiofolder_with_metadata_trains_speaker_independently(tmp_path):
+    """`--dataset_name FOLDER` with a metadata.csv (file_name, label, speaker): leave-one-speaker-out from the speaker
+    column by itself, every fold by speaker, results.json written; its card and the demo's description say only
+    what is known of such data (no "actors")."""
+    from ser.card import render_card
+    from ser.description import describe_model
+
+    folder = tmp_path / "my clips"
+    rows = metadata_audiofolder(folder)
+    out = tmp_path / "run"
+    train(tmp_path, "--dataset_name", folder, "--encoder_config", tiny_spec(tmp_path, "logmel-cnn"),
+          "--num_train_epochs", 1, "--train_final_model", "false", "--output_dir", out)
+    results = results_of(out)
+    assert results["corpus"] == "my clips" and results["labels"] == sorted({row[1] for row in rows})
+    assert results["protocol"]["name"] == "loso" and results["protocol"]["speaker_independent"] is True
+    assert results["protocol"]["description"] == "leave-one-speaker-out" and results["protocol"]["folds"] == 3
+    folds = results["runs"][0]["folds"]
+    assert [(fold["name"], fold["test_speakers"], fold["n_test"]) for fold in folds] == [
+        (f"speaker-{speaker}", [speaker], 20) for speaker in SPEAKERS]
+    card = render_card({**results, "hub_model_id": "someone/my-model"})
+    assert "actor" not in card.lower() and "None" not in card
+    assert "given as a folder, CSV or dataset (`my clips`)" in card
+    short, _ = describe_model(str(out), results["labels"])
+    assert "Learned from people (3 voices)." in short and "actor" not in short
+
+
+def test_an_audiofolder_without_speakers_is_refused_unless_the_random_split_is_asked_for(tmp_path):
+    from ser.arguments import parse_arguments
+    from ser.experiment import read_corpus
+
+    folder = tmp_path / "no speakers"
+    metadata_audiofolder(folder, per_speaker=8, speaker_column=False)
+    common = ["--dataset_name", folder, "--encoder_config", tiny_spec(tmp_path, "logmel-cnn"), "--num_train_epochs", 1,
+              "--train_final_model", "false"]
+    with pytest.raises(dataset.CorpusError) as refused:  # as train_ser.py reads it, before any audio is
+        read_corpus(parse_arguments([*map(str, common), "--output_dir", str(tmp_path / "refused")])[0])
+    assert "--protocol loso needs speaker ids" in str(refused.value) and "(metadata.csv) has no 'speaker' column" \
+        in str(refused.value) and "--protocol random" in str(refused.value)
+    train(tmp_path, *common, "--protocol", "random", "--num_folds", 2, "--only_folds", "random-1of2",
+          "--output_dir", tmp_path / "random")
+    protocol = results_of(tmp_path / "random")["protocol"]
+    assert protocol["name"] == "random" and protocol["speaker_independent"] is False
+    assert protocol["description"] == "random (speaker-dependent)"
+
+
+def test_an_audiofolder_metadata_naming_a_missing_clip_is_refused(tmp_path):
+    folder = tmp_path / "broken"
+    metadata_audiofolder(folder, per_speaker=2)
+    (folder / "clips" / "03a01Fa.wav").unlink()
+    with pytest.raises(dataset.CorpusError, match=r"1 clip\(s\) named in file_name are missing: metadata.csv line 2"):
+        dataset.load_any(str(folder))

@@ -1,4 +1,4 @@
-"""Metrics checked against small cases that can be verified by hand, and the metric module metrics/ser_metrics
+"""Metrics checked against small cases that can be verified by hand, and the metric module ser/ser_metrics
 against scikit-learn and numpy computed here."""
 
 import json
@@ -166,8 +166,8 @@ def test_module_loaded_by_path_elsewhere_and_offline_matches_sklearn(tmp_path):
             numpy_ece(np.array(case["probs"]), np.array(case["y_true"]), calibration.ECE_BINS))
 
 
-def test_metric_path_is_in_the_repository():
-    assert METRIC_PATH == ROOT / "metrics" / "ser_metrics"
+def test_metric_module_is_inside_the_package():
+    assert METRIC_PATH == ROOT / "ser" / "ser_metrics"
     assert (METRIC_PATH / "ser_metrics.py").is_file() and (METRIC_PATH / "README.md").is_file()
 
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # the model file is uploaded next to every model and may import only torch and transformers: it keeps its own
-SOURCES = [p for p in [*ROOT.glob("*.py"), *(ROOT / "ser").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py"),
-                       *(ROOT / "metrics").rglob("*.py")] if p.name != "modeling_ser.py"]
+SOURCES = [p for p in [*ROOT.glob("*.py"), *(ROOT / "ser").rglob("*.py"), *(ROOT / "benchmarks").glob("*.py")] if p.name != "modeling_ser.py"]
 
 
 def places(pattern: str) -> list[str]:

@@ -42,7 +42,7 @@ Returns:
     ece (`float`, only with `probabilities`): Expected calibration error, 0 to 1. Lower is better.
 
 Examples:
-    >>> ser_metrics = evaluate.load("metrics/ser_metrics")  # this folder; "<user>/ser_metrics" once on the Hub
+    >>> ser_metrics = evaluate.load("ser/ser_metrics")  # this folder (inside the package); "<user>/ser_metrics" once on the Hub
     >>> ser_metrics.compute(predictions=[0, 0, 1, 0], references=[0, 0, 1, 1], num_labels=3)
     {'wa': 0.75, 'ua': 0.75, 'macro_f1': 0.48888888888888893, 'confusion': [[2, 0, 0], [1, 1, 0], [0, 0, 0]]}
 """
