@@ -60,6 +60,17 @@ def test_dry_run_lists_only_what_the_space_needs(dry_run):
         (ROOT / f"{DEFAULT_MODEL}/model.safetensors").read_bytes()
 
 
+def test_the_space_gets_its_own_readme_configured_and_the_repository_readme_has_none(dry_run):
+    _, _, staged = dry_run
+    space = (staged / "README.md").read_text()
+    config = dict(line.split(": ", 1) for line in space.split("---")[1].strip().splitlines())
+    gradio = re.search(r"^gradio==(\S+)", (ROOT / "requirements.txt").read_text(), re.MULTILINE).group(1)
+    assert config["sdk"] == "gradio" and config["sdk_version"] == gradio and config["app_file"] == "app.py"
+    card = (ROOT / DEFAULT_MODEL / "README.md").read_text()
+    assert f"license: {config['license']}" in card  # the default model's licence, not a second one
+    assert not (ROOT / "README.md").read_text().startswith("---")
+
+
 def test_requirements_pin_the_cpu_torch_and_leave_out_tests_and_benchmarks(dry_run):
     _, requirements, staged = dry_run
     assert (staged / "requirements.txt").read_text() == requirements
