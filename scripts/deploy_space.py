@@ -137,7 +137,8 @@ def stage(folder: Path, requirements: str) -> list[str]:
         raise ValueError(f"stage folder {folder} is not empty")
     folder.mkdir(parents=True, exist_ok=True)
     modules = space_modules()
-    for name in (*FILES, *modules):
+    scripts = [f"{PACKAGE}/{path.name}" for path in sorted((ROOT / PACKAGE).glob("*.js"))]  # the page's (package data)
+    for name in (*FILES, *modules, *scripts):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
     metric = ("ser/ser_metrics",) if "ser/metrics.py" in modules else ()  # the evaluate module ser.metrics loads

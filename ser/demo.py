@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,17 +15,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ser import timeline as timelines
+from ser import rows, timeline as timelines
 from ser.audio import AudioError, Reason, audio_duration, load_audio, to_float_mono
 from ser.predictor import EmotionPredictor
+from ser.rows import Prediction, Segment
 
 MAX_MINUTES = 10  # the longest upload or live session; ten minutes take a few seconds to classify on a small CPU
 MAX_SECONDS = MAX_MINUTES * 60
 QUIET_DBFS = -40.0  # speech whose loudest moment is below this is accepted, with a note that it was quiet
 LIVE_WINDOW_SECONDS = 3.0  # the live meter shows the emotion of the last few seconds of speech
 LIVE_FIRST_SECONDS = 1.0  # ... once it has heard at least this much
-DOMINANT_SHARE = 0.5  # a recording's headline emotion is the top one for at least this share of its speech time
-MIXED = "mixed"  # the headline when no emotion is
 LIVE_HISTORY_SECONDS = 60.0  # the rolling live timeline shows this much
 
 NO_INPUT = "Please upload a recording or use the microphone first."
@@ -47,19 +47,32 @@ class Recording:
 
 @dataclass
 class Analysis:
-    """One clip: its probabilities. A recording longer than one segment: the share of its speech time each emotion
-    is the top one (the timeline's summary), the headline that share gives (an emotion, or MIXED), and whether the
-    model is unsure for more than half of the speech time."""
+    """What the page shows: for a clip, the probability of each emotion; for a recording with more than one speech
+    segment, its timeline's summary (`recording`), whose scores are then the share of speech time each emotion is
+    on top. A recording with a single speech segment is shown as that clip: padding does not change the measure."""
 
     scores: dict[str, float]
     uncertain: bool
-    rows: list[dict] | None = None  # smoothed speech segments, for a recording longer than one segment
+    headline: str  # the top emotion, or a recording's (timelines.MIXED where none holds half of the speech time)
+    recording: timelines.Summary | None = None
     notes: list[str] = field(default_factory=list)
-    headline: str = ""
 
     @property
     def measure(self) -> str:
-        return "probability" if self.rows is None else "share of speech time"
+        return "probability" if self.recording is None else "share of speech time"
+
+    @classmethod
+    def of_clip(cls, clip: Prediction, uncertain_below: float) -> Analysis:
+        notes = [f"The model is unsure: no emotion reaches {uncertain_below:.0%}."] if clip.uncertain else []
+        return cls(clip.scores, clip.uncertain, clip.label, notes=notes)
+
+    @classmethod
+    def of_recording(cls, summary: timelines.Summary, labels: list[str]) -> Analysis:
+        """Unsure when more than half of the speech time is."""
+        notes = [f"The model is unsure for {summary.unsure_share:.0%} of the speech time: no emotion reaches "
+                 f"{summary.uncertain_below:.0%} there."] if summary.unsure_share > 0.5 else []
+        return cls({label: summary.shares.get(label, 0.0) for label in labels}, summary.unsure_share > 0.5,
+                   summary.headline, summary, notes)
 
 
 def check_recording(path: str | None, sampling_rate: int = EmotionPredictor.sampling_rate) -> Recording:
@@ -129,44 +142,24 @@ PLAIN_WORDS = {
 
 def analyse(predictor: EmotionPredictor, recording: Recording, segment_seconds: float,
             smooth_seconds: float) -> Analysis:
-    """One label for a recording; a recording longer than one segment gets its timeline, and its headline then says
-    what the timeline shows (see `timeline_analysis`)."""
+    """A clip's probabilities; a longer recording's timeline summary, or the probabilities of its one speech
+    segment where it has only one."""
     try:
         if recording.seconds <= segment_seconds:
             if recording.audio is None:  # decoded once: the quiet-speech note below reads the same samples
                 recording.audio = predictor.load_file(recording.path)
             scores = predictor.classify_array(recording.audio, predictor.sampling_rate)
-            analysis = Analysis(scores, predictor.is_uncertain(scores), headline=max(scores, key=scores.get))
-            if analysis.uncertain:
-                analysis.notes.append(f"The model is unsure: no emotion reaches {predictor.uncertain_below:.0%}.")
+            analysis = Analysis.of_clip(Prediction.of(scores, predictor.uncertain_below), predictor.uncertain_below)
         else:
-            rows = timelines.smooth(list(predictor.timeline(recording.path, segment_seconds)), smooth_seconds)
-            analysis = timeline_analysis(rows, predictor.labels, predictor.uncertain_below)
+            segments = list(predictor.timeline(recording.path, segment_seconds))
+            analysis = (Analysis.of_clip(segments[0], predictor.uncertain_below) if len(segments) == 1 else
+                        Analysis.of_recording(predictor.summarise(segments, smooth_seconds), predictor.labels))
     except ValueError as err:  # AudioError is a ValueError: silent, too short, unreadable
         raise DemoError(plain_message(err)) from None
     peak = speech_peak_dbfs(recording)
     quiet = ["The recording is very quiet; the result may be less reliable. Speaking closer to the microphone helps."]
     analysis.notes = recording.notes + (quiet if peak is not None and peak < QUIET_DBFS else []) + analysis.notes
     return analysis
-
-
-def timeline_analysis(rows: list[dict], labels: list[str], uncertain_below: float) -> Analysis:
-    """The share of speech time each emotion is on top; the headline is the emotion with at least DOMINANT_SHARE of
-    it, else MIXED; unsure when more than half of the speech time is (no emotion reaches `uncertain_below` there),
-    with a note at any length."""
-    share = timelines.summary(rows)["share"]
-    top = next(iter(share))
-    unsure = unsure_share(rows)
-    analysis = Analysis({label: share.get(label, 0.0) for label in labels}, unsure > 0.5, rows,
-                        headline=top if share[top] >= DOMINANT_SHARE else MIXED)
-    if analysis.uncertain:
-        analysis.notes.append(f"The model is unsure for {unsure:.0%} of the speech time: no emotion reaches "
-                              f"{uncertain_below:.0%} there.")
-    return analysis
-
-
-def unsure_share(rows: list[dict]) -> float:
-    return sum(row["end"] - row["start"] for row in rows if row["uncertain"]) / timelines.summary(rows)["speech_seconds"]
 
 
 def speech_peak_dbfs(recording: Recording) -> float | None:
@@ -182,35 +175,39 @@ def speech_peak_dbfs(recording: Recording) -> float | None:
 # --- presenting an analysis ------------------------------------------------------------------------------------------
 
 
-def summary_text(analysis: Analysis, seconds: float, colors: dict[str, str] | None = None) -> str:
-    """Markdown: how much of the recording is speech and the share of speech time per emotion; given `colors`, each
-    emotion with its colour in the timeline (the plot's legend, which wraps on a narrow screen)."""
-    if not analysis.rows:
-        return ""
-    summary = timelines.summary(analysis.rows)
-    shares = " · ".join(f"{swatch(label, colors)}{label} {share:.0%}" for label, share in summary["share"].items())
-    return (f"**Speech:** {clock(summary['speech_seconds'])} of {clock(seconds)}, in {len(analysis.rows)} "
-            f"segments.  \n**Time per emotion:** {shares}.  \n**Unsure:** {unsure_share(analysis.rows):.0%} of the "
-            "speech time.")
+def summary_text(summary: timelines.Summary, seconds: float, colors: dict[str, str] | None = None) -> str:
+    """Markdown: how much of the recording is speech, the share of speech time per emotion (given `colors`, each with
+    its colour in the timeline: the plot's legend, which wraps on a narrow screen) and the unsure share, all read
+    from the scores the plot draws."""
+    shares = " · ".join(f"{swatch(label, colors)}{label} {share:.0%}" for label, share in summary.shares.items())
+    return (f"**Speech:** {clock(summary.speech_seconds)} of {clock(seconds)}, in {len(summary.segments)} "
+            f"segments.  \n**Share of the speech time each emotion is on top:** {shares}.  \n**Unsure** (no "
+            f"emotion reaches {summary.uncertain_below:.0%}): {summary.unsure_share:.0%} of the speech time.")
 
 
 def swatch(label: str, colors: dict[str, str] | None) -> str:
     return f'<span class="swatch" style="color: {colors[label]}">■</span> ' if colors else ""
 
 
-def legend_text(rows: list[dict], colors: dict[str, str]) -> str:
+def legend_text(rows: list[Segment], colors: dict[str, str]) -> str:
     """The plot's legend as text: each emotion `timeline_table` draws, with its colour."""
     return " · ".join(f"{swatch(label, colors)}{label}" for label in plotted_emotions(rows))
 
 
-def plotted_emotions(rows: list[dict]) -> list[str]:
+def plotted_emotions(rows: list[Segment]) -> list[str]:
     """The emotions that are the top label somewhere, most speech time first (the others would only crowd a plot)."""
-    return list(timelines.summary(rows)["share"])
+    time: dict[str, float] = {}
+    for row in rows:
+        time[row.label] = time.get(row.label, 0.0) + row.seconds
+    return sorted(time, key=lambda label: -time[label])
 
 
 def headline_text(analysis: Analysis) -> str:
-    """Markdown: what a recording's timeline says in one line."""
-    if analysis.headline == MIXED:
+    """Markdown: the result in one line, saying what its percentage measures."""
+    if analysis.recording is None:
+        return (f"**{analysis.headline.capitalize()}:** the model gives it a probability of "
+                f"{analysis.scores[analysis.headline]:.0%}.")
+    if analysis.headline == timelines.MIXED:
         return "**Mixed emotions:** none is on top for half of the speech time."
     return (f"**Mostly {analysis.headline}:** on top for {analysis.scores[analysis.headline]:.0%} of the speech "
             "time.")
@@ -221,24 +218,27 @@ def clock(seconds: float) -> str:
     return f"{minutes} min {rest} s" if minutes else f"{rest} s"
 
 
-def timeline_table(rows: list[dict]) -> dict[str, list]:
+def timeline_table(rows: list[Segment]) -> dict[str, list]:
     """Columns for a line plot: each segment's probabilities held from its start to its end (two points), for every
-    emotion that is the top label somewhere (the others would only crowd the legend); time in seconds."""
+    emotion that is the top label somewhere (the others would only crowd the legend); time in seconds; the words,
+    where there are any, for the hover."""
     shown = plotted_emotions(rows)
-    table = {"time": [], "emotion": [], "probability": []}
+    table = {"time": [], "emotion": [], "probability": [], "words": []}
     for row in rows:
-        for time in (row["start"], row["end"]):
+        for time in (row.start, row.end):
             for label in shown:
                 table["time"].append(round(time, 3))
                 table["emotion"].append(label)
-                table["probability"].append(round(row["scores"][label], 4))
+                table["probability"].append(round(row.scores[label], 4))
+                table["words"].append(row.text or "")
     return table
 
 
-def write_segments(rows: list[dict], name: str) -> Path:
-    """The segments as CSV in a fresh temporary folder, named after the recording, for download."""
-    folder = Path(tempfile.mkdtemp(prefix="ser-segments-"))
-    return timelines.write(rows, folder / f"{Path(name).stem}-segments.csv")
+def write_segments(summary: timelines.Summary, labels: list[str], name: str, words: bool = False) -> Path:
+    """The segments as the plot draws them, as CSV in a fresh temporary folder, named after the recording."""
+    path = Path(tempfile.mkdtemp(prefix="ser-segments-")) / f"{Path(name).stem}-segments.csv"
+    rows.write(summary.segments, labels, path, words)
+    return path
 
 
 # --- live microphone ---------------------------------------------------------------------------------------------
@@ -246,7 +246,8 @@ def write_segments(rows: list[dict], name: str) -> Path:
 
 class LiveSession:
     """One person's live microphone: the audio so far (at most MAX_SECONDS, resampled as it arrives) and the
-    emotion of the last LIVE_WINDOW_SECONDS after each chunk."""
+    emotion of the last LIVE_WINDOW_SECONDS each time the page looks. Audio arrives on one thread while the page
+    looks from another: `lock` keeps the samples and their count together."""
 
     def __init__(self, rate: int, sampling_rate: int = EmotionPredictor.sampling_rate):
         self.rate = rate
@@ -255,7 +256,9 @@ class LiveSession:
                                                                                 dtype="float32")
         self.chunks: list[np.ndarray] = []
         self.samples = 0
-        self.rows: list[dict] = []  # {"start", "end", "label", "scores"} of each window with speech
+        self.rows: list[Segment] = []  # each window with speech
+        self.lock = threading.RLock()
+        self.finished = False  # no audio after `finish`
 
     @property
     def seconds(self) -> float:
@@ -264,45 +267,66 @@ class LiveSession:
     def add(self, rate: int, chunk: np.ndarray) -> None:
         if rate != self.rate:
             raise DemoError("The microphone changed its sampling rate mid-recording. Please start again.")
-        audio = as_float(chunk)
-        if self.resampler is not None:
-            audio = self.resampler.resample_chunk(audio)
-        room = int(MAX_SECONDS * self.sampling_rate) - self.samples
-        self.chunks.append(audio[:room])
-        self.samples += min(audio.size, room)
+        self._keep(as_float(chunk))
 
-    def listen(self, predictor: EmotionPredictor) -> dict | None:
-        """Classifies the last window; its row, or None before LIVE_FIRST_SECONDS or while there is no speech."""
-        if self.seconds < LIVE_FIRST_SECONDS:
+    def finish(self) -> None:
+        """The resampler's last samples (it holds ~25 ms back until told that nothing more comes); later audio is
+        ignored."""
+        self._keep(np.zeros(0, np.float32), last=True)
+
+    def _keep(self, audio: np.ndarray, last: bool = False) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.finished = last
+            if self.resampler is not None:
+                audio = self.resampler.resample_chunk(audio, last=last)
+            room = int(MAX_SECONDS * self.sampling_rate) - self.samples
+            self.chunks.append(audio[:room])
+            self.samples += min(audio.size, room)
+
+    def listen(self, predictor: EmotionPredictor) -> Segment | None:
+        """Classifies the last window; its row, or None before LIVE_FIRST_SECONDS or while there is no speech. With
+        nothing new since the last look, the last row again."""
+        with self.lock:
+            seconds, window = self.seconds, self.last(LIVE_WINDOW_SECONDS)
+            if self.rows and self.rows[-1].end == seconds:
+                return self.rows[-1]
+        if seconds < LIVE_FIRST_SECONDS:
             return None
-        window = self.last(LIVE_WINDOW_SECONDS)
         try:
             scores = predictor.classify_array(window, self.sampling_rate)
         except ValueError:  # silence, noise or still too short: the meter waits for speech
             return None
-        row = {"start": max(0.0, self.seconds - LIVE_WINDOW_SECONDS), "end": self.seconds,
-               "label": max(scores, key=scores.get), "scores": scores}
-        self.rows.append(row)
+        row = Segment.of(scores, predictor.uncertain_below, start=max(0.0, seconds - LIVE_WINDOW_SECONDS),
+                         end=seconds)
+        with self.lock:
+            self.rows.append(row)
         return row
 
     def last(self, seconds: float) -> np.ndarray:
         want = int(seconds * self.sampling_rate)
         tail, have = [], 0
-        for chunk in reversed(self.chunks):
-            tail.append(chunk)
-            have += chunk.size
-            if have >= want:
-                break
+        with self.lock:
+            for chunk in reversed(self.chunks):
+                tail.append(chunk)
+                have += chunk.size
+                if have >= want:
+                    break
         return np.concatenate(tail[::-1])[-want:] if tail else np.zeros(0, dtype=np.float32)
 
-    def recent_rows(self) -> list[dict]:
-        return [row for row in self.rows if row["end"] >= self.seconds - LIVE_HISTORY_SECONDS]
+    def recent_rows(self) -> list[Segment]:
+        with self.lock:
+            return [row for row in self.rows if row.end >= self.seconds - LIVE_HISTORY_SECONDS]
 
     def save(self) -> Recording:
-        """The whole session as a WAV file, to be analysed like an upload when the person stops."""
+        """The whole session as a WAV file, to be analysed like an upload when the person stops: every sample it
+        heard, its resampler flushed."""
+        self.finish()
         folder = Path(tempfile.mkdtemp(prefix="ser-live-"))
         path = folder / "live-recording.wav"
-        audio = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
+        with self.lock:
+            audio = np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.float32)
         sf.write(path, audio, self.sampling_rate, subtype="PCM_16")
         return Recording(str(path), audio.size / self.sampling_rate)
 

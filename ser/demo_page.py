@@ -8,8 +8,10 @@ import gradio as gr
 import pandas as pd
 from gradio.data_classes import FileData
 
-from ser import defaults, demo
+from ser import defaults, demo, live_page
+from ser.live_capture import Captures
 from ser.predictor import EmotionPredictor
+from ser.rows import Segment
 
 LIVE_LISTENERS = 8  # live microphone sessions served at once
 ANALYSES_AT_ONCE = 2  # uploads and API calls; two keep a small CPU responsive, the rest wait in line
@@ -25,8 +27,14 @@ CSS = """
 # lead-ins do not fall back to another font.
 THEME = gr.themes.Default(font=[gr.themes.LocalFont("Source Sans Pro", weights=(400, 600, 700)), "ui-sans-serif",
                                 "system-ui", "sans-serif"])
-# After an analysis the result comes into view (on a phone it would sit below the upload box, off-screen).
-SCROLL_TO_RESULT = "() => document.getElementById('result')?.scrollIntoView({behavior: 'smooth', block: 'start'})"
+# After an analysis the result comes into view (on a phone it would sit below the upload box, off-screen), once the
+# timeline has drawn (the plot renders after the event returns; scrolling sooner left it below the fold).
+SCROLL_TO_RESULT = """async () => {
+    const plot = document.getElementById('emotion-timeline');
+    for (let i = 0; i < 50 && plot && plot.offsetParent !== null && !plot.querySelector('canvas, svg'); i++)
+        await new Promise((resolve) => setTimeout(resolve, 100));
+    document.getElementById('result')?.scrollIntoView({behavior: 'smooth', block: 'start'});
+}"""
 # The browser's UTC offset at the epoch, in minutes: timeline times are sent as dates that the browser shows in local
 # time, so they are shifted by this to read m:ss from 0:00 in every time zone.
 UTC_OFFSET_JS = "() => -new Date(0).getTimezoneOffset()"
@@ -71,9 +79,10 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         return label_payload(analyse_upload(audio))
 
     def timeline(audio: FileData) -> list[dict]:
-        """The speech segments of a recording longer than one segment, smoothed: start, end, label, scores,
-        uncertain. A shorter recording gives no rows."""
-        return analyse_upload(audio).rows or []
+        """The speech segments of a recording with more than one, as the page plots them (smoothed within each
+        stretch of speech): start, end, label, scores, uncertain, text. A clip gives no rows."""
+        recording = analyse_upload(audio).recording
+        return [row.to_dict() for row in recording.segments] if recording else []
 
     # --- the page: errors and notes stay in the output area until the next action --------------------------------
     def show(path: str | None, utc_offset: float | None):
@@ -83,18 +92,21 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
             return show_error(str(err))
         notes = " ".join(analysis.notes)
         status = gr.Markdown(notes, visible=bool(notes), elem_classes=["note"])
-        if not analysis.rows:
-            return status, gr.Markdown(visible=False), emotion_label(analysis.scores), *hide_timeline()
-        plot = timeline_plot(analysis.rows, f"Emotion over time (smoothed over {smooth_seconds:g} s)", utc_offset)
-        csv = demo.write_segments(analysis.rows, Path(recording.path).name)
-        return (status, gr.Markdown(demo.headline_text(analysis), visible=True),
-                emotion_label(analysis.scores, "Share of the speech time"),
-                gr.Markdown(demo.summary_text(analysis, recording.seconds, colors), visible=True), plot,
+        headline = gr.Markdown(demo.headline_text(analysis), visible=True)
+        summary = analysis.recording
+        if summary is None:
+            return status, headline, emotion_label(analysis.scores), *hide_timeline()
+        smoothed = f" (smoothed over {summary.smoothed_seconds:g} s within each stretch of speech)" \
+            if summary.smoothed_seconds else ""
+        plot = timeline_plot(summary.segments, f"Emotion over time{smoothed}", utc_offset)
+        csv = demo.write_segments(summary, labels, Path(recording.path).name)
+        return (status, headline, emotion_label(analysis.scores, "Share of the speech time each emotion is on top"),
+                gr.Markdown(demo.summary_text(summary, recording.seconds, colors), visible=True), plot,
                 gr.File(value=str(csv), visible=True))
 
     def emotion_label(scores: dict | None, share_of: str | None = None) -> gr.Label:
         """Probabilities under their top emotion; shares of a timeline without a heading (the headline says it)."""
-        return gr.Label(value=scores, label=share_of or "Emotion", show_heading=share_of is None)
+        return gr.Label(value=scores, label=share_of or "Probability of each emotion", show_heading=share_of is None)
 
     def show_error(message: str):
         return (gr.Markdown(f"**Could not analyse the recording.** {message}", visible=True, elem_classes=["error"]),
@@ -106,42 +118,67 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
     def clear():
         return gr.Markdown(visible=False), gr.Markdown(visible=False), emotion_label(None), *hide_timeline()
 
-    def timeline_plot(rows: list[dict], title: str, utc_offset: float | None) -> gr.LinePlot:
+    def timeline_plot(rows: list[Segment], title: str, utc_offset: float | None) -> gr.LinePlot:
         table = pd.DataFrame(demo.timeline_table(rows))
+        hover = ["emotion", "probability"] + (["words"] if table["words"].any() else [])
         table["time"] = pd.to_datetime((table["time"] - 60 * (utc_offset or 0)) * 1000, unit="ms")
         return gr.LinePlot(value=table, x="time", y="probability", color="emotion", title=title,
                            x_title="time (m:ss)", x_axis_format="%-M:%S", y_title="probability", y_lim=[0, 1],
-                           tooltip=["emotion", "probability"], colors_in_legend=[],  # the legend is text beside it
+                           tooltip=hover, colors_in_legend=[],  # the legend is text beside it
                            color_map={label: colors[label] for label in table["emotion"].unique()}, visible=True)
 
-    # --- live microphone: the meter and a rolling timeline after every chunk, the full analysis when it stops -------
-    def listen(chunk, session: demo.LiveSession | None, utc_offset: float | None):
-        if chunk is None:
-            return gr.skip(), gr.skip(), gr.skip(), session
-        rate, samples = chunk
-        session = session or demo.LiveSession(rate)
-        try:
-            session.add(rate, samples)
-        except demo.DemoError as err:
-            return gr.skip(), gr.skip(), str(err), session
-        row = session.listen(predictor)
-        heard = f"Listening: {session.seconds:.1f} s heard"
-        if row is None:
-            return gr.skip(), gr.skip(), f"{heard} · waiting for speech", session
-        based_on = f"the last {row['end'] - row['start']:.1f} s"
-        rows = session.recent_rows()
-        plot = timeline_plot(rows, f"Last {demo.LIVE_HISTORY_SECONDS:g} s", utc_offset)
-        legend = demo.legend_text(rows, colors)
-        return (gr.Label(value=row["scores"], label=f"Emotion of {based_on}"), plot,
-                f"{heard} · emotion of {based_on}  \n{legend}", session)
+    # --- live microphone: the page's recorder (ser/live_page.py) sends every captured sample to `captures`; a timer
+    # looks at the last seconds twice a second (meter, rolling timeline); Stop analyses the whole recording ---------
+    captures = Captures(most=4 * LIVE_LISTENERS)
 
-    def stop_listening(session: demo.LiveSession | None, utc_offset: float | None):
-        cleared = gr.Label(value=None, label="Emotion now"), gr.LinePlot(value=None, visible=False)
+    def live_idle(message: str, file: str | None = None):
+        """The live view at rest: no meter card, no rolling timeline, the timer off, Record on."""
+        return (gr.Label(value=None, label="Emotion now", visible=False), gr.LinePlot(value=None, visible="hidden"),
+                message, gr.Timer(active=False), gr.Button(interactive=True), gr.Button(interactive=False),
+                gr.File(value=file, visible=file is not None))
+
+    def start_listening(report: str | None):
+        opened = live_page.Report.parse(report)
+        if opened.error or captures.get(opened.key) is None:
+            return *clear(), *live_idle(opened.error or "The microphone could not be opened. Please try again.")
+        return (*clear(), gr.Label(value=None, label="Emotion now", visible=False),
+                gr.LinePlot(value=None, visible="hidden"), "Listening…", gr.Timer(active=True),
+                gr.Button(interactive=False), gr.Button(interactive=True), gr.File(value=None, visible=False))
+
+    def listen(report: str | None, utc_offset: float | None):
+        now = live_page.Report.parse(report)
+        session = captures.get(now.key)
+        if session is None or now.stopped:
+            return gr.skip(), gr.skip(), gr.skip()
+        if now.error:
+            return gr.skip(), gr.skip(), f"**The recording stopped.** {now.error}"
+        row = session.listen(predictor)
+        if session.finished:  # Stop came while it looked
+            return gr.skip(), gr.skip(), gr.skip()
+        heard = f"Listening: {now.heard:.1f} s heard of {now.recorded:.1f} s recorded"  # both as the page sent it
+        if row is None:
+            return gr.skip(), gr.skip(), f"{heard} · waiting for speech"
+        based_on = f"the last {row.seconds:.1f} s"
+        rows = session.recent_rows()
+        # the rolling timeline every few looks: drawing it is the page's heaviest work, and a minute changes slowly
+        plot = timeline_plot(rows, f"Last {demo.LIVE_HISTORY_SECONDS:g} s", utc_offset) \
+            if (len(session.rows) - 1) % live_page.PLOT_EVERY == 0 else gr.skip()
+        legend = demo.legend_text(rows, colors)
+        return (gr.Label(value=row.scores, label=f"Emotion of {based_on}", visible=True), plot,
+                f"{heard} · emotion of {based_on}  \n{legend}")
+
+    def stop_listening(report: str | None, utc_offset: float | None):
+        stopped = live_page.Report.parse(report)
+        session = captures.close(stopped.key)
         if session is None or session.samples == 0:
-            return *show_error("Nothing was heard. Please allow the microphone and speak."), *cleared, "Stopped.", None
+            message = stopped.error or "Nothing was heard. Please allow the microphone and speak."
+            return *show_error(message), *live_idle("Stopped.")
         recording = session.save()
-        return (*show(recording.path, utc_offset), *cleared,
-                f"Stopped after {demo.clock(recording.seconds)}. The result is below.", None)
+        heard = f"{recording.seconds:.1f} s heard of {stopped.recorded:.1f} s recorded"
+        problem = f" {stopped.error}" if stopped.error else ""
+        return (*show(recording.path, utc_offset),
+                *live_idle(f"Stopped after {demo.clock(recording.seconds)} ({heard}).{problem} The result is below.",
+                           recording.path))
 
     with gr.Blocks(title="Speech emotion recognition", delete_cache=(3600, 3600)) as page:
         gr.Markdown("# Speech emotion recognition\nUpload a recording or speak into your microphone: the model "
@@ -160,36 +197,44 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
             with gr.Tab("Microphone (live)", elem_id="live-tab"):
                 gr.Markdown("Press record and speak: the emotion of the last few seconds updates while you talk. "
                             f"Press stop for the summary (at most {demo.MAX_MINUTES} minutes).")
-                live = gr.Audio(sources=["microphone"], streaming=True, elem_id="live-input", label="Microphone")
+                with gr.Row():
+                    record = gr.Button("Record", variant="primary", elem_id="live-record", min_width=120)
+                    stop = gr.Button("Stop", interactive=False, elem_id="live-stop", min_width=120)
+                live_page.recorder(captures)
                 live_status = gr.Markdown(elem_id="live-status")
-                live_meter = gr.Label(num_top_classes=3, label="Emotion now", elem_id="live-meter")
-                live_plot = gr.LinePlot(label="Emotion over the last minute", visible=False, elem_id="live-timeline")
-        with gr.Column(elem_id="result"):
+                live_meter = gr.Label(num_top_classes=3, label="Emotion now", visible=False, elem_id="live-meter")
+                # "hidden", not False: on the page (out of sight) from the start, so its first drawing does not stall
+                # the meter while the browser loads the plotting code
+                live_plot = gr.LinePlot(label="Emotion over the last minute", visible="hidden", elem_id="live-timeline")
+                live_file = gr.File(label="Your recording (WAV, as analysed)", visible=False, elem_id="live-recording")
+                live_timer = gr.Timer(live_page.LOOK_SECONDS, active=False)
+                live_report = gr.Textbox(visible=False)  # filled by the events' js with the recorder's report
+        with gr.Column(elem_id="result"):  # the headline and the timeline first: both in view on a phone
             status = gr.Markdown(visible=False, elem_id="status")
             headline = gr.Markdown(visible=False, elem_id="headline")
-            label = gr.Label(num_top_classes=len(labels), label="Emotion", elem_id="emotion-label")
-            summary = gr.Markdown(visible=False, elem_id="summary")
             plot = gr.LinePlot(label="Timeline", visible=False, elem_id="emotion-timeline")
+            summary = gr.Markdown(visible=False, elem_id="summary")
+            label = gr.Label(num_top_classes=len(labels), label="Emotion", elem_id="emotion-label")
             segments = gr.File(label="Segments (CSV)", visible=False, elem_id="segments-csv")
-        session = gr.State(None)
         utc_offset = gr.Number(visible=False)
         page.load(None, js=UTC_OFFSET_JS, outputs=utc_offset)
 
         results = [status, headline, label, summary, plot, segments]
-        live_outputs = [live_meter, live_plot, live_status, session]
-        # One queue for the heavy work (uploads, the end of a live session, API calls). Live chunks are light (a few
-        # ms each) and have their own, so a listener's meter never waits behind an upload.
+        live_outputs = [live_meter, live_plot, live_status, live_timer, record, stop, live_file]
+        # One queue for the heavy work (uploads, the end of a live session, API calls). The live meter's looks are
+        # light (~0.1 s each) and have their own, so a listener's meter never waits behind an upload; the live audio
+        # itself goes through the recorder's server functions, outside the queue.
         heavy = dict(concurrency_id="analysis", concurrency_limit=ANALYSES_AT_ONCE)
         upload.upload(show, inputs=[upload, utc_offset], outputs=results, api_visibility="private",
                       **heavy).then(None, js=SCROLL_TO_RESULT)
         upload.clear(clear, outputs=results, api_visibility="private", queue=False)
-        live.start_recording(lambda: (*clear(), gr.Label(value=None, label="Emotion now"), gr.skip(), "Listening…",
-                                      None), outputs=[*results, *live_outputs], api_visibility="private", queue=False)
-        live.stream(listen, inputs=[live, session, utc_offset], outputs=live_outputs,
-                    stream_every=0.5, time_limit=demo.MAX_SECONDS, concurrency_id="live",
-                    concurrency_limit=LIVE_LISTENERS, api_visibility="private", show_progress="hidden")
-        live.stop_recording(stop_listening, inputs=[session, utc_offset], outputs=[*results, *live_outputs],
-                            api_visibility="private", **heavy).then(None, js=SCROLL_TO_RESULT)
+        record.click(start_listening, inputs=live_report, outputs=[*results, *live_outputs], js=live_page.START_JS,
+                     api_visibility="private", queue=False, show_progress="hidden")
+        live_timer.tick(listen, inputs=[live_report, utc_offset], outputs=live_outputs[:3], js=live_page.REPORT_JS,
+                        concurrency_id="live", concurrency_limit=LIVE_LISTENERS, api_visibility="private",
+                        show_progress="hidden", trigger_mode="always_last")  # a slow look: the next one right after
+        stop.click(stop_listening, inputs=[live_report, utc_offset], outputs=[*results, *live_outputs],
+                   js=live_page.STOP_JS, api_visibility="private", **heavy).then(None, js=SCROLL_TO_RESULT)
         gr.api(predict, api_name="predict", **heavy)
         gr.api(timeline, api_name="timeline", **heavy)
     page.queue(max_size=64)

@@ -28,6 +28,7 @@ _DEFAULT_CONFIG = json.loads((ROOT / DEFAULT_MODEL / "config.json").read_text())
 EMOTIONS = [_DEFAULT_CONFIG["id2label"][str(i)] for i in range(len(_DEFAULT_CONFIG["id2label"]))]  # the demo's
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav"]  # angry, sad
 EMOTION_PATTERN = re.compile("^(" + "|".join(EMOTIONS) + ")$")  # the label heading shows exactly one emotion
+SHARES = "Share of the speech time each emotion is on top:"  # the summary's line of shares
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -219,7 +220,7 @@ def page_at(server: str, width: int, timeout_ms: int, *extra_args: str):
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=[*CHROMIUM_ARGS, *extra_args])
         try:
-            page = chromium.new_page(viewport={"width": width, "height": 900 if width > 600 else 844})
+            page = chromium.new_page(viewport={"width": width, "height": 800 if width > 600 else 844})
             page.set_default_timeout(timeout_ms)
             page.goto(server)
             yield page
@@ -268,7 +269,7 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
         expect(page.locator("#headline")).to_contain_text("speech time", timeout=120_000)
         summary = page.locator("#summary")
         expect(summary).to_contain_text("of 10 min 0 s")
-        expect(summary).to_contain_text("Time per emotion:")
+        expect(summary).to_contain_text(SHARES)
         texts = page.locator("#emotion-timeline svg text")
         expect(texts.first).to_be_visible()
         heights = [box["height"] for box in (t.bounding_box() for t in texts.all()) if box and box["height"]]
@@ -289,14 +290,14 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
         screenshot(page, "ten-minutes-390px", tmp_path)
 
 
-def check_legend(page, summary) -> None:
+def check_legend(page, summary, width: int = 390) -> None:
     """The timeline's legend (the summary's coloured entries): one swatch per emotion the summary lists, each fully
-    inside the 390 px page."""
-    shown = summary.inner_text().split("Time per emotion:")[1].split("Unsure")[0]
+    inside the page `width` px wide."""
+    shown = summary.inner_text().split(SHARES)[1].split("Unsure")[0]
     assert summary.locator(".swatch").count() == sum(emotion in shown for emotion in EMOTIONS) > 0
     left, right = swatch_extent(page, "#summary")
-    assert 0 <= left and right <= 390, (left, right)
-    assert page.evaluate("document.querySelector('#summary').getBoundingClientRect().right") <= 390
+    assert 0 <= left and right <= width, (left, right)
+    assert page.evaluate("document.querySelector('#summary').getBoundingClientRect().right") <= width
 
 
 def swatch_extent(page, selector: str) -> tuple[float, float]:
@@ -316,31 +317,35 @@ def two_minutes_mixed(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("mixed") / "mixed.wav", speech_of(130, files))
 
 
-def test_browser_mixed_recording_headline_matches_its_summary(server, two_minutes_mixed, tmp_path):
-    """At 390 px: after the upload the result is in view; the headline says what the summary says (the emotion on
-    top for at least half of the speech time, else mixed) and the unsure note shows when more than half is unsure."""
-    with page_at(server, 390, 120_000) as page:
+@pytest.mark.parametrize("width, height", [(390, 844), (1280, 800)])
+def test_browser_mixed_recording_headline_matches_its_summary(server, two_minutes_mixed, tmp_path, width, height):
+    """On a phone and a laptop: after the upload the headline and the whole timeline are in view without scrolling;
+    the headline says what the summary says (the emotion on top for at least half of the speech time, else mixed)
+    and the unsure note shows when more than half is unsure."""
+    with page_at(server, width, 120_000) as page:
         upload(page, two_minutes_mixed)
         headline = page.locator("#headline")
         expect(headline).to_contain_text("speech time", timeout=60_000)  # 2 minutes of speech through the encoder
+        expect(page.locator("#emotion-timeline svg").first).to_be_visible()
         page.wait_for_timeout(1500)  # the smooth scroll
-        box = page.locator("#headline").bounding_box()
-        assert box and 0 <= box["y"] and box["y"] + box["height"] <= 844, box  # in the viewport
+        for element in ("#headline", "#emotion-timeline"):
+            box = page.locator(element).bounding_box()
+            assert box and 0 <= box["y"] and box["y"] + box["height"] <= height, (element, box)  # in the viewport
         summary = page.locator("#summary").inner_text()
-        shares = {emotion: int(share) for emotion, share in re.findall(r"(\w+) (\d+)%", summary.split("Time per emotion:")[1].split("Unsure")[0])}
+        shares = {emotion: int(share) for emotion, share in re.findall(r"(\w+) (\d+)%", summary.split(SHARES)[1].split("Unsure")[0])}
         top = max(shares, key=shares.get)
         if shares[top] >= 50:
             expect(headline).to_have_text(f"Mostly {top}: on top for {shares[top]}% of the speech time.")
         else:
             expect(headline).to_contain_text("Mixed emotions")
-        unsure = int(re.search(r"Unsure:\s*(\d+)%", summary).group(1))
+        unsure = int(re.search(r"Unsure \(no emotion reaches 50%\):\s*(\d+)%", summary).group(1))
         status = page.locator("#status")
         if unsure > 50:
             expect(status).to_contain_text(f"unsure for {unsure}% of the speech time")
         else:
             assert "unsure" not in (status.inner_text() if status.is_visible() else "")
-        check_legend(page, page.locator("#summary"))
-        screenshot(page, "mixed-two-minutes-390px", tmp_path)
+        check_legend(page, page.locator("#summary"), width)
+        screenshot(page, f"mixed-two-minutes-{width}px", tmp_path)
 
 
 def test_browser_live_microphone_updates_while_api_requests_run(server, client, clips, tmp_path):
@@ -349,7 +354,7 @@ def test_browser_live_microphone_updates_while_api_requests_run(server, client, 
     with page_at(server, 390, 30_000, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                  f"--use-file-for-fake-audio-capture={clips[0]}") as page:
         page.get_by_role("tab", name="Microphone (live)").click()
-        page.locator("#live-input button", has_text="Record").first.click()
+        page.locator("#live-record").click()
         status = page.locator("#live-status")
         expect(status).to_contain_text("emotion of the last")
         expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_text(EMOTION_PATTERN)
@@ -366,14 +371,136 @@ def test_browser_live_microphone_updates_while_api_requests_run(server, client, 
         screenshot(page, "live-microphone-390px", tmp_path)
         # more than one segment heard (on a loaded machine the fake microphone runs slower than the clock)
         expect(status).to_contain_text(re.compile(r"\b([7-9]|\d\d+)\.\d s heard"), timeout=60_000)
-        page.locator("#live-input button", has_text="Stop").first.click()
+        page.locator("#live-stop").click()
         expect(status).to_contain_text("Stopped after", timeout=30_000)
         expect(page.locator("#headline")).to_contain_text("speech time", timeout=30_000)
-        expect(page.locator("#summary")).to_contain_text("Time per emotion:")
+        expect(page.locator("#summary")).to_contain_text(SHARES)
         # no stale reading left above the result: the meter and the rolling timeline are cleared
         expect(page.locator("#live-meter [data-testid=label-output-value]")).to_have_count(0)
+        expect(page.locator("#live-meter")).to_be_hidden()
         expect(page.locator("#live-timeline")).to_be_hidden()
         screenshot(page, "live-microphone-stopped-390px", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def angry_sad_happy(tmp_path_factory):
+    """21 s of Emo-DB speech: 7 s of angry clips, then sad, then happy (0.6 s pauses between clips)."""
+    wav = require(EMODB / "wav")
+    blocks = [speech_of(7, sorted(wav.glob(f"??a??{code}?.wav"))[:6]) for code in "WTF"]  # angry, sad, happy
+    return write_clip(tmp_path_factory.mktemp("live-audio") / "angry-sad-happy.wav", np.concatenate(blocks))
+
+
+def test_browser_live_microphone_hears_every_sample_idle_and_under_load(server, client, angry_sad_happy, tmp_path):
+    """Chromium's fake microphone plays 21 s of speech (angry, sad, happy) for 20 s, first on an idle machine, then
+    beside two CPU-bound processes. The page hears at least 98 % (idle) and 95 % (loaded) of the time it recorded
+    (gradio's streaming microphone heard 45 %, and 25-45 % under load); the saved recording is the played audio with nothing lost or repeated; the
+    meter updates more than once a second, follows the emotion and stays close behind the recording; after Stop,
+    the result is /predict's for the recording."""
+    source = sf.read(angry_sad_happy, dtype="float32")[0]
+    with page_at(server, 1280, 30_000, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                 f"--use-file-for-fake-audio-capture={angry_sad_happy}") as page:
+        page.get_by_role("tab", name="Microphone (live)").click()
+        figures = {}
+        for load, least in ((0, 0.98), (2, 0.95)):
+            hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+            try:
+                looks, heard, recorded, wav = record_live(page, 20.0, tmp_path / f"live-{load}.wav")
+            finally:
+                for hog in hogs:
+                    hog.kill()
+                    hog.wait()
+            gaps = np.diff([look["t"] for look in looks])
+            lags = [look["recorded"] - look["heard"] for look in looks]
+            figures[load] = dict(heard=heard, recorded=recorded, share=heard / recorded, looks=len(looks),
+                                 per_second=len(looks) / recorded, gap_90=np.percentile(gaps, 90),
+                                 longest_gap=gaps.max(), lag_90=np.percentile(lags, 90), longest_lag=max(lags))
+            assert heard / recorded >= least, figures
+            # what was saved is what was played: every second of speech in it lines up with the (looped) file
+            saved = sf.read(wav, dtype="float32")[0]
+            assert abs(saved.size / 16000 - heard) <= 0.06, (saved.size, heard)
+            places = alignment(saved, source)
+            assert max(abs(shift) for shift, _ in places) <= 0.1, places  # nothing lost or repeated (>= 0.25 s)
+            assert np.mean([match >= 0.99 for _, match in places]) >= 0.9, places  # a few straddle a 10 ms step
+            # the result after Stop is the upload path's for that recording
+            payload = client.predict(handle_file(str(wav)), api_name="/predict")
+            shown = page.evaluate("""() => Object.fromEntries([...document.querySelectorAll('#emotion-label meter')]
+                                         .map((bar) => [bar.getAttribute('aria-label'), +bar.getAttribute('value')]))""")
+            assert shown == pytest.approx({c["label"]: c["confidence"] for c in payload["confidences"]}, abs=1e-9)
+            assert payload["label"] in page.locator("#headline").inner_text().lower(), payload
+            if load == 0:  # the meter follows the speech: angry at first, then something else
+                tops = [look["top"] for look in looks if look["top"]]
+                assert tops[0] == "angry" and len(set(tops)) >= 2, tops
+        print("live microphone:", {load: {k: round(float(v), 3) for k, v in f.items()} for load, f in figures.items()})
+        # The meter looks twice a second at what was heard by then, a few tenths of a second behind what was
+        # recorded. On this shared 2-core machine a look or an acknowledgement is sometimes late, more so beside the
+        # CPU-bound processes: idle, 90 % of the looks come within a second and none later than 2 s, and 90 % are
+        # less than a second behind; loaded (here with the machine's other work: a load of 8-10 on 2 cores), the
+        # meter still moves, more than once every 2 s.
+        idle, loaded = figures[0], figures[2]
+        assert idle["per_second"] >= 1.5 and idle["gap_90"] <= 1.0 and idle["longest_gap"] <= 2.0, figures
+        assert idle["lag_90"] <= 1.0 and idle["longest_lag"] <= 2.0, figures
+        assert loaded["per_second"] >= 0.5, figures
+        print("live microphone:", {load: {k: round(float(v), 3) for k, v in f.items()} for load, f in figures.items()})
+        screenshot(page, "live-microphone-stopped-1280px", tmp_path)
+
+
+def record_live(page, seconds: float, wav: Path) -> tuple[list[dict], float, float, Path]:
+    """Records for `seconds` and stops. The meter's looks as the page showed them ({t: seconds on the page's clock,
+    heard, recorded, top}: one per change of the live status), the seconds heard and recorded that Stop reports,
+    and the recording the page offers, saved to `wav`."""
+    page.locator("#live-record").click()
+    text = page.locator("#live-status [data-testid=markdown]")
+    expect(text).to_contain_text("Listening")
+    page.evaluate(r"""() => {
+        const status = document.querySelector('#live-status');
+        const pattern = /Listening: ([\d.]+) s heard of ([\d.]+) s recorded/;
+        window.liveLooks = [];
+        window.liveObserver = new MutationObserver(() => {
+            const found = (status.querySelector('[data-testid=markdown]')?.innerText || '').match(pattern);
+            const top = document.querySelector('#live-meter [data-testid=label-output-value]')?.innerText || null;
+            const last = window.liveLooks[window.liveLooks.length - 1];
+            if (found && (!last || last.heard !== +found[1] || last.recorded !== +found[2]))
+                window.liveLooks.push({t: performance.now() / 1000, heard: +found[1], recorded: +found[2], top});
+        });
+        window.liveObserver.observe(status, {subtree: true, childList: true, characterData: true});
+    }""")
+    time.sleep(seconds)
+    page.locator("#live-stop").click()
+    expect(text).to_contain_text("Stopped after", timeout=60_000)
+    looks = page.evaluate("() => { window.liveObserver.disconnect(); return window.liveLooks; }")
+    heard, recorded = map(float, re.search(r"([\d.]+) s heard of ([\d.]+) s recorded", text.inner_text()).groups())
+    expect(page.locator("#headline")).to_be_visible()
+    expect(page.locator("#live-meter")).to_be_hidden()
+    with page.expect_download() as download:
+        page.locator("#live-recording a[download]").click()
+    download.value.save_as(wav)
+    return looks, heard, recorded, wav
+
+
+def alignment(recording: np.ndarray, played: np.ndarray, rate: int = 16000) -> list[tuple[float, float]]:
+    """Where each half second of `recording` with speech in it (from 0.5 s on) lies in `played`, which the fake
+    microphone loops: (its shift in seconds against the first one's place, its normalised correlation there). A
+    lost or repeated piece (a quarter of a second or more) shifts all that follows by as much. Chromium's capture
+    itself is not sample-exact: it pads or drops a 10 ms buffer now and then (an underrun or overrun between its
+    capture and audio threads, seen at the start and under load) and turns its loop a few ms early or late, so a
+    few halves straddle a 10 ms step, and the shift moves by 10 ms steps."""
+    looped = np.concatenate([played, played[:rate]]).astype(np.float64)
+    size, n = 1 << int(np.ceil(np.log2(looped.size + rate))), rate // 2
+    spectrum = np.fft.rfft(looped, size)
+    power = np.concatenate([[0.0], np.cumsum(looped ** 2)])
+    energy = power[n:] - power[:-n]  # of each n samples of the file
+    places = []
+    for start in range(n, recording.size - n + 1, n):
+        probe = recording[start: start + n].astype(np.float64)
+        if np.abs(probe).max() < 0.1:
+            continue
+        correlation = np.fft.irfft(spectrum * np.conj(np.fft.rfft(probe, size)), size)[: energy.size]
+        normalised = correlation / np.sqrt(energy * (probe @ probe) + 1e-12)
+        best = int(np.argmax(normalised))
+        places.append(((best - start) % played.size, float(normalised[best])))
+    first = places[0][0]
+    half = played.size // 2
+    return [(((place - first + half) % played.size - half) / rate, match) for place, match in places]
 
 
 def watch_updates(page, selector: str, seconds: float) -> list[float]:

@@ -5,11 +5,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers import EMODB, ROOT, require
+from helpers import DATA, EMODB, ROOT, require
 
-from ser import demo, timeline
+from ser import defaults, demo, timeline
+from ser.audio import load_audio
 from ser.defaults import DEFAULT_MODEL
 from ser.predictor import EmotionPredictor, InputPolicy
+from ser.rows import Segment
 
 
 @pytest.fixture(scope="module")
@@ -31,67 +33,102 @@ def write(path, audio, rate=16000, subtype="PCM_16"):
 def test_a_short_recording_gets_the_whole_clip_label(predictor, speech, tmp_path):
     path = write(tmp_path / "clip.wav", speech[0])
     analysis = demo.analyse(predictor, demo.check_recording(path), 6.0, 10.0)
-    assert analysis.rows is None
+    assert analysis.recording is None
     assert analysis.scores == pytest.approx(predictor.classify_file(path), abs=1e-6)
     assert analysis.uncertain == predictor.is_uncertain(analysis.scores)
     assert analysis.headline == max(analysis.scores, key=analysis.scores.get) and analysis.measure == "probability"
+    assert demo.headline_text(analysis).endswith(f"probability of {analysis.scores[analysis.headline]:.0%}.")
+
+
+def test_a_padded_clip_is_shown_as_the_clip(predictor, speech, tmp_path):
+    """Near-silence around a clip makes the file longer than a segment, not a recording of several: the page still
+    shows the probabilities of its one speech segment (not shares of speech time), with the clip's label."""
+    quiet = np.random.default_rng(0).normal(0, 10 ** (-60 / 20), 48000).astype(np.float32)
+    clip = speech[0]
+    path = write(tmp_path / "padded.wav", np.concatenate([quiet, clip, quiet]))
+    analysis = demo.analyse(predictor, demo.check_recording(path), 6.0, 10.0)
+    assert demo.check_recording(path).seconds > 6.0
+    assert analysis.measure == "probability" and analysis.recording is None
+    [segment] = predictor.timeline(path, 6.0)
+    assert analysis.scores == segment.scores
+    alone = predictor.classify_array(clip, 16000)  # an Emo-DB clip of 1.9 s (how close: benchmarks/robustness.py)
+    assert max(alone, key=alone.get) == analysis.headline
 
 
 def test_a_long_recording_is_headlined_by_its_timeline(predictor, speech, tmp_path):
-    """The headline and the scores say what the timeline shows: the share of the speech time each emotion is on
-    top (of the smoothed segments the page plots), and the emotion holding at least half of it, else "mixed"."""
+    """The headline, the scores, the unsure share and the plotted segments all come from one summary: the share of
+    the speech time each emotion is on top, the emotion holding at least half of it, else "mixed"."""
     gap = np.zeros(8000, dtype=np.float32)
     path = write(tmp_path / "talk.wav", np.concatenate([speech[0], gap, speech[1], gap, speech[2]] * 2))
     recording = demo.check_recording(path)
     analysis = demo.analyse(predictor, recording, 6.0, 10.0)
     raw = list(predictor.timeline(path, 6.0))
     assert len(raw) >= 3
-    assert analysis.rows == timeline.smooth(raw, 10.0)
-    share = timeline.summary(analysis.rows)["share"]
-    assert analysis.scores == {label: share.get(label, 0.0) for label in predictor.labels}
-    top = max(share, key=share.get)
-    assert analysis.headline == (top if share[top] >= demo.DOMINANT_SHARE else demo.MIXED)
+    summary = analysis.recording
+    assert summary == timeline.summarise(raw, predictor.uncertain_below, 10.0)
+    assert analysis.scores == {label: summary.shares.get(label, 0.0) for label in predictor.labels}
+    top = max(summary.shares, key=summary.shares.get)
+    assert analysis.headline == (top if summary.shares[top] >= timeline.DOMINANT_SHARE else timeline.MIXED)
     assert analysis.measure == "share of speech time"
-    text = demo.summary_text(analysis, recording.seconds)
-    assert f"in {len(raw)} segments" in text and "Time per emotion:" in text
+    text = demo.summary_text(summary, recording.seconds)
+    assert f"in {len(raw)} segments" in text and "Share of the speech time each emotion is on top:" in text
 
 
 def rows_of(*segments):
-    """Timeline rows from (start, end, label, uncertain)."""
-    return [{"start": start, "end": end, "label": label, "uncertain": unsure,
-             "scores": {name: 0.9 if name == label else 0.05 for name in ("angry", "sad", "fear")}}
-            for start, end, label, unsure in segments]
+    """Segments from (start, end, label, probability of that label)."""
+    names = ("angry", "sad", "fear")
+    return [Segment.of({name: top if name == label else (1 - top) / 2 for name in names}, 0.5, start=start, end=end)
+            for start, end, label, top in segments]
 
 
 def test_headline_is_dominant_or_mixed_and_unsure_is_noted_at_any_length():
-    dominant = demo.timeline_analysis(rows_of((0, 6, "angry", False), (7, 10, "sad", True)), ["angry", "sad", "fear"],
-                                      0.5)
+    labels = ["angry", "sad", "fear"]
+    dominant = demo.Analysis.of_recording(timeline.summarise(rows_of((0, 6, "angry", 0.9), (7, 10, "sad", 0.4)),
+                                                             0.5), labels)
     assert dominant.headline == "angry" and dominant.scores == {"angry": 2 / 3, "sad": 1 / 3, "fear": 0.0}
     assert not dominant.uncertain and dominant.notes == []
     assert demo.headline_text(dominant) == "**Mostly angry:** on top for 67% of the speech time."
-    mixed = demo.timeline_analysis(rows_of((0, 4, "angry", True), (5, 9, "sad", True), (9, 12, "fear", False)),
-                                   ["angry", "sad", "fear"], 0.5)
-    assert mixed.headline == demo.MIXED and mixed.uncertain
+    mixed = demo.Analysis.of_recording(timeline.summarise(
+        rows_of((0, 4, "angry", 0.4), (5, 9, "sad", 0.4), (9.5, 12, "fear", 0.9)), 0.5), labels)
+    assert mixed.headline == timeline.MIXED and mixed.uncertain
     assert demo.headline_text(mixed).startswith("**Mixed emotions:**")
-    assert mixed.notes == ["The model is unsure for 73% of the speech time: no emotion reaches 50% there."]
+    assert mixed.notes == ["The model is unsure for 76% of the speech time: no emotion reaches 50% there."]
     for seconds in (60, 600):  # the note does not depend on the length
-        long = rows_of(*[(i * 6, i * 6 + 6, "sad", i % 4 != 0) for i in range(seconds // 6)])
-        assert demo.timeline_analysis(long, ["angry", "sad", "fear"], 0.5).uncertain
+        long = rows_of(*[(i * 7, i * 7 + 6, "sad", 0.9 if i % 4 == 0 else 0.4) for i in range(seconds // 7)])
+        assert demo.Analysis.of_recording(timeline.summarise(long, 0.5), labels).uncertain
+
+
+def test_smoothing_stays_within_a_stretch_of_speech_and_the_summary_reads_what_is_plotted():
+    """A short turn after a pause keeps its own emotion however wide the window; the pieces of one stretch are
+    averaged; the labels, the unsure share and the shares all follow the smoothed scores the plot draws."""
+    rows = rows_of((0, 6, "angry", 0.9), (6, 12, "angry", 0.9), (12, 15, "sad", 0.6), (16, 18, "sad", 0.9))
+    summary = timeline.summarise(rows, 0.5, smooth_seconds=30)
+    assert summary.smoothed_seconds == 30
+    assert [row.label for row in summary.segments] == ["angry", "angry", "angry", "sad"]
+    assert summary.segments[3].scores == rows[3].scores  # alone in its stretch: untouched
+    mean = (0.05 * 12 + 0.6 * 3) / 15  # sad, duration-weighted over the first stretch
+    assert summary.segments[2].scores["sad"] == pytest.approx(mean)
+    plotted = [row for row in summary.segments if max(row.scores.values()) < 0.5]
+    assert summary.unsure_share == pytest.approx(sum(r.seconds for r in plotted) / summary.speech_seconds)
+    assert summary.shares == pytest.approx({"angry": 15 / 17, "sad": 2 / 17})
+    assert timeline.summarise(rows, 0.5).segments == rows  # no smoothing: the segments as classified
 
 
 def test_plot_table_and_legend_hold_only_emotions_that_are_top_somewhere():
-    rows = [{"start": 0.0, "end": 2.0, "label": "sad", "uncertain": False, "scores": {"sad": 0.7, "angry": 0.3, "fear": 0.0}},
-            {"start": 3.0, "end": 5.0, "label": "angry", "uncertain": True, "scores": {"sad": 0.1, "angry": 0.45, "fear": 0.45}}]
+    rows = [Segment.of({"sad": 0.7, "angry": 0.3, "fear": 0.0}, 0.5, start=0.0, end=2.0, text="so sad"),
+            Segment.of({"sad": 0.1, "angry": 0.45, "fear": 0.45}, 0.5, start=3.0, end=5.0)]
     table = demo.timeline_table(rows)
     assert sorted(set(table["emotion"])) == ["angry", "sad"]
     # each segment held from its start to its end: one segment is a visible line, not a point
     assert table["time"] == [0.0, 0.0, 2.0, 2.0, 3.0, 3.0, 5.0, 5.0]
     assert table["probability"][:4] == [0.7, 0.3, 0.7, 0.3]
-    analysis = demo.Analysis({"sad": 0.4, "angry": 0.4, "fear": 0.2}, True, rows)
-    assert demo.summary_text(analysis, 6.0) == ("**Speech:** 4 s of 6 s, in 2 segments.  \n**Time per emotion:** "
-                                                "sad 50% · angry 50%.  \n**Unsure:** 50% of the speech time.")
+    assert table["words"] == ["so sad"] * 4 + [""] * 4
+    summary = timeline.summarise(rows, 0.5)
+    assert demo.summary_text(summary, 6.0) == (
+        "**Speech:** 4 s of 6 s, in 2 segments.  \n**Share of the speech time each emotion is on top:** sad 50% · "
+        "angry 50%.  \n**Unsure** (no emotion reaches 50%): 50% of the speech time.")
     assert [timeline.clock(s) for s in (0, 59.6, 75, 600, 3725)] == ["0:00", "1:00", "1:15", "10:00", "1:02:05"]
-    colored = demo.summary_text(analysis, 6.0, {"sad": "#111111", "angry": "#222222", "fear": "#333333"})
+    colored = demo.summary_text(summary, 6.0, {"sad": "#111111", "angry": "#222222", "fear": "#333333"})
     assert '<span class="swatch" style="color: #111111">■</span> sad 50%' in colored
 
 
@@ -134,10 +171,10 @@ def test_live_session_follows_the_last_seconds_and_saves_what_it_heard(predictor
         session.add(48000, pcm[start:start + 24000])
         rows.append(session.listen(predictor))
     assert session.seconds == pytest.approx(pcm.size / 48000, abs=0.05)  # the streaming resampler holds ~25 ms back
-    assert rows[-1] is not None and rows[-1]["end"] == pytest.approx(session.seconds)
+    assert rows[-1] is not None and rows[-1].end == pytest.approx(session.seconds)
     window = session.last(demo.LIVE_WINDOW_SECONDS)
     assert window.size == int(demo.LIVE_WINDOW_SECONDS * 16000)
-    assert rows[-1]["scores"] == pytest.approx(predictor.classify_array(window, 16000), abs=1e-6)
+    assert rows[-1].scores == pytest.approx(predictor.classify_array(window, 16000), abs=1e-6)
     recording = session.save()
     assert recording.seconds == pytest.approx(session.seconds, abs=1e-3)
     saved = sf.read(recording.path, dtype="float32")[0]
@@ -256,3 +293,36 @@ def test_microphone_pcm_is_scaled_as_the_predictor_scales_it(predictor, speech):
     assert demo.as_float(np.zeros((0, 2), np.int16)).size == 0  # an empty chunk is no audio yet
     spoken = (speech[0] * 32767).astype(np.int16)
     assert predictor.classify_array(spoken, 16000) == predictor.classify_array(demo.as_float(spoken), 16000)
+
+
+def test_a_shuffled_recording_of_the_three_corpora_agrees_with_its_clips(predictor, tmp_path):
+    """Clips of Emo-DB, RAVDESS and EMOVO in shuffled order with 1 s pauses, analysed as the demo does (its default
+    segment length and smoothing): each segment gets the label its own audio gets alone, and nearly always the label
+    of the clip it lies in (benchmarks/timeline_agreement.py measures 48 clips)."""
+    from ser.corpora import load_corpus
+
+    rng = np.random.default_rng(1)
+    clips = []
+    for name in ("emodb", "ravdess", "emovo"):
+        found = [c for c in load_corpus(name, require(DATA / name)) if c.label in predictor.labels]
+        clips += [found[i] for i in rng.choice(len(found), 8, replace=False)]
+    rng.shuffle(clips)
+    pause, parts, spans = np.zeros(16000, np.float32), [], []
+    for clip in clips:
+        audio = load_audio(clip.path)
+        start = sum(part.size for part in parts)
+        spans.append((start, start + audio.size))
+        parts += [audio, pause]
+    recording = np.concatenate(parts)
+    path = write(tmp_path / "shuffled.wav", recording, subtype="FLOAT")
+    analysis = demo.analyse(predictor, demo.check_recording(path), defaults.SEGMENT_SECONDS, defaults.SMOOTH_SECONDS)
+    segments = analysis.recording.segments
+    alone = [predictor.classify_file(clip.path) for clip in clips]
+    with_clip = 0
+    for segment in segments:
+        a, b = round(segment.start * 16000), round(segment.end * 16000)
+        own = predictor.classify_array(recording[a:b], 16000)
+        assert segment.label == max(own, key=own.get), segment
+        inside = max(range(len(clips)), key=lambda i: min(b, spans[i][1]) - max(a, spans[i][0]))
+        with_clip += segment.label == max(alone[inside], key=alone[inside].get)
+    assert with_clip / len(segments) >= 0.9, (with_clip, len(segments))
