@@ -23,7 +23,7 @@ from pathlib import Path
 from ser import defaults
 from ser.defaults import DEFAULT_MODEL
 from ser.demo_page import CSS, THEME, build_demo
-from ser.description import describe_model
+from ser.about import describe_model
 from ser.predictor import EmotionPredictor
 from ser.runtime import RUNTIMES
 

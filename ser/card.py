@@ -523,13 +523,17 @@ def citation_section(results):
 def render_card(results, cross_corpus=None):
     """Full README.md text for a model folder, from its results.json dict (the first format is upgraded) and, where
     the folder has one, the results dict of a leave-one-corpus-out run (`cross_corpus`)."""
+    from ser.description import plain_words  # it reads this module's accessors
+
     results = upgrade(results)
+    cross_corpus = upgrade(cross_corpus) if cross_corpus else None
     sections = [
         summary_section(results),
+        plain_words(results, cross_corpus),
         usage_section(results),
         training_section(results),
         results_section(results),
-        cross_corpus_section(upgrade(cross_corpus) if cross_corpus else None),
+        cross_corpus_section(cross_corpus),
         calibration_section(results),
         limitations_section(results),
         citation_section(results),

@@ -14,3 +14,5 @@ SMOOTH_SECONDS = 10.0
 RUNTIME = "onnx"
 # A prediction whose top probability (calibrated, where the model was) is below this is flagged "uncertain".
 UNCERTAIN_BELOW = 0.5
+# The model card's section in plain words (ser/description.py writes it), which the demo shows as "About the model".
+PLAIN_WORDS_HEADING = "## In plain words"

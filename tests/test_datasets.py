@@ -148,7 +148,6 @@ def test_an_audiofolder_with_metadata_trains_speaker_independently(tmp_path):
     column by itself, every fold by speaker, results.json written; its card and the demo's description say only
     what is known of such data (no "actors")."""
     from ser.card import render_card
-    from ser.description import describe_model
 
     folder = tmp_path / "my clips"
     rows = metadata_audiofolder(folder)
@@ -165,8 +164,7 @@ def test_an_audiofolder_with_metadata_trains_speaker_independently(tmp_path):
     card = render_card({**results, "hub_model_id": "someone/my-model"})
     assert "actor" not in card.lower() and "None" not in card
     assert "given as a folder, CSV or dataset (`my clips`)" in card
-    short, _ = describe_model(str(out), results["labels"])
-    assert "Learned from people (3 voices)." in short and "actor" not in short
+    assert "Learned from people (3 voices)." in card  # the plain-words section the demo shows
 
 
 def test_an_audiofolder_without_speakers_is_refused_unless_the_random_split_is_asked_for(tmp_path):
