@@ -4,6 +4,7 @@
     python predict_ser.py --model FOLDER_OR_HUB_ID --runtime int8 clips/ --output predictions.jsonl
     python predict_ser.py --same-speaker one_speaker/ --output predictions.csv
     python predict_ser.py --timeline --smooth 10 meeting.flac --output meeting.csv --plot meeting.png
+    python predict_ser.py --timeline --words interview.wav --output interview.csv   # and what was said, per segment
 
 Each prediction says whether it is `uncertain`: its top probability (calibrated, where the model was) is under
 ser.defaults.UNCERTAIN_BELOW.
@@ -53,11 +54,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="average each segment's scores over this many seconds around it, within a stretch of "
                              "speech (never across a pause; default: 0, none)")
     parser.add_argument("--plot", help="timeline plot (PNG); with several inputs, one per file named after it")
+    parser.add_argument("--words", action="store_true",
+                        help="with --timeline: each segment's words too (the Whisper decoder, in the same encoder "
+                             "pass as its emotion; Whisper models only)")
+    parser.add_argument("--language", help="with --words: the language spoken (code or name, e.g. de or german); "
+                                           "default: detected per segment")
     args = parser.parse_args(argv)
     if args.output and Path(args.output).suffix.lower() not in (".csv", ".jsonl"):
         parser.error("--output must end in .csv or .jsonl")
     if args.plot and not args.timeline:
         parser.error("--plot needs --timeline")
+    if args.words and not args.timeline:
+        parser.error("--words needs --timeline (words are given per speech segment)")
+    if args.language and not args.words:
+        parser.error("--language is for --words")
     if args.same_speaker and args.timeline:
         parser.error("--same-speaker is for clips; a --timeline recording is normalised with its own statistics")
     if args.batch_size < 1:
@@ -98,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot load model: {err}{hint}", file=sys.stderr)
         return 2
     predictor.batch_size = args.batch_size
+    if args.words:
+        try:
+            predictor.transcriber.check_language(args.language)  # no decoder, or a language it cannot write: now
+        except ValueError as err:
+            print(f"error: --words: {err}", file=sys.stderr)
+            return 2
     files = find_inputs(args.inputs)
     if not files:
         print("error: no audio files found in the inputs", file=sys.stderr)

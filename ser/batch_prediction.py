@@ -64,7 +64,7 @@ def timeline_rows(predictor, path: Path, args, several: bool) -> list[Segment]:
     from ser.audio import AudioError
 
     try:
-        segments = predictor.timeline(path, args.segment)
+        segments = predictor.timeline(path, args.segment, words=args.words, language=args.language)
         rows = list(tqdm(segments, desc=path.name, unit="segment", leave=False, file=sys.stderr,
                          disable=not PartialState().is_main_process))
     except (AudioError, ValueError) as err:
@@ -83,9 +83,9 @@ def run_archive(predictor, files: list[Path], args, model: str) -> int:
     launched processes, resumable, merged in input order. Returns the number of failed files."""
     if args.timeline:
         key = archive.run_key(files, mode="timeline", model=model, runtime=args.runtime, segment=args.segment,
-                              smooth=args.smooth, batch_size=args.batch_size)
+                              smooth=args.smooth, batch_size=args.batch_size, words=args.words, language=args.language)
         return archive.run(files, lambda paths: [timeline_rows(predictor, paths[0], args, len(files) > 1)],
-                           lambda rows, output: outputs.write(rows, predictor.labels, output),
+                           lambda rows, output: outputs.write(rows, predictor.labels, output, words=args.words),
                            args.output, key, batch_size=None)
     key = archive.run_key(files, mode="clips", model=model, runtime=args.runtime, batch_size=args.batch_size)
     return archive.run(files, lambda paths: [[row] for row in clip_rows(predictor, paths)],

@@ -56,15 +56,16 @@ class Analysis:
     headline: str  # the top emotion, or a recording's (timelines.MIXED where none holds half of the speech time)
     recording: timelines.Summary | None = None
     notes: list[str] = field(default_factory=list)
+    text: str | None = None  # a clip's words, where asked for (a recording's are in its segments)
 
     @property
     def measure(self) -> str:
         return "probability" if self.recording is None else "share of speech time"
 
     @classmethod
-    def of_clip(cls, clip: Prediction, uncertain_below: float) -> Analysis:
+    def of_clip(cls, clip: Prediction, uncertain_below: float, text: str | None = None) -> Analysis:
         notes = [f"The model is unsure: no emotion reaches {uncertain_below:.0%}."] if clip.uncertain else []
-        return cls(clip.scores, clip.uncertain, clip.label, notes=notes)
+        return cls(clip.scores, clip.uncertain, clip.label, notes=notes, text=getattr(clip, "text", None) or text)
 
     @classmethod
     def of_recording(cls, summary: timelines.Summary, labels: list[str]) -> Analysis:
@@ -141,17 +142,22 @@ PLAIN_WORDS = {
 
 
 def analyse(predictor: EmotionPredictor, recording: Recording, segment_seconds: float,
-            smooth_seconds: float) -> Analysis:
+            smooth_seconds: float, words: bool = False) -> Analysis:
     """A clip's probabilities; a longer recording's timeline summary, or the probabilities of its one speech
-    segment where it has only one."""
+    segment where it has only one. `words`: what was said too (in the same encoder pass as the emotion)."""
     try:
         if recording.seconds <= segment_seconds:
             if recording.audio is None:  # decoded once: the quiet-speech note below reads the same samples
                 recording.audio = predictor.load_file(recording.path)
-            scores = predictor.classify_array(recording.audio, predictor.sampling_rate)
-            analysis = Analysis.of_clip(Prediction.of(scores, predictor.uncertain_below), predictor.uncertain_below)
+            rate, text = predictor.sampling_rate, None
+            if words:
+                scores, text = predictor.classify_with_words(recording.audio, rate)
+            else:
+                scores = predictor.classify_array(recording.audio, rate)
+            analysis = Analysis.of_clip(Prediction.of(scores, predictor.uncertain_below), predictor.uncertain_below,
+                                        text)
         else:
-            segments = list(predictor.timeline(recording.path, segment_seconds))
+            segments = list(predictor.timeline(recording.path, segment_seconds, words=words))
             analysis = (Analysis.of_clip(segments[0], predictor.uncertain_below) if len(segments) == 1 else
                         Analysis.of_recording(predictor.summarise(segments, smooth_seconds), predictor.labels))
     except ValueError as err:  # AudioError is a ValueError: silent, too short, unreadable
@@ -205,8 +211,9 @@ def plotted_emotions(rows: list[Segment]) -> list[str]:
 def headline_text(analysis: Analysis) -> str:
     """Markdown: the result in one line, saying what its percentage measures."""
     if analysis.recording is None:
+        said = f"  \n**Words:** “{analysis.text}”" if analysis.text else ""
         return (f"**{analysis.headline.capitalize()}:** the model gives it a probability of "
-                f"{analysis.scores[analysis.headline]:.0%}.")
+                f"{analysis.scores[analysis.headline]:.0%}.{said}")
     if analysis.headline == timelines.MIXED:
         return "**Mixed emotions:** none is on top for half of the speech time."
     return (f"**Mostly {analysis.headline}:** on top for {analysis.scores[analysis.headline]:.0%} of the speech "

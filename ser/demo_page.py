@@ -61,14 +61,19 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
     labels = list(predictor.labels)
     colors = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
 
-    def analyse(path: str | None) -> tuple[demo.Analysis, demo.Recording]:
+    can_transcribe = predictor.can_transcribe
+
+    def analyse(path: str | None, words: bool = False) -> tuple[demo.Analysis, demo.Recording]:
         recording = demo.check_recording(path)
-        return demo.analyse(predictor, recording, segment_seconds, smooth_seconds), recording
+        if words and not can_transcribe:
+            raise demo.DemoError("This model cannot give the words: only a Whisper model with its converted "
+                                 "checkpoint has a decoder.")
+        return demo.analyse(predictor, recording, segment_seconds, smooth_seconds, words), recording
 
     # --- the API: plain data, errors raised (gradio_client turns them into exceptions) -------------------------------
-    def analyse_upload(audio: FileData | None) -> demo.Analysis:
+    def analyse_upload(audio: FileData | None, words: bool = False) -> demo.Analysis:
         try:
-            return analyse(audio and audio["path"])[0]
+            return analyse(audio and audio["path"], words)[0]
         except demo.DemoError as err:
             raise refuse(str(err)) from None
 
@@ -78,16 +83,17 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         half)."""
         return label_payload(analyse_upload(audio))
 
-    def timeline(audio: FileData) -> list[dict]:
+    def timeline(audio: FileData, words: bool = False) -> list[dict]:
         """The speech segments of a recording with more than one, as the page plots them (smoothed within each
-        stretch of speech): start, end, label, scores, uncertain, text. A clip gives no rows."""
-        recording = analyse_upload(audio).recording
+        stretch of speech): start, end, label, scores, uncertain, and with `words` their text. A clip gives no
+        rows."""
+        recording = analyse_upload(audio, words).recording
         return [row.to_dict() for row in recording.segments] if recording else []
 
     # --- the page: errors and notes stay in the output area until the next action --------------------------------
-    def show(path: str | None, utc_offset: float | None):
+    def show(path: str | None, utc_offset: float | None, words: bool = False):
         try:
-            analysis, recording = analyse(path)
+            analysis, recording = analyse(path, words)
         except demo.DemoError as err:
             return show_error(str(err))
         notes = " ".join(analysis.notes)
@@ -99,7 +105,7 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         smoothed = f" (smoothed over {summary.smoothed_seconds:g} s within each stretch of speech)" \
             if summary.smoothed_seconds else ""
         plot = timeline_plot(summary.segments, f"Emotion over time{smoothed}", utc_offset)
-        csv = demo.write_segments(summary, labels, Path(recording.path).name)
+        csv = demo.write_segments(summary, labels, Path(recording.path).name, words)
         return (status, headline, emotion_label(analysis.scores, "Share of the speech time each emotion is on top"),
                 gr.Markdown(demo.summary_text(summary, recording.seconds, colors), visible=True), plot,
                 gr.File(value=str(csv), visible=True))
@@ -194,6 +200,8 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
             with gr.Tab("Upload a recording", elem_id="upload-tab"):
                 upload = gr.Audio(sources=["upload"], type="filepath", elem_id="speech-input",
                                   label=f"WAV, FLAC, OGG or MP3, up to {demo.MAX_MINUTES} minutes")
+                words = gr.Checkbox(label="Also the words: what was said in each part (slower)", value=False,
+                                    visible=can_transcribe, elem_id="words")
             with gr.Tab("Microphone (live)", elem_id="live-tab"):
                 gr.Markdown("Press record and speak: the emotion of the last few seconds updates while you talk. "
                             f"Press stop for the summary (at most {demo.MAX_MINUTES} minutes).")
@@ -225,8 +233,10 @@ def build_demo(predictor: EmotionPredictor, segment_seconds: float = defaults.SE
         # light (~0.1 s each) and have their own, so a listener's meter never waits behind an upload; the live audio
         # itself goes through the recorder's server functions, outside the queue.
         heavy = dict(concurrency_id="analysis", concurrency_limit=ANALYSES_AT_ONCE)
-        upload.upload(show, inputs=[upload, utc_offset], outputs=results, api_visibility="private",
+        upload.upload(show, inputs=[upload, utc_offset, words], outputs=results, api_visibility="private",
                       **heavy).then(None, js=SCROLL_TO_RESULT)
+        words.input(lambda path, utc, asked: show(path, utc, asked) if path else clear(),  # the loaded file again
+                    inputs=[upload, utc_offset, words], outputs=results, api_visibility="private", **heavy)
         upload.clear(clear, outputs=results, api_visibility="private", queue=False)
         record.click(start_listening, inputs=live_report, outputs=[*results, *live_outputs], js=live_page.START_JS,
                      api_visibility="private", queue=False, show_progress="hidden")

@@ -29,6 +29,9 @@ from ser.runtime import ONNX_RUNTIMES, check_runtime, fast_inference_model
 from ser.statistics import RunningStatistics, frame_source
 
 
+WORDS_BATCH = 64  # timeline segments per call when words are asked for (decoded together)
+
+
 @dataclass(frozen=True)
 class InputPolicy:
     """What the predictor accepts as one clip, and how much of one speaker's speech it needs: one definition, which
@@ -64,6 +67,8 @@ class EmotionPredictor:
         files key the ONNX runtimes' cache of exported graphs (ser/onnx_runtime.py). `policy`: what it accepts,
         narrowed to the model's own limits (`self.policy`)."""
         check_runtime(runtime)
+        self.source = source
+        self._transcriber = None  # the Whisper decoder for words, loaded when first asked for (ser/words.py)
         rate = getattr(feature_extractor, "sampling_rate", None)
         if rate != self.sampling_rate:
             raise ValueError(f"the feature extractor expects {rate} Hz audio; "
@@ -150,6 +155,22 @@ class EmotionPredictor:
         """One clip at any rate, mono (n,) or (n, channels); integer PCM is scaled to [-1, 1]."""
         return self._as_dicts(self._probabilities([self.prepare_array(array, sampling_rate)]))[0]
 
+    def classify_with_words(self, array: np.ndarray, sampling_rate: int, language: str | None = None
+                            ) -> tuple[dict[str, float], str]:
+        """One clip's probabilities (as `classify_array` gives them) and its words, from one encoder pass."""
+        from ser.words import emotion_and_words
+
+        probs, texts = emotion_and_words(self, [self.prepare_array(array, sampling_rate)], self.transcriber, language)
+        return self._as_dicts(probs)[0], texts[0]
+
+    @property
+    def can_transcribe(self) -> bool:
+        """Whether words can be asked for: a Whisper model, with converted checkpoints to find its decoder among."""
+        from feature_extraction_ser import WhisperEmotionFeatureExtractor
+        from ser.words import bundled_folders
+
+        return isinstance(self.feature_extractor, WhisperEmotionFeatureExtractor) and bool(bundled_folders())
+
     def classify_file(self, path: str | Path) -> dict[str, float]:
         return self._as_dicts(self._probabilities([self.load_file(path)]))[0]
 
@@ -179,11 +200,13 @@ class EmotionPredictor:
     # --- long recordings ---------------------------------------------------------------------------------------------
 
     def timeline(self, path: str | Path, max_segment_seconds: float = defaults.SEGMENT_SECONDS,
-                 smooth_seconds: float = 0.0) -> Iterator[Segment]:
+                 smooth_seconds: float = 0.0, words: bool = False, language: str | None = None) -> Iterator[Segment]:
         """The speech segments of a recording, in time order (silence and steady noise between them get no row), each
         classified from its own audio. A segment longer than `max_segment_seconds` becomes equal pieces no longer
         than that; `smooth_seconds` > 0 averages each piece's scores with its neighbours' in the same stretch of
         speech (timelines.smooth). A speaker-normalised model normalises with the whole recording's statistics.
+        `words`: each segment's text too, from the Whisper decoder, in the same encoder pass as its emotion (which
+        it leaves unchanged); `language` (a code or name) fixes it, else it is detected per segment.
 
         Arguments and the file's existence are checked now; decoding errors surface while iterating.
         """
@@ -193,10 +216,22 @@ class EmotionPredictor:
         if smooth_seconds < 0:
             raise ValueError(f"smooth_seconds={smooth_seconds} must be 0 (no smoothing) or positive")
         path = timelines.check_file(path)
-        rows = self._timeline_rows(path, int(round(max_segment_seconds * self.sampling_rate)))
+        if words:
+            self.transcriber.check_language(language)  # a model without a decoder, or a wrong language: said now
+        rows = self._timeline_rows(path, int(round(max_segment_seconds * self.sampling_rate)), words, language)
         return iter(timelines.smooth(list(rows), smooth_seconds, self.uncertain_below)) if smooth_seconds else rows
 
-    def _timeline_rows(self, path: Path, longest: int) -> Iterator[Segment]:
+    @property
+    def transcriber(self):
+        """The Whisper decoder of the checkpoint this model's encoder came from (ser/words.py): loaded once."""
+        if self._transcriber is None:
+            from ser.words import Transcriber
+
+            self._transcriber = Transcriber.for_emotion_model(self.source if self.source else self)
+        return self._transcriber
+
+    def _timeline_rows(self, path: Path, longest: int, words: bool = False, language: str | None = None
+                       ) -> Iterator[Segment]:
         stats = RunningStatistics(self.frame_source) if self.frame_source is not None else None
         segments = timelines.find_segments(path, self.detector, self.sampling_rate, also=stats.add if stats else None)
         shortest = int(math.ceil(self.min_seconds * self.sampling_rate))
@@ -205,20 +240,29 @@ class EmotionPredictor:
             raise AudioError(f"{path}: no speech found: the recording is silent, or a steady sound or noise",
                              Reason.NO_SPEECH)
         normalisation = stats.result() if stats and stats.seconds >= self.min_speaker_seconds else None
+        size = WORDS_BATCH if words else self.batch_size  # the decoder reads its weights once per step, per batch
         batch: list[tuple[speech.Segment, np.ndarray]] = []
         for piece in timelines.cut(path, segments, self.sampling_rate):
             batch.append(piece)
-            if len(batch) == self.batch_size:
-                yield from self._segment_rows(batch, normalisation)
+            if len(batch) == size:
+                yield from self._segment_rows(batch, normalisation, words, language)
                 batch = []
-        yield from self._segment_rows(batch, normalisation)
+        yield from self._segment_rows(batch, normalisation, words, language)
 
-    def _segment_rows(self, batch: list[tuple[speech.Segment, np.ndarray]], stats) -> Iterator[Segment]:
+    def _segment_rows(self, batch: list[tuple[speech.Segment, np.ndarray]], stats, words: bool = False,
+                      language: str | None = None) -> Iterator[Segment]:
         if not batch:
             return
-        for (segment, _), scores in zip(batch, self._as_dicts(self._probabilities([a for _, a in batch], stats))):
+        clips = [audio for _, audio in batch]
+        if words:
+            from ser.words import emotion_and_words
+
+            probs, texts = emotion_and_words(self, clips, self.transcriber, language, stats)
+        else:
+            probs, texts = self._probabilities(clips, stats), [None] * len(clips)
+        for (segment, _), scores, text in zip(batch, self._as_dicts(probs), texts):
             start, end = segment.seconds(self.sampling_rate)
-            yield Segment.of(scores, self.uncertain_below, start=start, end=end)
+            yield Segment.of(scores, self.uncertain_below, start=start, end=end, text=text)
 
     def summarise(self, rows: Iterable[Segment], smooth_seconds: float = 0.0) -> timelines.Summary:
         """A recording's analysis from its timeline: shares of speech time, unsure share, headline."""

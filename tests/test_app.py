@@ -290,6 +290,22 @@ def test_browser_ten_minute_recording_at_phone_width(server, ten_minutes, tmp_pa
         screenshot(page, "ten-minutes-390px", tmp_path)
 
 
+def test_browser_words_of_a_clip_and_the_api_timeline_with_words(server, client, clips, tmp_path):
+    """With "Also the words" ticked, a clip's headline carries what was said (one encoder pass); /timeline with
+    words gives each segment its text."""
+    with page_at(server, 1280, 60_000) as page:
+        page.locator("#words input[type=checkbox]").check()
+        upload(page, clips[0])
+        expect(page.locator("#headline")).to_contain_text("Words:", timeout=60_000)
+        expect(page.locator("#headline")).to_contain_text("Lappen")
+        screenshot(page, "words-1280px", tmp_path)
+    pause = np.zeros(32000, dtype=np.float32)  # longer than a segment in all: a recording of two
+    talk = write_clip(tmp_path / "talk.wav", np.concatenate([sf.read(clips[0], dtype="float32")[0], pause,
+                                                             sf.read(clips[1], dtype="float32")[0], pause]))
+    rows = client.predict(handle_file(str(talk)), True, api_name="/timeline")
+    assert len(rows) == 2 and "Lappen" in rows[0]["text"] and rows[1]["text"]
+
+
 def check_legend(page, summary, width: int = 390) -> None:
     """The timeline's legend (the summary's coloured entries): one swatch per emotion the summary lists, each fully
     inside the page `width` px wide."""

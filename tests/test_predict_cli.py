@@ -131,6 +131,25 @@ def test_timeline_writes_segments_summary_and_plot(model_folder, tmp_path, capsy
     assert read_csv(out)[0]["error"]
 
 
+def test_timeline_with_words_writes_each_segments_text(tmp_path, capsys):
+    """--timeline --words on the default model: a text column with the German sentences; --words asks for
+    --timeline, and a model without a decoder says so."""
+    speech = [load_audio(require(EMODB / "wav") / name) for name in CLIPS[:2]]
+    gap = np.zeros(SR, np.float32)
+    sf.write(tmp_path / "talk.wav", np.concatenate([speech[0], gap, speech[1]]), SR)
+    out = tmp_path / "talk.csv"
+    assert predict_ser.main(["--timeline", "--words", "--language", "de", str(tmp_path / "talk.wav"),
+                             "--output", str(out)]) == 0
+    rows = read_csv(out)
+    assert list(rows[0])[-2:] == ["text", "error"] and len(rows) == 2
+    assert "Lappen" in rows[0]["text"]
+    with pytest.raises(SystemExit):
+        predict_ser.main(["--words", str(tmp_path / "talk.wav")])
+    cnn = ROOT / "models" / "ser-cnn-emodb"
+    assert predict_ser.main(["--model", str(cnn), "--timeline", "--words", str(tmp_path / "talk.wav")]) == 2
+    assert "no decoder" in capsys.readouterr().err
+
+
 def test_same_speaker_needs_a_speaker_normalised_model(model_folder, tmp_path, capsys):
     clip = require(EMODB / "wav") / CLIPS[0]
     assert predict_ser.main(["--model", str(model_folder), *FP32, "--same-speaker", str(clip),
