@@ -1,6 +1,6 @@
 """Speech emotion recognition demo: upload a recording or speak into the microphone, and see the emotion.
 
-Ready to run as a Hugging Face Space (`python app.py`; README "Deploying as a Space") or locally:
+Ready to run as a Hugging Face Space (`python app.py`; docs/demo.md, "Deploying as a Space") or locally:
 
     python app.py --model models/ser-cnn-emodb            # a saved model folder
     python app.py --model org/emotion-model --runtime int8   # a Hub id, int8 CPU runtime
@@ -8,7 +8,7 @@ Ready to run as a Hugging Face Space (`python app.py`; README "Deploying as a Sp
 An upload gets the probability of every emotion; one longer than a speech segment also gets a timeline of its speech
 segments (smoothed), a summary of the time per emotion and the segments as CSV. The live microphone updates a meter
 and a rolling timeline while the person speaks, and analyses the whole recording when they stop. The API has
-`/predict` (scores) and `/timeline` (segments). The page is ser/demo_page.py, what it does with audio ser/demo.py; the
+`/predict` (scores) and `/timeline` (segments). The page is ser/demo/page.py, what it does with audio ser/demo/analysis.py; the
 model is loaded once, in `main()`, so importing this file loads nothing.
 """
 
@@ -20,12 +20,12 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import argparse
 from pathlib import Path
 
-from ser import defaults
-from ser.defaults import DEFAULT_MODEL
-from ser.demo_page import CSS, THEME, build_demo
-from ser.about import describe_model
-from ser.predictor import EmotionPredictor
-from ser.runtime import RUNTIMES
+from ser.core import defaults
+from ser.core.defaults import DEFAULT_MODEL
+from ser.demo.page import CSS, THEME, build_demo
+from ser.demo.about import describe_model
+from ser.inference.predictor import EmotionPredictor
+from ser.inference.runtime import RUNTIMES
 
 HERE = Path(__file__).resolve().parent
 

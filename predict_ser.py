@@ -7,7 +7,7 @@
     python predict_ser.py --timeline --words interview.wav --output interview.csv   # and what was said, per segment
 
 Each prediction says whether it is `uncertain`: its top probability (calibrated, where the model was) is under
-ser.defaults.UNCERTAIN_BELOW.
+ser.core.defaults.UNCERTAIN_BELOW.
 `--same-speaker`: every input is the same person; a speaker-normalised model then normalises with statistics of all
 of that person's speech (at least 10 s of it), as in training.
 
@@ -15,7 +15,7 @@ Folders are searched recursively for audio files (wav flac ogg mp3 m4a opus ...)
 is reported on stderr and written to the output with its `error`; the exit code is then 1. Without --output the
 table goes to stdout as CSV.
 
-Archives (ser/archive.py): clips are batched by duration, results are written as they come (to
+Archives (ser/inference/archive.py): clips are batched by duration, results are written as they come (to
 `<output>.parts/`) and merged in input order at the end; a killed run started again skips finished files. Under
 `accelerate launch --multi_gpu --num_processes N` (on a CPU-only machine this starts N CPU processes joined over
 gloo) the files are shared out between the processes, or machines (`--num_machines`; the output's folder must be on
@@ -30,11 +30,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from ser import archive, defaults, rows as outputs
-from ser.batch_prediction import classify_same_speaker, run_archive
-from ser.audio import find_audio_files
-from ser.defaults import DEFAULT_MODEL
-from ser.runtime import RUNTIMES
+from ser.inference import archive
+from ser.core import defaults
+from ser.inference import rows as outputs
+from ser.inference.batch_prediction import classify_same_speaker, run_archive
+from ser.core.audio import find_audio_files
+from ser.core.defaults import DEFAULT_MODEL
+from ser.inference.runtime import RUNTIMES
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from transformers.utils import logging as hf_logging
 
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     hf_logging.disable_progress_bar()  # one progress bar (ours) is enough
     if args.same_speaker and archive.num_processes() > 1:

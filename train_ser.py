@@ -19,12 +19,12 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from ser.arguments import parse_arguments, write_resolved
-from ser.calibration import calibrate
-from ser.dataset_export import export_dataset
-from ser.export import hub_repo
-from ser.experiment import build_experiment, corpus_name, limit_threads, prepare_folds, read_corpus
-from ser.run_outputs import export, train_final_model, write_results
+from ser.training.arguments import parse_arguments, write_resolved
+from ser.training.calibration import calibrate
+from ser.data.dataset_export import export_dataset
+from ser.reporting.export import hub_repo
+from ser.training.experiment import build_experiment, corpus_name, limit_threads, prepare_folds, read_corpus
+from ser.training.run_outputs import export, train_final_model, write_results
 
 
 def main(argv: list[str] | None = None) -> None:

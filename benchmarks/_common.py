@@ -9,7 +9,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from ser.corpora import data_dir
+from ser.data.corpora import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -28,7 +28,7 @@ def cpu_model() -> str:
 
 
 def machine() -> dict:
-    from ser.runtime import RUNTIME_FLAGS, cpu_flags
+    from ser.inference.runtime import RUNTIME_FLAGS, cpu_flags
 
     info = {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "python": platform.python_version(),
             "cpu_flags": [flag for flag in RUNTIME_FLAGS if flag in cpu_flags()]}  # what decides kernels and rounding
@@ -73,8 +73,8 @@ def table(rows: list[dict], columns: list[str], formats: dict | None = None) -> 
 
 def run_clips(results: dict) -> list:
     """The clips a train_ser.py run used (its corpora from DATA, its labels only): fold test speakers refer to them."""
-    from ser.corpora import load_mixture
-    from ser.results import corpus_keys
+    from ser.data.corpora import load_mixture
+    from ser.reporting.results import corpus_keys
 
     keys = corpus_keys(results)
     return [clip for clip in load_mixture(keys, [DATA / key for key in keys]) if clip.label in results["labels"]]

@@ -1,5 +1,5 @@
 """Adaptation without labels on a corpus the model never heard: each fold model of a leave-one-corpus-out run is
-adapted with `ser-adapt` (ser/adaptation.py) to its held-out corpus's own audio, labels unused, and then classifies
+adapted with `ser-adapt` (ser/training/adaptation.py) to its held-out corpus's own audio, labels unused, and then classifies
 that corpus through the predictor; pooled UA per held-out corpus, unadapted and adapted, side by side.
 
     python train_ser.py --config configs/mixture.yaml --protocol loco --train_final_model false \\
@@ -17,11 +17,11 @@ import tempfile
 from pathlib import Path
 
 from _common import fold_model, run_clips, table, write_result
-from ser import results as results_file
-from ser.adaptation import adapt
-from ser.audio import AudioError
-from ser.metrics import classification_metrics
-from ser.predictor import EmotionPredictor
+from ser.reporting import results as results_file
+from ser.training.adaptation import adapt
+from ser.core.audio import AudioError
+from ser.reporting.metrics import classification_metrics
+from ser.inference.predictor import EmotionPredictor
 
 
 def predictions(folder: Path, paths: list, labels: list[str]) -> list[int]:

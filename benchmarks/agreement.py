@@ -1,5 +1,5 @@
 """Do the optimised runtimes give the same answers as fp32? Top-1 agreement and the largest absolute difference of
-any class probability, per runtime of ser/runtime.py, against fp32, on held-out real Emo-DB clips.
+any class probability, per runtime of ser/inference/runtime.py, against fp32, on held-out real Emo-DB clips.
 
     python benchmarks/agreement.py            # wav2vec2-base shape, head trained on 64 clips, 100 test clips
     python benchmarks/agreement.py --quick    # 24 training clips, 12 test clips
@@ -14,7 +14,7 @@ trained model's are. Agreement is then measured on clips of the 2 other speakers
 model is saved and reloaded exactly as a published one (stock class + feature extractor) and classified through
 `EmotionPredictor.from_pretrained(folder, runtime=...)`, one clip per call.
 
-If the embedded default model (`ser.defaults.DEFAULT_MODEL`, a trained model) exists, it is measured the same way.
+If the embedded default model (`ser.core.defaults.DEFAULT_MODEL`, a trained model) exists, it is measured the same way.
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ import torch
 
 from _common import ROOT, table, write_result  # noqa: I001
 from inference import MODELS, TEST_SPEAKERS, build_model, emodb_split, fit_head
-from ser.audio import load_audio
-from ser.defaults import DEFAULT_MODEL
+from ser.core.audio import load_audio
+from ser.core.defaults import DEFAULT_MODEL
 
 
 
 def classifier_for(folder: Path, runtime: str):
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
     predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
     return (lambda audio: predictor.classify_batch([audio])[0]), "EmotionPredictor"
 
@@ -54,7 +54,7 @@ def main() -> None:
     if args.quick:
         args.train_clips, args.test_clips, args.steps = 24, 12, 200
     torch.set_num_threads(args.threads)
-    from ser.runtime import RUNTIMES
+    from ser.inference.runtime import RUNTIMES
 
     train, test = emodb_split(0 if args.trained_only else args.train_clips, args.test_clips)
     audio = {c.path: load_audio(c.path) for c in test}

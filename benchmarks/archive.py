@@ -1,5 +1,5 @@
 """Batch inference over a folder of real clips: the stock `pipeline("audio-classification")` looping over the files
-one by one, against `predict_ser.py` (clips batched by duration, ser/archive.py) in one process and in two processes
+one by one, against `predict_ser.py` (clips batched by duration, ser/inference/archive.py) in one process and in two processes
 under `accelerate launch`; and whether the two-process output is identical to the one-process output.
 
     python benchmarks/archive.py                              # all 535 Emo-DB clips, the default model
@@ -11,7 +11,7 @@ Every path runs the embedded default model (models/ser-cnn-mixture) with one thr
 
 - stock, files (once: it is slow): `pipeline(..., trust_remote_code=True, top_k=None)` called with each file's path
   (it decodes the file itself, through ffmpeg), in a loop, after one warm-up call; the loop is timed.
-- stock, arrays: the same pipeline called with each clip decoded by ser.audio.load_audio inside the timed loop
+- stock, arrays: the same pipeline called with each clip decoded by ser.core.audio.load_audio inside the timed loop
   (soundfile, as our predictor decodes): what the stock pipeline costs when decoding is not its bottleneck.
 - ours, 1 process (in-process): `predict_ser.main([folder, "--output", ..., "--batch-size", B])` timed whole: model
   load, headers, decoding, silence trimming, batched forwards, part file and merged output (imports not timed).
@@ -59,7 +59,7 @@ def stock_loop(files: list[Path], decode: bool) -> float:
     """Seconds for the stock pipeline to classify every file, one call per file."""
     from transformers import pipeline
 
-    from ser.audio import load_audio
+    from ser.core.audio import load_audio
 
     classify = pipeline("audio-classification", model=str(MODEL), trust_remote_code=True, top_k=None)
     classify(str(files[0]))  # warm-up
@@ -76,7 +76,7 @@ def ours_in_process(inputs: list[str], output: Path, batch_size: int, runtime: s
     spec = importlib.util.spec_from_file_location("predict_ser", ROOT / "predict_ser.py")
     predict_ser = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(predict_ser)
-    import ser.predictor  # noqa: F401  (imports are not timed, as for the stock pipeline)
+    import ser.inference.predictor  # noqa: F401  (imports are not timed, as for the stock pipeline)
 
     start = time.perf_counter()
     code = predict_ser.main([*inputs, "--output", str(output), "--batch-size", str(batch_size), "--runtime", runtime])
@@ -110,7 +110,7 @@ def main() -> None:
     args = parse_args()
     import torch
 
-    from ser.audio import audio_duration, find_audio_files
+    from ser.core.audio import audio_duration, find_audio_files
 
     torch.set_num_threads(1)
     os.environ["OMP_NUM_THREADS"] = "1"

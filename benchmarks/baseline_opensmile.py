@@ -7,7 +7,7 @@
 
 Each corpus is read and split exactly as `train_ser.py --config configs/<corpus>.yaml` does: corpus, data_root,
 labels, protocol, num_folds, fold_seed and split_file come from that config and go through the same loader and
-`ser.splits.make_folds` call (Emo-DB and EMOVO leave-one-speaker-out, 10 and 6 folds; RAVDESS speaker_kfold,
+`ser.data.splits.make_folds` call (Emo-DB and EMOVO leave-one-speaker-out, 10 and 6 folds; RAVDESS speaker_kfold,
 6 folds of 4 consecutive actors).
 
 SVC(C=1, kernel="rbf", class_weight="balanced") after a StandardScaler fitted on the training fold, with and
@@ -37,9 +37,10 @@ import numpy as np
 import yaml
 
 from _common import ROOT, median, table, write_result
-from ser import corpora, splits
-from ser.audio import SAMPLING_RATE, load_audio
-from ser.metrics import classification_metrics, summarize_folds
+from ser.data import corpora
+from ser.data import splits
+from ser.core.audio import SAMPLING_RATE, load_audio
+from ser.reporting.metrics import classification_metrics, summarize_folds
 
 CORPORA = ("emodb", "ravdess", "emovo")
 DISPLAY = {"emodb": "Emo-DB", "ravdess": "RAVDESS", "emovo": "EMOVO"}

@@ -7,7 +7,7 @@
 The clips are the three corpora's 2,563 real clips, repeated with a perturbation per repeat (gain, 30 dB white
 noise, a shift of up to 0.2 s: each repeat is new audio, so nothing is read from the feature cache), written as a
 `datasets` folder with the audio embedded as WAV. Each size runs in a fresh process, the user's own path:
-the functions of `train_ser.py` (ser.arguments, ser.experiment) with the whisper-frozen recipe and `--dataset_name`, no copies, one epoch of one fold
+the functions of `train_ser.py` (ser.training.arguments, ser.training.experiment) with the whisper-frozen recipe and `--dataset_name`, no copies, one epoch of one fold
 (speaker 5-fold), an empty cache. Measured per phase: wall time per clip, and the process's peak resident memory,
 both in total (VmHWM: it counts the memory-mapped cache pages the kernel keeps, which it can drop at any time) and
 anonymous only (RssAnon, sampled every 0.1 s: the memory the process itself holds, which does not grow with the
@@ -38,9 +38,9 @@ def build_dataset(clips_wanted: int, folder: Path) -> None:
     import soundfile as sf
     from datasets import Dataset, Features, Value
 
-    from ser import dataset
-    from ser.audio import SAMPLING_RATE, load_audio
-    from ser.corpora import load_mixture
+    from ser.data import dataset
+    from ser.core.audio import SAMPLING_RATE, load_audio
+    from ser.data.corpora import load_mixture
 
     clips = load_mixture(list(CORPORA), [DATA / name for name in CORPORA])
 
@@ -90,8 +90,8 @@ def status(field: str) -> int:
 
 def measure(folder: Path, work: Path) -> dict:
     """One size, in this process: read the dataset, extract features (empty cache), train the head one epoch."""
-    from ser.arguments import parse_arguments
-    from ser.experiment import build_experiment, prepare_folds, read_corpus
+    from ser.training.arguments import parse_arguments
+    from ser.training.experiment import build_experiment, prepare_folds, read_corpus
 
     argv = ["--recipe", str(ROOT / "configs/recipes/whisper-frozen.yaml"), "--dataset_name", str(folder),
             "--speaker_column_name", "speaker", "--protocol", "speaker_kfold", "--num_folds", "5", "--copies", "0",

@@ -6,7 +6,7 @@ trained head): top-1 agreement and largest probability difference on held-out sp
     python benchmarks/default_runtimes.py --run runs/bench-dev --folds 1 --clips 20 --reps 2 --durations 4
     python benchmarks/default_runtimes.py --quick             # the line above's sizes on --run, writes *-quick.json
 
-Runtimes: every one of ser/runtime.py (fp32, int8, bf16, onnx, onnx-int8), each through
+Runtimes: every one of ser/inference/runtime.py (fp32, int8, bf16, onnx, onnx-int8), each through
 `EmotionPredictor.from_pretrained(<fold>/model, runtime=...)`. The ONNX runtimes export a graph on their first load
 into the model folder's onnx/ cache; load seconds are recorded (the first one includes that export) and not timed
 below. A runtime that fails to load or to classify (an export refusal, ...) is recorded with its error message and
@@ -14,7 +14,7 @@ the others go on.
 
 Agreement: each of the first --folds folds of the run (train_ser.py's order, as results.json lists them) loads its
 fold model in every runtime and classifies clips of its own test speakers (`test_speakers` of the fold; a mixture's
-speakers are "<corpus>-<speaker>" as `ser.corpora.load_mixture` names them, e.g. "emodb-03", "ravdess-01",
+speakers are "<corpus>-<speaker>" as `ser.data.corpora.load_mixture` names them, e.g. "emodb-03", "ravdess-01",
 "emovo-f1"), --clips in all split evenly over the folds, every n-th clip in file order (spread over the fold's speakers
 and corpora); one clip per call (`classify_batch([clip])`). Top-1 agreement with fp32 and the largest absolute
 difference of any class probability, pooled over the folds and per fold.
@@ -27,7 +27,7 @@ from other jobs hits every runtime alike. Medians; the speed-up is fp32's median
 same run ("paired": the median of the per-repetition ratios). torch.set_num_threads(--threads) before anything
 loads; the ONNX sessions take the same thread count.
 
-The CPU: its model name and the flags that decide the reduced-precision kernels (ser.runtime.RUNTIME_FLAGS: AVX2,
+The CPU: its model name and the flags that decide the reduced-precision kernels (ser.inference.runtime.RUNTIME_FLAGS: AVX2,
 AVX-512, VNNI, native bf16, AMX), printed first and written beside the figures ("cpu"): the int8 runtimes' agreement
 and bf16's speed depend on them.
 """
@@ -42,10 +42,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ser.audio import SAMPLING_RATE
+from ser.core.audio import SAMPLING_RATE
 from _common import ROOT, cpu_model, fold_model, median, run_clips, table, write_result  # noqa: I001
 
-SR = SAMPLING_RATE  # ser.audio, the one definition
+SR = SAMPLING_RATE  # ser.core.audio, the one definition
 
 
 def every_nth(items: list, count: int) -> list:
@@ -58,7 +58,7 @@ def error_text(err: Exception) -> str:
 
 def load_runtimes(model: Path, runtimes: list[str], errors: dict, fold: str) -> tuple[dict, dict]:
     """{runtime: one-clip callable} for the runtimes that load, {runtime: load seconds}; failures go to `errors`."""
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     calls, seconds = {}, {}
     for runtime in runtimes:
@@ -101,8 +101,8 @@ def compare(probs: list, ref: list) -> dict:
 
 
 def cpu() -> dict:
-    """The CPU's model name, and which of the flags that decide the runtimes' kernels it has (ser.runtime)."""
-    from ser.runtime import RUNTIME_FLAGS, cpu_flags, native_bf16
+    """The CPU's model name, and which of the flags that decide the runtimes' kernels it has (ser.inference.runtime)."""
+    from ser.inference.runtime import RUNTIME_FLAGS, cpu_flags, native_bf16
 
     flags = cpu_flags()
     return {"model": cpu_model(), "flags": {flag: flag in flags for flag in RUNTIME_FLAGS},
@@ -111,7 +111,7 @@ def cpu() -> dict:
 
 def speech(clips: list, seconds: float) -> np.ndarray:
     """The held-out clips' audio, concatenated in order and cut to `seconds`."""
-    from ser.audio import load_audio
+    from ser.core.audio import load_audio
 
     need, parts, i = int(seconds * SR), [], 0
     while sum(len(p) for p in parts) < need:
@@ -168,9 +168,9 @@ def main() -> None:
         args.folds, args.clips, args.durations, args.reps = 1, 20, [4], 2
     args.durations = [int(d) if float(d).is_integer() else d for d in args.durations]
     torch.set_num_threads(args.threads)
-    from ser import results as results_file
-    from ser.audio import load_audio
-    from ser.runtime import RUNTIMES
+    from ser.reporting import results as results_file
+    from ser.core.audio import load_audio
+    from ser.inference.runtime import RUNTIMES
 
     run = args.run if args.run.is_absolute() else Path.cwd() / args.run
     results = results_file.read(run)

@@ -14,8 +14,8 @@ import torch
 
 from _common import EMODB, ROOT, write_result
 import speech_ser as speech
-from ser.defaults import DEFAULT_MODEL
-from ser.predictor import EmotionPredictor
+from ser.core.defaults import DEFAULT_MODEL
+from ser.inference.predictor import EmotionPredictor
 
 REPEATS = 3
 

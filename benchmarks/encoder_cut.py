@@ -22,8 +22,8 @@ import torch
 
 from _common import ROOT, median, table, write_result  # noqa: I001
 from whisper import speech_pieces
-from ser.audio import SAMPLING_RATE
-from ser.encoders import pretrained_model
+from ser.core.audio import SAMPLING_RATE
+from ser.training.encoders import pretrained_model
 
 ENCODERS = {"tiny.en, all 4 layers": ("encoders/whisper-tiny.en", "last"),
             "base, all 6 layers": ("encoders/whisper-base", "last"),

@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from _common import EMODB, median, table, write_result  # noqa: I001
-from ser.audio import SAMPLING_RATE
-from ser.corpora import load_emodb
-from ser.data import PadCollator, class_weights, load_clips_audio
-from ser.encoders import scratch_model
-from ser.frozen import FeatureCache, FrozenEncoderHead
+from ser.core.audio import SAMPLING_RATE
+from ser.data.corpora import load_emodb
+from ser.data.inputs import PadCollator, class_weights, load_clips_audio
+from ser.training.encoders import scratch_model
+from ser.training.frozen import FeatureCache, FrozenEncoderHead
 
 FRAMES_PER_SECOND = 49.9  # wav2vec2 frame rate at 16 kHz (20 ms hop)
 

@@ -1,5 +1,5 @@
 """CPU inference speed, memory and agreement: stock `pipeline("audio-classification")` vs our EmotionPredictor (fp32
-and every other runtime of ser/runtime.py: int8, bf16, onnx, onnx-int8), on real model shapes with random encoder
+and every other runtime of ser/inference/runtime.py: int8, bf16, onnx, onnx-int8), on real model shapes with random encoder
 weights and a fitted head.
 
     python benchmarks/inference.py                 # base and large, 2/4/10/30 s clips, memory in subprocesses
@@ -43,11 +43,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ser.audio import SAMPLING_RATE
+from ser.core.audio import SAMPLING_RATE
 from _common import EMODB, median, table, write_result  # noqa: I001
 
 LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
-SR = SAMPLING_RATE  # ser.audio, the one definition
+SR = SAMPLING_RATE  # ser.core.audio, the one definition
 MODELS = {
     "base": ("wav2vec2", dict(feat_extract_norm="layer")),
     "large": ("hubert", dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
@@ -60,7 +60,7 @@ def build_model(kind: str, feature_layer: str = "weighted", seed: int = 0):
     import torch
 
     from modeling_ser import label_maps
-    from ser.encoders import emotion_class, feature_extractor_for
+    from ser.training.encoders import emotion_class, feature_extractor_for
 
     family, encoder = MODELS[kind]
     torch.manual_seed(seed)
@@ -91,7 +91,7 @@ def emodb_split(train: int, test: int, seed: int = 0) -> tuple[list, list]:
     """(training clips of speakers 03 to 14, test clips of TEST_SPEAKERS), sampled as agreement.py samples them."""
     import random
 
-    from ser.corpora import load_emodb
+    from ser.data.corpora import load_emodb
 
     clips = load_emodb(EMODB)
     rng = random.Random(seed)
@@ -104,7 +104,7 @@ def fit_head(model, fe, clips, steps: int = 400) -> None:
     (the head is linear up to the pooling, so fitting on pooled features is exact)."""
     import torch
 
-    from ser.audio import load_audio
+    from ser.core.audio import load_audio
 
     with torch.inference_mode():
         pooled = []
@@ -127,8 +127,8 @@ def fit_head(model, fe, clips, steps: int = 400) -> None:
 
 def speech(seconds: float, offset: int = 0) -> np.ndarray:
     """Real Emo-DB speech: consecutive clips (starting at clip `offset`) concatenated and cut to `seconds`."""
-    from ser.audio import load_audio
-    from ser.corpora import load_emodb
+    from ser.core.audio import load_audio
+    from ser.data.corpora import load_emodb
 
     clips = load_emodb(EMODB)
     need, parts, i = int(seconds * SR), [], offset
@@ -139,7 +139,7 @@ def speech(seconds: float, offset: int = 0) -> np.ndarray:
 
 
 def runtimes() -> list[str]:
-    from ser.runtime import RUNTIMES
+    from ser.inference.runtime import RUNTIMES
     return [r for r in RUNTIMES if r != "fp32"]
 
 
@@ -150,7 +150,7 @@ def load_path(name: str, folder: Path):
         pipe = pipeline("audio-classification", model=str(folder), device=-1)
         return lambda audio: {d["label"]: d["score"] for d in pipe(audio, top_k=None)}
     runtime = name.split("-", 1)[1]
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
     predictor = EmotionPredictor.from_pretrained(str(folder), runtime=runtime)
     return lambda audio: predictor.classify_batch([audio])[0]
 
@@ -201,7 +201,7 @@ def time_paths(folder: Path, durations, reps: int, warmup: int, names: list[str]
 
 def measure_agreement(folder: Path, names: list[str], clips: list) -> list[dict]:
     """Top-1 agreement and max |dp| of each predictor runtime against predictor fp32 on `clips`, one per call."""
-    from ser.audio import load_audio
+    from ser.core.audio import load_audio
 
     audio = [load_audio(c.path, SR) for c in clips]
     top = lambda scores: max(scores, key=scores.get)  # noqa: E731
@@ -238,8 +238,8 @@ def peak_memory_child(name: str, folder: str, durations, threads: int) -> None:
     torch.set_num_threads(threads)
     import transformers  # noqa: F401  (same imports in every child, so the baseline is comparable)
     from transformers import pipeline  # noqa: F401
-    import ser.runtime  # noqa: F401
-    import ser.predictor  # noqa: F401
+    import ser.inference.runtime  # noqa: F401
+    import ser.inference.predictor  # noqa: F401
     audios = {s: speech(s) for s in durations}
     rss = peak_rss_mib
     report = {"after_imports_mib": rss()}

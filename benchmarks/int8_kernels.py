@@ -15,7 +15,7 @@ Variants, each through `EmotionPredictor.classify_batch` on held-out clips of th
 fp32: "onnx-int8" (the runtime itself, on this CPU), and the emulations "8-bit" and "7-bit" (exact integer sums, as
 with VNNI) and "8-bit AVX2" / "7-bit AVX2" (pair sums saturated to 16 bits). "8-bit" reproducing onnx-int8's figures
 on a VNNI CPU checks the emulation; "8-bit AVX2" then stands for an AVX2-only CPU. The emulation replaces the same
-products the runtime quantises (ser.onnx_runtime.small_products: weights of 256 x 256 entries or more).
+products the runtime quantises (ser.inference.onnx_runtime.small_products: weights of 256 x 256 entries or more).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from torch import nn
 from _common import ROOT, fold_model, run_clips, table, write_result  # noqa: I001
 from default_runtimes import compare, cpu, every_nth
 
-SMALLEST = 256 * 256  # ser.onnx_runtime.small_products: smaller products stay float32
+SMALLEST = 256 * 256  # ser.inference.onnx_runtime.small_products: smaller products stay float32
 INT16 = torch.iinfo(torch.int16)  # where AVX2 without VNNI saturates the sum of two u8 x s8 products
 
 
@@ -96,9 +96,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from pathlib import Path
 
-    from ser import results as results_file
-    from ser.audio import load_audio
-    from ser.predictor import EmotionPredictor
+    from ser.reporting import results as results_file
+    from ser.core.audio import load_audio
+    from ser.inference.predictor import EmotionPredictor
 
     run = Path(args.run).resolve()
     results = results_file.read(run)

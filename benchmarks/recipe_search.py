@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import ROOT, write_result
-from ser import results as results_file
+from ser.reporting import results as results_file
 
 
 def parse_args(argv=None):

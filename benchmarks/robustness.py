@@ -34,13 +34,13 @@ import soundfile as sf
 from tqdm import tqdm
 
 from _common import DATA, fold_model, run_clips, write_result
-from ser import results as results_file
-from ser.audio import SAMPLING_RATE as SR
-from ser.audio import load_audio
-from ser.augment import add_noise, band_limit
-from ser.corpora import load_corpus
-from ser.metrics import classification_metrics
-from ser.predictor import EmotionPredictor
+from ser.reporting import results as results_file
+from ser.core.audio import SAMPLING_RATE as SR
+from ser.core.audio import load_audio
+from ser.data.augment import add_noise, band_limit
+from ser.data.corpora import load_corpus
+from ser.reporting.metrics import classification_metrics
+from ser.inference.predictor import EmotionPredictor
 from speech_ser import DETECTORS, Detector
 
 REFUSED = "refused"  # a clip the predictor refused, as a class of its own in the UA
@@ -128,7 +128,7 @@ def evaluate(jobs, rng, detector: str | None = None, only: list[str] | None = No
 
 
 def unweighted_accuracy(truth: list[str], predicted: list[str | None]) -> float:
-    """UA as every result of the project measures it (ser/ser_metrics: mean recall over the true classes); a
+    """UA as every result of the project measures it (ser/reporting/ser_metrics: mean recall over the true classes); a
     refused clip (None) counts as a class of its own, so it is a miss."""
     names = sorted(set(truth) | {label for label in predicted if label}) + [REFUSED]
     index = {name: i for i, name in enumerate(names)}

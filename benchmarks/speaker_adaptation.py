@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from _common import RESULTS, fold_model, run_clips, write_result
-from ser import results as results_file
-from ser.audio import load_audio
-from ser.predictor import EmotionPredictor
-from ser.statistics import RunningStatistics
+from ser.reporting import results as results_file
+from ser.core.audio import load_audio
+from ser.inference.predictor import EmotionPredictor
+from ser.core.statistics import RunningStatistics
 
 SECONDS = (2, 5, 10, 20, 40, 80)
 DRAWS = 5

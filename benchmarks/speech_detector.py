@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from _common import DATA, write_result
 import speech_ser as speech
-from ser.audio import SAMPLING_RATE, load_audio
-from ser.augment import add_noise, band_limit
-from ser.corpora import load_corpus
+from ser.core.audio import SAMPLING_RATE, load_audio
+from ser.data.augment import add_noise, band_limit
+from ser.data.corpora import load_corpus
 
 THRESHOLDS = (0.5, 0.35, 0.25)
 LEVELS_DBFS = (-60, -40, -20, -6)

@@ -21,10 +21,10 @@ import numpy as np
 import soundfile as sf
 
 from _common import DATA, ROOT, table, write_result
-from ser import defaults
-from ser.audio import SAMPLING_RATE, load_audio
-from ser.corpora import load_corpus
-from ser.predictor import EmotionPredictor
+from ser.core import defaults
+from ser.core.audio import SAMPLING_RATE, load_audio
+from ser.data.corpora import load_corpus
+from ser.inference.predictor import EmotionPredictor
 
 CORPORA = ("emodb", "ravdess", "emovo")
 

@@ -28,10 +28,10 @@ import torch
 from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForAudioClassification
 
 import modeling_ser
-from ser.audio import SAMPLING_RATE
+from ser.core.audio import SAMPLING_RATE
 from _common import EMODB, median, table, write_result  # noqa: I001
 
-SR = SAMPLING_RATE  # ser.audio, the one definition
+SR = SAMPLING_RATE  # ser.core.audio, the one definition
 LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
 SIZES = {
     "tiny": dict(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536),
@@ -51,8 +51,8 @@ def build(size: str, seed: int = 0):
 
 def speech_pieces(seconds: float, count: int) -> list[np.ndarray]:
     """`count` different pieces of real Emo-DB speech, each `seconds` long."""
-    from ser.audio import load_audio
-    from ser.corpora import load_emodb
+    from ser.core.audio import load_audio
+    from ser.data.corpora import load_emodb
 
     clips = load_emodb(EMODB)
     need, pieces, i = int(seconds * SR), [], 0

@@ -1,4 +1,4 @@
-"""Probes and small heads on the frozen Whisper tiny.en encoder (ser.convert_whisper.BUNDLED), layer by layer.
+"""Probes and small heads on the frozen Whisper tiny.en encoder (ser.training.convert_whisper.BUNDLED), layer by layer.
 
     python benchmarks/whisper_heads.py --corpus emodb --probe lr --layer 2                   # pooled UA 0.919
     python benchmarks/whisper_heads.py --corpus emodb --probe lr --layer 2 --speaker-norm    # 0.930
@@ -37,13 +37,14 @@ from sklearn.preprocessing import StandardScaler
 from _common import ROOT, table, write_result
 from modeling_ser import frame_statistics
 import speech_ser as speech
-from ser import corpora, splits
-from ser.data import PadCollator, class_weights, load_clips_audio, speaker_normalise
-from ser.encoders import pretrained_model
-from ser.convert_whisper import BUNDLED
-from ser.frozen import encoder_fingerprint
-from ser.metrics import classification_metrics, summarize_folds
-from ser.statistics import EncoderFrames
+from ser.data import corpora
+from ser.data import splits
+from ser.data.inputs import PadCollator, class_weights, load_clips_audio, speaker_normalise
+from ser.training.encoders import pretrained_model
+from ser.training.convert_whisper import BUNDLED
+from ser.training.frozen import encoder_fingerprint
+from ser.reporting.metrics import classification_metrics, summarize_folds
+from ser.core.statistics import EncoderFrames
 
 CACHE = ROOT / "runs" / "whisper_heads"
 QUICK_FOLDS = 2

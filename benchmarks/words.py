@@ -1,4 +1,4 @@
-"""Words per segment (ser/words.py): word error rate and speed of the Whisper decoder reading the encoder pass that
+"""Words per segment (ser/inference/words.py): word error rate and speed of the Whisper decoder reading the encoder pass that
 gives the emotion (shared) against a separate run on 30 s-padded input (stock Whisper), and a 10-minute recording
 with emotion and words per segment.
 
@@ -10,7 +10,7 @@ with emotion and words per segment.
 Clips: 40 RAVDESS clips (20 of each sentence, "Kids are talking by the door" / "Dogs are sitting by the door") and
 40 Emo-DB clips (4 of each of its ten sentences), drawn with a fixed seed across speakers and emotions. WER is the
 corpus-level rate over words lower-cased, punctuation stripped, German ß and umlauts spelt out on both sides
-(ser.words.normalise). Greedy decoding, the language detected per clip (tiny.en is English-only: RAVDESS only).
+(ser.inference.words.normalise). Greedy decoding, the language detected per clip (tiny.en is English-only: RAVDESS only).
 The clip-length paths decode each clip as the emotion model hears it (feature_extraction_ser: trimmed to its speech
 and levelled; the default model for base, models/ser-whisper-ravdess for tiny.en); the padded path decodes the clip
 as it is, padded to 30 s, as stock Whisper does. Time per minute of audio: each path's whole work on the clips,
@@ -36,9 +36,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ser import words
-from ser.audio import SAMPLING_RATE, load_audio
-from ser.corpora import load_emodb, load_emovo, load_ravdess
+from ser.inference import words
+from ser.core.audio import SAMPLING_RATE, load_audio
+from ser.data.corpora import load_emodb, load_emovo, load_ravdess
 from _common import DATA, ROOT, median, table, write_result  # noqa: I001
 
 SIZES = {"base": ("encoders/whisper-base", "models/ser-whisper-mixture"),
@@ -96,7 +96,7 @@ def timed(function, *args, **kwargs):
 
 
 PATHS = {  # path: what gives the emotion
-    "shared": "same pass",  # ser.words.emotion_and_words: one encoder pass, the padding's keys above the head's layer
+    "shared": "same pass",  # ser.inference.words.emotion_and_words: one encoder pass, the padding's keys above the head's layer
     "padded": "plain predictor",  # stock Whisper on each clip padded to 30 s, and the plain predictor
     "clip-length": "none",  # words alone: the clip-length encoder with every layer over the padding's keys
     "bare": "none",  # ablation: the clip-length encoder output alone, nothing of the padding anywhere
@@ -157,7 +157,7 @@ def corpus_rows(args, size: str, transcriber, predictor, corpus: str) -> tuple[l
 
 def long_recording(args, predictor, transcriber) -> dict:
     """The recording's segments with emotion and words, from the file (as the timeline reads it)."""
-    from ser import timeline as timelines
+    from ser.inference import timeline as timelines
 
     audio, count = recording(args.minutes)
     with tempfile.TemporaryDirectory() as folder:
@@ -192,7 +192,7 @@ def cpu_flags() -> list[str]:
 
 
 def main() -> None:
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))

@@ -6,23 +6,21 @@
     python scripts/deploy_space.py --space USER/NAME --dry-run --stage /tmp/space   # and write it there
 
 Only what the Space runs is uploaded: its own README.md (written here: its front matter configures the Space), app.py,
-the model code
-(modeling_ser.py, feature_extraction_ser.py, speech_ser.py),
-the modules of the ser package that app.py imports (directly or through others, in functions too: inference, never
-training), the default model folder (ser.defaults.DEFAULT_MODEL), packages.txt, and a requirements.txt generated
-from the repository's own (the runtime part, with torch pinned to its CPU build). The files are staged in
+the model code (modeling_ser.py, feature_extraction_ser.py, speech_ser.py), three subpackages of ser (core, inference
+and demo: imports run downward only, tests/test_layout.py, so they need nothing else), the default model folder
+(ser.core.defaults.DEFAULT_MODEL), packages.txt, and a requirements.txt generated from the repository's own (the
+runtime part, with torch pinned to its CPU build). The files are staged in
 a folder first and that folder is uploaded as it is, so a dry run's --stage folder is exactly what the Space gets.
 """
 
 import argparse
-import ast
 import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from ser.defaults import DEFAULT_MODEL
+from ser.core.defaults import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ("app.py", "modeling_ser.py", "feature_extraction_ser.py", "speech_ser.py", "packages.txt")
@@ -33,6 +31,7 @@ SPACE = {"title": "Speech Emotion Recognition", "emoji": "🎙️", "colorFrom":
          "short_description": "The emotion in uploaded or live speech, with a timeline"}
 FOLDERS = (DEFAULT_MODEL,)
 PACKAGE = "ser"
+STAGES = ("core", "inference", "demo")  # the subpackages the demo runs on (inference, never training)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # The Space installs gradio itself at its README.md's sdk_version (and gradio_client with it); a second pin in
 # requirements.txt could only disagree with it.
@@ -106,45 +105,17 @@ def space_requirements(requirements: Path, sdk_version: str) -> str:
     return "\n".join(header + lines) + "\n"
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The `ser` modules a source file imports anywhere in it (`from ser import x`, `from ser.x import y`,
-    `import ser.x`), function-level imports included: those run later, on some inputs only."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.ImportFrom) and node.module == PACKAGE:
-            names |= {f"{PACKAGE}.{alias.name}" for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE + "."):
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names |= {alias.name for alias in node.names if alias.name.startswith(PACKAGE + ".")}
-    return names
-
-
-def space_modules(entry: Path = ROOT / "app.py") -> list[str]:
-    """Paths of every ser module `entry` needs, following imports from module to module."""
-    needed, todo = set(), imported_modules(entry)
-    while todo:
-        module = todo.pop()
-        if module not in needed:
-            needed.add(module)
-            todo |= imported_modules(ROOT / f"{module.replace('.', '/')}.py")
-    return sorted(f"{module.replace('.', '/')}.py" for module in needed | {f"{PACKAGE}.__init__"})
-
-
 def stage(folder: Path, requirements: str) -> list[str]:
     """Copies what the Space needs into an empty folder and writes its requirements.txt; the relative paths."""
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"stage folder {folder} is not empty")
     folder.mkdir(parents=True, exist_ok=True)
-    modules = space_modules()
-    scripts = [f"{PACKAGE}/{path.name}" for path in sorted((ROOT / PACKAGE).glob("*.js"))]  # the page's (package data)
-    for name in (*FILES, *modules, *scripts):
+    for name in (*FILES, f"{PACKAGE}/__init__.py"):
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, folder / name)
-    metric = ("ser/ser_metrics",) if "ser/metrics.py" in modules else ()  # the evaluate module ser.metrics loads
-    for name in (*FOLDERS, *metric):
+    for name in (*(f"{PACKAGE}/{stage}" for stage in STAGES), *FOLDERS):
         # Bytecode caches are this machine's, and would hide which copy of `ser` a staged run imports.
-        shutil.copytree(ROOT / name, folder / name,  # onnx/: graphs cached by ser/onnx_runtime.py, rebuilt where used
+        shutil.copytree(ROOT / name, folder / name,  # onnx/: graphs cached by ser/inference/onnx_runtime.py, rebuilt where used
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "onnx"))
     (folder / "requirements.txt").write_text(requirements)
     (folder / "README.md").write_text(space_readme(gradio_pin(ROOT / "requirements.txt")))

@@ -1,8 +1,8 @@
 """Re-write model folders with the current code: config.json, modeling_ser.py and the feature extractor as
 `save_pretrained` writes them now, the same weights, and README.md cards rendered from the results.json beside them.
 
-Run after changing modeling_ser.py or ser/card.py: the numbers always come from results.json (read, and upgraded
-from the first one-seed format, by ser.results), never from the old card, and a test fails while a committed
+Run after changing modeling_ser.py or ser/reporting/card.py: the numbers always come from results.json (read, and upgraded
+from the first one-seed format, by ser.reporting.results), never from the old card, and a test fails while a committed
 folder differs from what this writes. A folder with results but no model gets its card only.
 
     python scripts/refresh_models.py                      # every folder under models/ and exports/
@@ -15,9 +15,9 @@ folder differs from what this writes. A folder with results but no model gets it
 import argparse
 from pathlib import Path
 
-from ser.card import write_card
-from ser.export import add_cross_corpus, refresh
-from ser.results import FILENAME
+from ser.reporting.card import write_card
+from ser.reporting.export import add_cross_corpus, refresh
+from ser.reporting.results import FILENAME
 
 DEFAULT_ROOTS = ("models", "exports")
 

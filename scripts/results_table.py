@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ser import results as results_file
+from ser.reporting import results as results_file
 
 HEADER = ("corpus", "protocol", "speaker norm.", "seeds", "pooled UA", "pooled WA", "pooled macro-F1",
           "UA over folds", "floor UA", "results")

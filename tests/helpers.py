@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ser.corpora import data_dir
+from ser.data.corpora import data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = data_dir()  # the real corpora ($SER_DATA, else ../shared/data)
@@ -58,7 +58,7 @@ def tiny_spec(tmp_path, family="wav2vec2-bert"):
 
 def small_emodb_csv(tmp_path, speakers=SPEAKERS, per_speaker=12):
     """A CSV corpus of real Emo-DB clips from a few speakers: the real code path, a fraction of the time."""
-    from ser.corpora import load_emodb
+    from ser.data.corpora import load_emodb
 
     clips = load_emodb(require(EMODB))
     rows = [c for s in speakers for c in [c for c in clips if c.speaker == s][:per_speaker]]

@@ -14,9 +14,9 @@ from transformers import AutoFeatureExtractor
 
 from helpers import DATA, ROOT, require
 from modeling_ser import FRAME_STATS_EPS
-from ser.audio import load_audio
-from ser.defaults import DEFAULT_MODEL
-from ser.predictor import EmotionPredictor
+from ser.core.audio import load_audio
+from ser.core.defaults import DEFAULT_MODEL
+from ser.inference.predictor import EmotionPredictor
 
 MODEL = ROOT / DEFAULT_MODEL
 
@@ -26,7 +26,7 @@ def adapted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("adapt")
     recordings = sorted(require(DATA / "emovo" / "f1").glob("*.flac"))[:6]
     sf.write(folder / "silence.wav", np.zeros(16000, np.float32), 16000)  # refused: skipped and named, not fatal
-    done = subprocess.run([sys.executable, "-m", "ser.adaptation", str(MODEL), *map(str, recordings),
+    done = subprocess.run([sys.executable, "-m", "ser.training.adaptation", str(MODEL), *map(str, recordings),
                            str(folder / "silence.wav"), "--output", str(folder / "model")],
                           capture_output=True, text=True, timeout=300, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
                           cwd=ROOT)
@@ -67,7 +67,7 @@ def test_the_card_says_what_it_was_adapted_to(adapted):
 
 
 def test_bad_input_is_refused(tmp_path):
-    from ser.adaptation import adapt
+    from ser.training.adaptation import adapt
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         adapt(MODEL, [tmp_path / "missing.wav"], tmp_path / "out")

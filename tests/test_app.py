@@ -20,8 +20,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from helpers import EMODB, ROOT, free_port, require, serving
 
-from ser.defaults import DEFAULT_MODEL
-from ser.demo import MAX_MINUTES, MAX_SECONDS, NO_INPUT, NO_SPEECH, UNREADABLE
+from ser.core.defaults import DEFAULT_MODEL
+from ser.demo.analysis import MAX_MINUTES, MAX_SECONDS, NO_INPUT, NO_SPEECH, UNREADABLE
 
 EMODB_EMOTIONS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]  # models/ser-cnn-emodb
 _DEFAULT_CONFIG = json.loads((ROOT / DEFAULT_MODEL / "config.json").read_text())

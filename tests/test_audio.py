@@ -8,7 +8,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from ser.audio import AudioError, audio_duration, iter_audio_blocks, load_audio
+from ser.core.audio import AudioError, audio_duration, iter_audio_blocks, load_audio
 
 
 def tone(seconds: float, rate: int, freq: float = 440.0, amplitude: float = 0.5) -> np.ndarray:

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from helpers import EMODB, require
-from ser import augment
-from ser.audio import load_audio
-from ser.augment import AugmentationArguments, WaveformAugmenter
-from ser.data import CropDataset, PadCollator
+from ser.data import augment
+from ser.core.audio import load_audio
+from ser.data.augment import AugmentationArguments, WaveformAugmenter
+from ser.data.inputs import CropDataset, PadCollator
 
 RATE = 16000
 
@@ -105,7 +105,7 @@ def test_bad_ranges_are_refused():
 
 
 def test_balance_groups_gives_every_corpus_the_largest_count():
-    from ser.data import balance_groups
+    from ser.data.inputs import balance_groups
 
     groups = ["emodb"] * 10 + ["ravdess"] * 25 + ["emovo"] * 7
     indices = list(range(3, 42))  # a fold's training clips: some of each corpus

@@ -1,11 +1,11 @@
-"""Temperature scaling and the expected calibration error (ser/calibration.py) on logits whose true calibration is
+"""Temperature scaling and the expected calibration error (ser/training/calibration.py) on logits whose true calibration is
 known because the labels are drawn from a chosen softmax."""
 
 import numpy as np
 import pytest
 from scipy.special import softmax
 
-from ser.calibration import ECE_BINS, calibrate, expected_calibration_error, fit_temperature, probabilities
+from ser.training.calibration import ECE_BINS, calibrate, expected_calibration_error, fit_temperature, probabilities
 
 
 def draw(rng, n, classes=5, scale=3.0, temperature=1.0):

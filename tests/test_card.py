@@ -14,11 +14,11 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 from huggingface_hub import ModelCard  # noqa: E402
 
-from ser import corpora  # noqa: E402
-from ser import results as results_file  # noqa: E402
+from ser.data import corpora  # noqa: E402
+from ser.reporting import results as results_file  # noqa: E402
 import speech_ser as speech  # noqa: E402
-from ser.card import render_card, write_card  # noqa: E402
-from ser.metrics import classification_metrics  # noqa: E402
+from ser.reporting.card import render_card, write_card  # noqa: E402
+from ser.reporting.metrics import classification_metrics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EMODB_LABELS = ["angry", "boredom", "disgust", "fear", "happy", "neutral", "sad"]
@@ -42,13 +42,13 @@ def synthetic_fold(name, speakers, rng, num_labels, n=40, accuracy=0.6):
 
 def make_results(corpus="emodb", language="de", protocol="loso", pretrained=False, trust_remote_code=True,
                  seeds=(0,)):
-    """A results dict made by ser.results.build, one run of synthetic folds per seed."""
+    """A results dict made by ser.reporting.results.build, one run of synthetic folds per seed."""
     return results_file.build(**make_fields(corpus, language, protocol, pretrained, trust_remote_code, seeds))
 
 
 def make_fields(corpus="emodb", language="de", protocol="loso", pretrained=False, trust_remote_code=True,
                 seeds=(0,)):
-    """Keyword arguments of ser.results.build."""
+    """Keyword arguments of ser.reporting.results.build."""
     rng = np.random.default_rng(0)
     labels = EMODB_LABELS
     if protocol == "loso":
@@ -270,7 +270,7 @@ MIXTURE_SPEAKERS = {"emodb": ["03", "08"], "ravdess": ["01", "02"], "emovo": ["f
 
 
 def corpus_fold(name, corpora, rng, n=30, accuracy=0.6):
-    """A fold testing `corpora` (one speaker each, prefixed as ser.corpora.load_mixture does), each clip tagged with
+    """A fold testing `corpora` (one speaker each, prefixed as ser.data.corpora.load_mixture does), each clip tagged with
     its corpus; n clips per corpus."""
     parts = [synthetic_fold(name, [], rng, len(MIXTURE_LABELS), n=n, accuracy=accuracy) for _ in corpora]
     y_true = [t for part in parts for t in part["y_true"]]
@@ -287,7 +287,7 @@ def corpus_fold(name, corpora, rng, n=30, accuracy=0.6):
 
 
 def make_mixture_results(seeds=(0,), protocol="speaker_kfold", calibration=None, **extra):
-    """A results dict of a mixture of Emo-DB, RAVDESS and EMOVO, made by ser.results.build. "speaker_kfold": two
+    """A results dict of a mixture of Emo-DB, RAVDESS and EMOVO, made by ser.reporting.results.build. "speaker_kfold": two
     folds, each testing one speaker of every corpus; "loco": one fold per corpus, named after it."""
     rng = np.random.default_rng(1)
     if protocol == "loco":
@@ -331,7 +331,7 @@ def test_mixture_card_metadata():
 
 
 def test_mixture_licence_is_the_most_restrictive():
-    from ser.card import LICENCE_ORDER, license_for
+    from ser.reporting.card import LICENCE_ORDER, license_for
 
     assert LICENCE_ORDER.index("cc-by-nc-sa-4.0") > LICENCE_ORDER.index("cc-by-nc-4.0")
     base = make_mixture_results()
@@ -373,8 +373,8 @@ def test_calibration_section():
 
 
 def test_uncertain_threshold_matches_the_predictor():
-    from ser.card import UNCERTAIN_BELOW
-    from ser.predictor import EmotionPredictor
+    from ser.reporting.card import UNCERTAIN_BELOW
+    from ser.inference.predictor import EmotionPredictor
 
     assert UNCERTAIN_BELOW == EmotionPredictor.uncertain_below
 
@@ -391,7 +391,7 @@ def test_trim_silence_is_stated():
 
 
 def test_speaker_count_from_the_folds():
-    from ser.card import speaker_count
+    from ser.reporting.card import speaker_count
 
     assert speaker_count(make_mixture_results()) == 6
     assert speaker_count(make_results()) == 3
@@ -409,8 +409,8 @@ def write_model_and_loco(tmp_path, seeds=(0,), loco_seeds=(0, 1)):
 
 
 def test_cross_corpus_section_from_add_cross_corpus(tmp_path):
-    from ser.card import CROSS_CORPUS_HEADING
-    from ser.export import add_cross_corpus
+    from ser.reporting.card import CROSS_CORPUS_HEADING
+    from ser.reporting.export import add_cross_corpus
 
     model, loco = write_model_and_loco(tmp_path)
     before = (model / "README.md").read_text()
@@ -438,7 +438,7 @@ def test_cross_corpus_section_from_add_cross_corpus(tmp_path):
 
 
 def test_add_cross_corpus_refuses_a_run_that_is_not_loco(tmp_path):
-    from ser.export import add_cross_corpus
+    from ser.reporting.export import add_cross_corpus
 
     model, _ = write_model_and_loco(tmp_path)
     other = tmp_path / "runs" / "kfold"
@@ -477,9 +477,9 @@ def test_converted_encoder_weights_are_credited():
 def test_description_of_a_mixture_for_a_person(tmp_path):
     """One short line in plain words, and the details (how often it is right, where it learned) for a fold; no file
     names, no "corpus", no metric names."""
-    from ser.about import describe_model
-    from ser import results as results_file
-    from ser.export import add_cross_corpus
+    from ser.demo.about import describe_model
+    from ser.reporting import results as results_file
+    from ser.reporting.export import add_cross_corpus
 
     model, loco = write_model_and_loco(tmp_path, seeds=(0, 1))
     short, details = describe_model(str(model), MIXTURE_LABELS)
@@ -505,8 +505,8 @@ def test_description_of_a_mixture_for_a_person(tmp_path):
 
 
 def test_description_of_a_single_corpus_model_and_of_none():
-    from ser.about import describe_model
-    from ser import results as results_file
+    from ser.demo.about import describe_model
+    from ser.reporting import results as results_file
 
     results = results_file.read(REPO / "models" / "ser-cnn-emodb")
     short, details = describe_model(str(REPO / "models" / "ser-cnn-emodb"), EMODB_LABELS)
@@ -521,8 +521,8 @@ def test_description_of_a_single_corpus_model_and_of_none():
 def test_export_again_keeps_the_cross_corpus_results_of_the_same_task(tmp_path):
     """Exporting a run into a model folder that holds a leave-one-corpus-out run's results (add_cross_corpus) keeps
     them and their card section when the task (the labels) is the same, and drops them when it is not."""
-    from ser.card import CROSS_CORPUS_HEADING
-    from ser.export import add_cross_corpus, export_run
+    from ser.reporting.card import CROSS_CORPUS_HEADING
+    from ser.reporting.export import add_cross_corpus, export_run
 
     model, loco = write_model_and_loco(tmp_path)
     run = tmp_path / "runs" / "mix"
@@ -545,7 +545,7 @@ def test_export_again_keeps_the_cross_corpus_results_of_the_same_task(tmp_path):
 
 def test_a_model_kept_in_this_repository_is_used_by_its_hub_name_with_the_folder_beside():
     """The card's usage loads a Hub id; a model whose recorded id is a folder here gets a placeholder owner."""
-    from ser.card import usage_section
+    from ser.reporting.card import usage_section
 
     kept = usage_section({"hub_model_id": "models/ser-whisper-mixture", "trust_remote_code": True})
     assert 'model="YOUR_HUB_NAME/ser-whisper-mixture", trust_remote_code=True)' in kept

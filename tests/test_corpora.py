@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from helpers import DATA
-from ser import corpora
-from ser.corpora import (
+from ser.data import corpora
+from ser.data.corpora import (
     CANONICAL_LABELS,
     CORPORA,
     LANGUAGE_NAMES,

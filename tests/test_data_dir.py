@@ -1,5 +1,5 @@
 """Where the named corpora are: --data_dir, else $SER_DATA, else ../shared/data beside the repository
-(ser.corpora.data_dir). The real corpora reached through another folder (symlinks to them) load the same clips,
+(ser.data.corpora.data_dir). The real corpora reached through another folder (symlinks to them) load the same clips,
 however the folder is given, and a corpus missing there is reported with the folder searched and how to change it."""
 
 from pathlib import Path
@@ -8,10 +8,10 @@ import pytest
 
 import train_ser
 from helpers import DATA, ROOT, require
-from ser import corpora
-from ser.arguments import parse_arguments
-from ser.corpora import DATA_ENV, DEFAULT_DATA_DIR, CorpusError, corpus_dir, data_dir, load_corpus, load_mixture
-from ser.experiment import corpus_roots, read_corpus
+from ser.data import corpora
+from ser.training.arguments import parse_arguments
+from ser.data.corpora import DATA_ENV, DEFAULT_DATA_DIR, CorpusError, corpus_dir, data_dir, load_corpus, load_mixture
+from ser.training.experiment import corpus_roots, read_corpus
 
 REAL = ("emodb", "ravdess", "emovo")  # the corpora on this machine
 MIXTURE = ROOT / "configs" / "mixture.yaml"

@@ -11,9 +11,9 @@ import pytest
 from datasets import Audio, ClassLabel, Dataset, concatenate_datasets, load_from_disk
 
 from helpers import EMODB, SPEAKERS, require, small_emodb_csv, tiny_spec, train
-from ser import dataset
-from ser.audio import load_audio
-from ser.corpora import load_emodb
+from ser.data import dataset
+from ser.core.audio import load_audio
+from ser.data.corpora import load_emodb
 
 TWO_PROCESSES = (sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                  "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
@@ -59,7 +59,7 @@ def test_train_on_an_audiofolder_with_speakers_from_file_names(tmp_path):
     results = results_of(tmp_path / "run")
     assert results["corpus"] == "audiofolder" and results["labels"] == ["angry", "sad"]
     assert results["runs"][0]["folds"][0]["n_test"] == 6
-    assert done.stdout.count("'test_ua'") == 1  # the Trainer logs the fold's UA (ser/ser_metrics)
+    assert done.stdout.count("'test_ua'") == 1  # the Trainer logs the fold's UA (ser/reporting/ser_metrics)
     # evaluating the test speaker after every epoch logs UA each time and changes nothing in the training
     watched = train(tmp_path, *common, "--eval_strategy", "epoch", "--output_dir", tmp_path / "watched")
     assert watched.stdout.count("'eval_ua'") == 2
@@ -147,7 +147,7 @@ def test_an_audiofolder_with_metadata_trains_speaker_independently(tmp_path):
     """`--dataset_name FOLDER` with a metadata.csv (file_name, label, speaker): leave-one-speaker-out from the speaker
     column by itself, every fold by speaker, results.json written; its card and the demo's description say only
     what is known of such data (no "actors")."""
-    from ser.card import render_card
+    from ser.reporting.card import render_card
 
     folder = tmp_path / "my clips"
     rows = metadata_audiofolder(folder)
@@ -168,8 +168,8 @@ def test_an_audiofolder_with_metadata_trains_speaker_independently(tmp_path):
 
 
 def test_an_audiofolder_without_speakers_is_refused_unless_the_random_split_is_asked_for(tmp_path):
-    from ser.arguments import parse_arguments
-    from ser.experiment import read_corpus
+    from ser.training.arguments import parse_arguments
+    from ser.training.experiment import read_corpus
 
     folder = tmp_path / "no speakers"
     metadata_audiofolder(folder, per_speaker=8, speaker_column=False)

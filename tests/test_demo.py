@@ -1,4 +1,4 @@
-"""ser/demo.py, what the demo does with audio: checks in plain words, the analysis of an upload, the live session.
+"""ser/demo/analysis.py, what the demo does with audio: checks in plain words, the analysis of an upload, the live session.
 Real Emo-DB speech and the embedded default model."""
 
 import numpy as np
@@ -7,11 +7,13 @@ import soundfile as sf
 
 from helpers import DATA, EMODB, ROOT, require
 
-from ser import defaults, demo, timeline
-from ser.audio import load_audio
-from ser.defaults import DEFAULT_MODEL
-from ser.predictor import EmotionPredictor, InputPolicy
-from ser.rows import Segment
+from ser.core import defaults
+from ser.demo import analysis as demo
+from ser.inference import timeline
+from ser.core.audio import load_audio
+from ser.core.defaults import DEFAULT_MODEL
+from ser.inference.predictor import EmotionPredictor, InputPolicy
+from ser.inference.rows import Segment
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +256,7 @@ def test_too_short_quotes_the_models_own_minimum(speech, tmp_path):
 def test_refusals_carry_their_reason(predictor, speech):
     """Each refusal is an AudioError whose `reason` says why (and `details` the numbers): callers branch on it, never
     on the message's words."""
-    from ser.audio import AudioError, Reason
+    from ser.core.audio import AudioError, Reason
 
     noise = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
     cases = [(np.zeros(0, np.float32), Reason.EMPTY), (np.full(16000, np.nan, np.float32), Reason.NOT_FINITE),
@@ -274,7 +276,7 @@ def test_refusals_carry_their_reason(predictor, speech):
 def test_the_input_policy_given_is_the_one_applied_narrowed_by_the_model(speech):
     """A stricter policy is applied as given; a looser one is narrowed to what the model can take (the default
     Whisper model's encoder holds 30 s)."""
-    from ser.audio import AudioError, Reason
+    from ser.core.audio import AudioError, Reason
 
     strict = EmotionPredictor.from_pretrained(ROOT / DEFAULT_MODEL, runtime="fp32", policy=InputPolicy(max_seconds=2.0))
     clip = np.tile(speech[0], 2)[: 3 * 16000]
@@ -299,7 +301,7 @@ def test_a_shuffled_recording_of_the_three_corpora_agrees_with_its_clips(predict
     """Clips of Emo-DB, RAVDESS and EMOVO in shuffled order with 1 s pauses, analysed as the demo does (its default
     segment length and smoothing): each segment gets the label its own audio gets alone, and nearly always the label
     of the clip it lies in (benchmarks/timeline_agreement.py measures 48 clips)."""
-    from ser.corpora import load_corpus
+    from ser.data.corpora import load_corpus
 
     rng = np.random.default_rng(1)
     clips = []

@@ -16,11 +16,11 @@ from gradio_client import Client, handle_file
 
 from helpers import EMODB, ROOT, require
 from helpers import free_port, serving
-from ser.defaults import DEFAULT_MODEL
+from ser.core.defaults import DEFAULT_MODEL
 
 MODEL_CODE = ("modeling_ser", "feature_extraction_ser", "speech_ser")  # beside the app and beside the model
-SPACE_FILES = {"README.md", "app.py", "packages.txt", "requirements.txt", "ser/__init__.py", "ser/demo.py",
-               "ser/predictor.py", "ser/defaults.py", f"{DEFAULT_MODEL}/model.safetensors", f"{DEFAULT_MODEL}/config.json",
+SPACE_FILES = {"README.md", "app.py", "packages.txt", "requirements.txt", "ser/__init__.py", "ser/demo/analysis.py",
+               "ser/inference/predictor.py", "ser/core/defaults.py", f"{DEFAULT_MODEL}/model.safetensors", f"{DEFAULT_MODEL}/config.json",
                f"{DEFAULT_MODEL}/preprocessor_config.json", f"{DEFAULT_MODEL}/results.json",
                *(f"{folder}{name}.py" for name in MODEL_CODE for folder in ("", f"{DEFAULT_MODEL}/"))}
 
@@ -49,8 +49,8 @@ def test_dry_run_lists_only_what_the_space_needs(dry_run):
     assert SPACE_FILES <= set(files)
     assert not any(name.startswith(("runs/", "tests/", "benchmarks/", "configs/", ".venv/")) for name in files)
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in files)
-    training = {"ser/experiment.py", "ser/arguments.py", "ser/frozen.py", "ser/dataset.py", "ser/augment.py",
-                "ser/run_outputs.py", "ser/convert_whisper.py", "ser/export.py"}
+    training = {"ser/training/experiment.py", "ser/training/arguments.py", "ser/training/frozen.py", "ser/data/dataset.py", "ser/data/augment.py",
+                "ser/training/run_outputs.py", "ser/training/convert_whisper.py", "ser/reporting/export.py"}
     assert not training & set(files)  # inference only: the modules app.py imports, not the training code
     models = {name.rsplit("/", 1)[0] for name in files if name.startswith("models/")}
     assert models == {DEFAULT_MODEL}  # the default model only, never the others under models/
@@ -112,12 +112,14 @@ def test_every_module_of_the_package_the_space_imports_is_staged(dry_run):
     absent = set()
     for path in staged.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "ser":
-                wanted = [f"ser/{alias.name}.py" for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ser."):
-                wanted = [node.module.replace(".", "/") + ".py"]
-            else:
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "ser"):
                 continue
+            folder = node.module.replace(".", "/")
+            if (ROOT / folder).is_dir():  # a package: its named modules (or subpackages)
+                wanted = [f"{folder}/{alias.name}.py" if (ROOT / folder / f"{alias.name}.py").exists()
+                          else f"{folder}/{alias.name}/__init__.py" for alias in node.names]
+            else:
+                wanted = [folder + ".py"]
             absent |= {f"{name} ({path.relative_to(staged)})" for name in wanted if not (staged / name).is_file()}
     assert not absent, f"imported on the Space but not staged: {sorted(absent)}"
 
@@ -153,7 +155,7 @@ def test_staged_space_serves_a_prediction(dry_run, tmp_path):
     scores = {item["label"]: item["confidence"] for item in result["confidences"]}
     assert result["label"] in scores and abs(sum(scores.values()) - 1) < 1e-4, result
     # The staged app imported its own ser: Python wrote the staged modules' bytecode beside them.
-    assert list((staged / "ser" / "__pycache__").glob("demo.*.pyc")), "the staged app did not import its own ser"
+    assert list((staged / "ser" / "demo" / "__pycache__").glob("analysis.*.pyc")), "the staged app did not import its own ser"
 
 
 def test_upload_creates_the_space_and_uploads_the_staged_folder(monkeypatch, tmp_path):

@@ -142,7 +142,7 @@ def accepted_flags(target: tuple[str, ...]) -> frozenset[str]:
         parser = built_parser(kind, name)
     flags = {option for option in parser._option_string_actions if option.startswith("--")}
     if "parse_arguments" in source:
-        # train_ser.py's parsing reads --config and --recipe from argv before the parser (ser/arguments.py)
+        # train_ser.py's parsing reads --config and --recipe from argv before the parser (ser/training/arguments.py)
         for path in sorted((ROOT / "ser").rglob("*.py")):
             flags.update(re.findall(r"""["'](--[\w-]+)["']\s+in\s+argv""", path.read_text()))
     return frozenset(flags)
@@ -212,7 +212,7 @@ def test_the_parser_sees_through_variables_continuations_and_launchers():
                          "--output_dir", "runs/x"],
                         ["accelerate", "launch", "--num_processes", "2", "predict_ser.py", "a.wav"]]
     assert ours(commands[1]) == (("script", "predict_ser.py"), ["a.wav"], ["--num_processes", "2"])
-    assert ours(["ser-adapt", "m", "a", "--output", "o"])[0] == ("module", "ser.adaptation")
+    assert ours(["ser-adapt", "m", "a", "--output", "o"])[0] == ("module", "ser.training.adaptation")
     assert ours(["git", "show", "x"]) is None
     assert repository_paths(["--config", "configs/x.yaml", "--export_dir", "models/new", "my.wav", "<dir>/a"]) \
         == ["configs/x.yaml"]

@@ -1,4 +1,4 @@
-"""The fold loop (ser.experiment) in-process, on a few real Emo-DB clips and a tiny frozen encoder: what a fold
+"""The fold loop (ser.training.experiment) in-process, on a few real Emo-DB clips and a tiny frozen encoder: what a fold
 returns, that a finished fold is read back instead of retrained, that every fold starts from the same weights, and
 that speaker-independent folds are checked."""
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from helpers import small_emodb_csv, tiny_spec
-from ser import splits
-from ser.arguments import parse_arguments
-from ser.experiment import build_experiment, prepare_folds, read_corpus
-from ser.metrics import classification_metrics
+from ser.data import splits
+from ser.training.arguments import parse_arguments
+from ser.training.experiment import build_experiment, prepare_folds, read_corpus
+from ser.reporting.metrics import classification_metrics
 
 
 @pytest.fixture
@@ -71,7 +71,7 @@ def test_the_resolved_configuration_repeats_the_run(tmp_path, recipe):
     config, it gives every option the same value, and no token is written."""
     from dataclasses import asdict
 
-    from ser.arguments import write_resolved
+    from ser.training.arguments import write_resolved
 
     argv = ["--config", "configs/emodb.yaml", *recipe, "--learning_rate", "0.002", "--only_folds", "03", "08",
             "--hub_token", "secret", "--output_dir", str(tmp_path / "run")]
@@ -89,7 +89,7 @@ def test_one_normalisation_flag_with_its_choices_declared_once(tmp_path, capsys,
     """--normalisation takes modeling_ser.NORMALISATIONS (its help lists them all, argparse refuses others); what it
     normalises follows the family and mode, and a choice the model cannot carry is refused before any training."""
     import modeling_ser
-    from ser.experiment import build_model
+    from ser.training.experiment import build_model
 
     monkeypatch.setenv("COLUMNS", "10000")  # argparse wraps the help at the terminal's width
     with pytest.raises(SystemExit):

@@ -8,7 +8,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from helpers import EMODB, ROOT
-from ser import results as results_file
+from ser.reporting import results as results_file
 from helpers import run_fresh_pipeline, run_fresh_pipelines
 from helpers import small_emodb_csv, tiny_spec, train
 
@@ -82,7 +82,7 @@ def test_shipped_models_are_what_the_current_code_writes(tmp_path):
     """Every committed model folder equals what `scripts/refresh_models.py` writes from its own weights and results
     with the current code (config, modeling_ser.py, feature extractor, card): a folder that differs would load other
     code, or state other facts, on the Hub than the code tested here."""
-    from ser.export import refresh
+    from ser.reporting.export import refresh
 
     folders = sorted(config.parent for config in (ROOT / "models").glob("*/config.json"))
     assert folders, "no exported models in models/"

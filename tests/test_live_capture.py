@@ -1,4 +1,4 @@
-"""The live microphone's transport (ser/live_capture.py, ser/live_page.py): numbered pieces of PCM from the page's
+"""The live microphone's transport (ser/demo/live_capture.py, ser/demo/live_page.py): numbered pieces of PCM from the page's
 recorder reach the session whole, once each, in order, whatever is sent again; what is saved is every sample. The
 browser side is tested in test_app.py (Chromium's fake microphone)."""
 
@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import soxr
 
-from ser import demo
-from ser.live_capture import BUSY, LOST, Captures
-from ser.live_page import Report
+from ser.demo import analysis as demo
+from ser.demo.live_capture import BUSY, LOST, Captures
+from ser.demo.live_page import Report
 
 
 def piece(key: str, number: int, pcm: np.ndarray) -> dict:

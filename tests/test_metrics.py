@@ -1,4 +1,4 @@
-"""Metrics checked against small cases that can be verified by hand, and the metric module ser/ser_metrics
+"""Metrics checked against small cases that can be verified by hand, and the metric module ser/reporting/ser_metrics
 against scikit-learn and numpy computed here."""
 
 import json
@@ -13,8 +13,8 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_s
 from transformers import EvalPrediction
 
 from helpers import ROOT
-from ser import calibration
-from ser.metrics import (METRIC_PATH, classification_metrics, compute_metrics_fn, metric_functions, plot_confusion,
+from ser.training import calibration
+from ser.reporting.metrics import (METRIC_PATH, classification_metrics, compute_metrics_fn, metric_functions, plot_confusion,
                          summarize_folds)
 
 
@@ -132,7 +132,7 @@ def random_cases():
 LOAD_ELSEWHERE = """
 import json, sys
 import evaluate
-from ser.metrics import classification_metrics
+from ser.reporting.metrics import classification_metrics
 metric = evaluate.load(sys.argv[1])
 out = []
 for case in json.load(sys.stdin):
@@ -151,7 +151,7 @@ def assert_matches(metrics, expected):
 
 def test_module_loaded_by_path_elsewhere_and_offline_matches_sklearn(tmp_path):
     """A fresh process in another directory, offline, with an empty modules cache: the module loads by path and
-    ser.metrics finds it relative to the repository (editable install, no PYTHONPATH)."""
+    ser.reporting.metrics finds it relative to the repository (editable install, no PYTHONPATH)."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(HF_HUB_OFFLINE="1", HF_EVALUATE_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     cases = random_cases()
@@ -167,7 +167,7 @@ def test_module_loaded_by_path_elsewhere_and_offline_matches_sklearn(tmp_path):
 
 
 def test_metric_module_is_inside_the_package():
-    assert METRIC_PATH == ROOT / "ser" / "ser_metrics"
+    assert METRIC_PATH == ROOT / "ser" / "reporting" / "ser_metrics"
     assert (METRIC_PATH / "ser_metrics.py").is_file() and (METRIC_PATH / "README.md").is_file()
 
 

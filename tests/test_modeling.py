@@ -9,7 +9,7 @@ from transformers import AutoModelForAudioClassification, Wav2Vec2Model
 
 import modeling_ser
 from helpers import FAMILIES, TINY_SPECS, run_fresh_pipelines
-from ser.encoders import feature_extractor_for, scratch_model
+from ser.training.encoders import feature_extractor_for, scratch_model
 import speech_ser as speech_detection
 
 LABELS = ["angry", "sad"]

@@ -10,8 +10,8 @@ from transformers import (AutoFeatureExtractor, AutoModelForAudioClassification,
 
 import modeling_ser
 from helpers import EMODB, TINY_WHISPER as TINY, WHISPER_SPEC as SPEC
-from ser.encoders import feature_extractor_for, pretrained_model, scratch_model
-from ser.predictor import EmotionPredictor
+from ser.training.encoders import feature_extractor_for, pretrained_model, scratch_model
+from ser.inference.predictor import EmotionPredictor
 from helpers import run_fresh_pipeline
 
 LABELS = ["angry", "happy", "neutral", "sad"]

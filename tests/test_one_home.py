@@ -22,7 +22,7 @@ def test_the_sample_rate_is_written_once():
 
 def test_integer_pcm_has_one_scale():
     assert places(r"\b3276[78]\b|2 ?\*\* ?15\b") == []
-    assert len(places(r"2 ?\*\* ?\(.*bits")) == 1  # ser.audio.to_float_mono: 2**(bits - 1), for every caller
+    assert len(places(r"2 ?\*\* ?\(.*bits")) == 1  # ser.core.audio.to_float_mono: 2**(bits - 1), for every caller
 
 
 def test_the_clip_limits_are_defined_once():
@@ -32,7 +32,7 @@ def test_the_clip_limits_are_defined_once():
     limit = r"\b((min|max)_(speaker_)?seconds|silence_db)\s*(:\s*\w+\s*)?=\s*-?[\d.]+"
     assert [place.split("  #")[0] for place in places(f"(?i){limit}")] == [
         "feature_extraction_ser.py: MIN_SECONDS = 0.25", "feature_extraction_ser.py: SILENCE_DB = -70.0",
-        "ser/predictor.py: max_seconds: float = 60.0", "ser/predictor.py: min_speaker_seconds: float = 10.0"]
+        "ser/inference/predictor.py: max_seconds: float = 60.0", "ser/inference/predictor.py: min_speaker_seconds: float = 10.0"]
 
 
 def test_the_entry_points_are_console_commands_too():
@@ -56,7 +56,7 @@ def test_encoder_specs_hold_only_overrides_of_the_config_defaults(tmp_path):
 
     import pytest
 
-    from ser import encoders
+    from ser.training import encoders
 
     specs = sorted((ROOT / "configs" / "encoders").glob("*.json"))
     assert specs

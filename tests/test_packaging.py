@@ -16,10 +16,10 @@ from helpers import EMODB, ROOT, require
 
 def test_library_imports_outside_the_repository(tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    probe = "import modeling_ser, ser.predictor; print(modeling_ser.__file__); print(ser.predictor.__file__)"
+    probe = "import modeling_ser, ser.inference.predictor; print(modeling_ser.__file__); print(ser.inference.predictor.__file__)"
     done = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(ROOT / "modeling_ser.py"), str(ROOT / "ser" / "predictor.py")]
+    assert done.stdout.split() == [str(ROOT / "modeling_ser.py"), str(ROOT / "ser" / "inference" / "predictor.py")]
 
 
 # --- `pip install .` (not editable): the installed package alone, the repository out of reach ---------------------
@@ -31,8 +31,8 @@ import soundfile as sf
 from transformers import pipeline
 classify = pipeline("audio-classification", model=model, trust_remote_code=True, top_k=None)
 scores = classify(sf.read(clip, dtype="float32")[0])
-import ser, ser.metrics
-from ser.metrics import METRIC_PATH, classification_metrics
+import ser, ser.reporting.metrics
+from ser.reporting.metrics import METRIC_PATH, classification_metrics
 metric = classification_metrics([0, 1, 1], [0, 1, 0], num_labels=2)
 (script,) = importlib.metadata.entry_points(group="console_scripts", name="ser-predict")
 main = script.load()
@@ -61,7 +61,7 @@ def test_a_non_editable_install_runs_the_pipeline_ser_predict_and_the_metric(tmp
                            "--no-cache-dir", "--quiet", "--target", str(site), str(source)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (site / "ser" / "ser_metrics" / "ser_metrics.py").is_file()  # the metric module shipped as package data
+    assert (site / "ser" / "reporting" / "ser_metrics" / "ser_metrics.py").is_file()  # the metric module shipped as package data
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     elsewhere.mkdir()
     env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_EVALUATE_OFFLINE": "1", "OMP_NUM_THREADS": "1",
@@ -76,7 +76,7 @@ def test_a_non_editable_install_runs_the_pipeline_ser_predict_and_the_metric(tmp
     assert Path(probe["ser"]).parent == site / "ser"  # the installed package, not the repository's
     assert Path(probe["predict_ser"]) == site / "predict_ser.py"
     assert Path(probe["dist"]) == site and probe["entry_point"] == "predict_ser:main"
-    assert Path(probe["metric_path"]) == site / "ser" / "ser_metrics"
+    assert Path(probe["metric_path"]) == site / "ser" / "reporting" / "ser_metrics"
     assert probe["metric"]["wa"] == pytest.approx(2 / 3) and probe["metric"]["ua"] == pytest.approx(0.75)
     labels = json.loads((model / "config.json").read_text())["id2label"].values()
     assert {score["label"] for score in probe["scores"]} == set(labels)

@@ -1,4 +1,4 @@
-"""predict_ser.py at archive scale (ser/archive.py): real Emo-DB clips, the embedded default model, real
+"""predict_ser.py at archive scale (ser/inference/archive.py): real Emo-DB clips, the embedded default model, real
 `accelerate launch` subprocesses with 2 processes. Outputs of 1 and 2 processes are identical byte for byte; a run
 killed half-way and started again skips what it had finished and gives the same output."""
 
@@ -15,7 +15,7 @@ import pytest
 
 import predict_ser
 from helpers import EMODB, ROOT, require
-from ser import archive
+from ser.inference import archive
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]

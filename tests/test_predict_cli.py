@@ -13,9 +13,9 @@ import torch
 
 import predict_ser
 from helpers import EMODB, ROOT, TINY_SPECS, require
-from ser.audio import load_audio
-from ser.encoders import scratch_model
-from ser.predictor import EmotionPredictor
+from ser.core.audio import load_audio
+from ser.training.encoders import scratch_model
+from ser.inference.predictor import EmotionPredictor
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav", "03a04Fd.wav"]

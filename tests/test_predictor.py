@@ -16,10 +16,11 @@ from matplotlib.figure import Figure
 
 import modeling_ser
 from helpers import EMODB, ROOT, TINY_SPECS, require
-from ser.audio import AudioError, load_audio
-from ser.encoders import scratch_model
-from ser.predictor import EmotionPredictor
-from ser import rows as outputs, timeline
+from ser.core.audio import AudioError, load_audio
+from ser.training.encoders import scratch_model
+from ser.inference.predictor import EmotionPredictor
+from ser.inference import rows as outputs
+from ser.inference import timeline
 
 LABELS = ["angry", "happy", "neutral", "sad"]
 CLIPS = ["03a01Wa.wav", "03a02Ta.wav", "03a04Fd.wav", "03a05Aa.wav", "03a02Wb.wav", "03a01Nc.wav"]
@@ -169,7 +170,7 @@ def test_bf16_warns_where_the_cpu_has_no_native_bf16(saved, tmp_path, monkeypatc
     works); with either, or on a CPU whose flags are unknown, it says nothing. The flags come from /proc/cpuinfo."""
     import warnings
 
-    from ser import runtime
+    from ser.inference import runtime
 
     assert "6.6x slower than fp32" in runtime.bf16_warning(ZEN3_FLAGS)
     for flags in (ZEN3_FLAGS | {"avx512f", "avx512_bf16"}, ZEN3_FLAGS | {"amx_bf16", "amx_tile"}, set(),
@@ -197,11 +198,11 @@ def test_bf16_warns_where_the_cpu_has_no_native_bf16(saved, tmp_path, monkeypatc
 
 
 def test_the_default_runtime_is_the_exact_onnx_one():
-    """The predictor, predict_ser.py and the demo default to ser.defaults.RUNTIME: "onnx", float32 like fp32."""
+    """The predictor, predict_ser.py and the demo default to ser.core.defaults.RUNTIME: "onnx", float32 like fp32."""
     import inspect
 
     import predict_ser
-    from ser import defaults
+    from ser.core import defaults
 
     assert defaults.RUNTIME == "onnx"
     assert inspect.signature(EmotionPredictor.from_pretrained).parameters["runtime"].default == "onnx"
@@ -441,7 +442,7 @@ MEMORY_PROBE = textwrap.dedent("""
     import json, resource, sys, tracemalloc
     import torch
     torch.set_num_threads(1)
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     predictor = EmotionPredictor.from_pretrained(sys.argv[1], runtime="fp32")
     rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
@@ -507,7 +508,7 @@ def test_calibration_temperature_is_applied_once(kind, saved, tmp_path):
 def test_speaker_statistics_for_a_speaker_normalised_model(tmp_path):
     """--same-speaker end to end on a tiny speaker-normalised model: the statistics equal the model's own
     speech_statistics over the same clips, are refused under min_speaker_seconds of speech, and are used."""
-    from ser.statistics import LogMelFrames, RunningStatistics
+    from ser.core.statistics import LogMelFrames, RunningStatistics
 
     torch.manual_seed(0)
     model, fe = scratch_model(TINY_SPECS["logmel-cnn"], LABELS, pooling="stats", normalisation="speaker")

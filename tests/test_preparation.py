@@ -15,11 +15,12 @@ import torch
 from transformers import AutoFeatureExtractor
 
 from helpers import EMODB, RAVDESS, ROOT, DATA, require
-from ser import corpora, dataset
-from ser.audio import AudioError, load_audio
-from ser.defaults import DEFAULT_MODEL
-from ser.experiment import prepared_audio
-from ser.predictor import EmotionPredictor
+from ser.data import corpora
+from ser.data import dataset
+from ser.core.audio import AudioError, load_audio
+from ser.core.defaults import DEFAULT_MODEL
+from ser.training.experiment import prepared_audio
+from ser.inference.predictor import EmotionPredictor
 
 MODEL = ROOT / DEFAULT_MODEL
 PROBABILITY_TOLERANCE = 1e-4  # the same float32 model on the same prepared samples: only batching differs

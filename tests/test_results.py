@@ -1,6 +1,6 @@
-"""The results.json contract (ser/results.py): build over several seeds, validate, write/read, upgrade of the
+"""The results.json contract (ser/reporting/results.py): build over several seeds, validate, write/read, upgrade of the
 first (one-seed) format, and the results table script. Expected numbers are computed here with sklearn and numpy
-directly, not with ser.metrics."""
+directly, not with ser.reporting.metrics."""
 
 import copy
 import json
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from ser import results as results_file
+from ser.reporting import results as results_file
 
 REPO = Path(__file__).resolve().parent.parent
 LABELS = ["angry", "neutral", "sad"]
@@ -297,8 +297,8 @@ def test_calibration_field():
 
 
 def test_calibration_from_calibrate_is_valid():
-    """What train_ser.py stores: ser.calibration.calibrate on the folds' test logits."""
-    from ser.calibration import calibrate
+    """What train_ser.py stores: ser.training.calibration.calibrate on the folds' test logits."""
+    from ser.training.calibration import calibrate
 
     rng = np.random.default_rng(0)
     folds = [{"name": name, "y_true": Y_TRUE[name], "logits": rng.normal(0, 2, (len(Y_TRUE[name]), len(LABELS)))}

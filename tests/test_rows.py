@@ -1,12 +1,12 @@
-"""ser/rows.py: one definition of a prediction and a segment, and the writers every output goes through."""
+"""ser/inference/rows.py: one definition of a prediction and a segment, and the writers every output goes through."""
 
 import csv
 import json
 
 import pytest
 
-from ser import rows as outputs
-from ser.rows import Prediction, Segment
+from ser.inference import rows as outputs
+from ser.inference.rows import Prediction, Segment
 
 LABELS = ["angry", "sad"]
 

@@ -16,11 +16,11 @@ import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForSequenceClassification
 
 from helpers import EMODB, ROOT, TINY_SPECS, WHISPER_SPEC, require
-from ser.audio import load_audio
-from ser.defaults import DEFAULT_MODEL
-from ser.encoders import scratch_model
-from ser.onnx_runtime import cache_folder, small_products
-from ser.predictor import EmotionPredictor
+from ser.core.audio import load_audio
+from ser.core.defaults import DEFAULT_MODEL
+from ser.training.encoders import scratch_model
+from ser.inference.onnx_runtime import cache_folder, small_products
+from ser.inference.predictor import EmotionPredictor
 
 pytestmark = pytest.mark.slow  # six exports with torch.export: about 2 minutes on 2 shared cores
 
@@ -186,14 +186,14 @@ def default_clips():
 
 @pytest.fixture(scope="module")
 def default_scores(default_folder, default_clips):
-    from ser.runtime import RUNTIMES
+    from ser.inference.runtime import RUNTIMES
 
     return {runtime: EmotionPredictor.from_pretrained(default_folder, runtime=runtime).classify_batch(default_clips)
             for runtime in RUNTIMES}
 
 
 def test_the_embedded_default_model_runs_in_onnx_runtime(default_folder, default_scores, default_clips, audio):
-    """The trained default model (ser.defaults.DEFAULT_MODEL: a frozen Whisper encoder and its head) exports and
+    """The trained default model (ser.core.defaults.DEFAULT_MODEL: a frozen Whisper encoder and its head) exports and
     gives fp32's probabilities on real clips, the shortest one it takes included."""
     for got, want in zip(default_scores["onnx"], default_scores["fp32"]):
         assert max(abs(got[k] - want[k]) for k in want) < 1e-3

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from helpers import DATA
-from ser.corpora import Clip, load_emodb, load_mixture, load_ravdess
-from ser.splits import (
+from ser.data.corpora import Clip, load_emodb, load_mixture, load_ravdess
+from ser.data.splits import (
     Fold,
     check_speaker_disjoint,
     fixed_split,

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import EMODB, ROOT, SPEAKERS, TINY_SPECS, require, small_emodb_csv, tiny_spec, train
 import speech_ser as speech
-from ser.corpora import load_emodb
+from ser.data.corpora import load_emodb
 
 @pytest.mark.slow
 def test_real_emodb_end_to_end(tmp_path):
@@ -204,7 +204,7 @@ def small_csv(tmp_path, name, clips, speakers, per_label=3):
 def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
     """Two corpora (Emo-DB and EMOVO clips as CSV corpora) left out in turn: folds named by corpus, numbers per
     corpus, the calibration temperature in results.json and in the final model, trimming recorded in the model."""
-    from ser.corpora import load_emovo
+    from ser.data.corpora import load_emovo
 
     emodb = small_csv(tmp_path, "german", load_emodb(require(EMODB)), ["03", "08"])
     emovo = small_csv(tmp_path, "italian", load_emovo(require(EMODB.parent / "emovo")), ["f1", "m1"])
@@ -233,7 +233,7 @@ def test_mixture_leave_one_corpus_out_with_calibration(tmp_path):
 
 def test_whisper_trains_from_a_spec(tmp_path):
     """Whisper's log-mels are (mel bins, frames): train_ser.py crops and pads them along time like every other
-    family (ser.data time-first features, transposed back by the collator), and the saved model predicts."""
+    family (ser.data.inputs time-first features, transposed back by the collator), and the saved model predicts."""
     from helpers import WHISPER_SPEC as SPEC
 
     spec = tmp_path / "tiny-whisper.json"
@@ -244,7 +244,7 @@ def test_whisper_trains_from_a_spec(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["encoder"]["family"] == "whisper" and results["runs"][0]["folds"][0]["n_test"] == 12
 
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     predictor = EmotionPredictor.from_pretrained(out / "final", runtime="fp32")
     clips = load_emodb(require(EMODB))[:3]
@@ -261,7 +261,7 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
     probabilities: training and serving share one definition of the statistics and of where they apply."""
     from helpers import WHISPER_SPEC as SPEC
 
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     spec = tmp_path / f"tiny-{family}.json"
     spec.write_text(json.dumps(SPEC if family == "whisper" else TINY_SPECS[family]))
@@ -317,7 +317,7 @@ def test_a_normalised_model_is_served_as_it_was_tested(tmp_path, family, normali
 def test_recipe_replaces_the_included_one_and_the_config_still_wins(tmp_path):
     """`--recipe` swaps the recipe a corpus config includes (the CNN instead of the Whisper default); the corpus
     config's own keys and then the command line still win."""
-    from ser.arguments import parse_arguments
+    from ser.training.arguments import parse_arguments
 
     config = ROOT / "configs" / "emodb.yaml"
     data, model, *_ = parse_arguments(["--config", str(config), "--output_dir", str(tmp_path)])

@@ -1,4 +1,4 @@
-"""Words per segment (ser/words.py): one encoder pass gives the plain predictor's emotion and the words, the words
+"""Words per segment (ser/inference/words.py): one encoder pass gives the plain predictor's emotion and the words, the words
 are the corpus sentences, the decoder is the one the emotion model's encoder came from, and what has none says so."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from helpers import EMODB, RAVDESS, ROOT, require
-from ser import words
-from ser.audio import load_audio
+from ser.inference import words
+from ser.core.audio import load_audio
 
 BASE, TINY = ROOT / "encoders/whisper-base", ROOT / "encoders/whisper-tiny.en"
 MIXTURE, RAVDESS_MODEL, CNN = (ROOT / "models" / name for name in ("ser-whisper-mixture", "ser-whisper-ravdess",
@@ -24,7 +24,7 @@ EMODB_CLIPS = [("03a01Wa.wav", "Der Lappen liegt auf dem Eisschrank."),
 
 def require_checkpoint(folder):
     if not (folder / "model.safetensors").is_file():
-        pytest.skip(f"{folder} not converted (python -m ser.convert_whisper --bundled)")
+        pytest.skip(f"{folder} not converted (python -m ser.training.convert_whisper --bundled)")
     return folder
 
 
@@ -91,7 +91,7 @@ def test_the_english_only_checkpoint_refuses_german(tiny, ravdess):
 @pytest.fixture(scope="module")
 def default_predictors():
     """The default model's predictor in torch (fp32) and in the default runtime (ONNX), loaded once."""
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     return {runtime: EmotionPredictor.from_pretrained(MIXTURE, runtime=runtime) for runtime in ("fp32", "onnx")}
 
@@ -114,7 +114,7 @@ def test_one_pass_gives_the_plain_predictors_emotion(runtime, default_predictors
 def test_an_uncut_tiny_model_shares_its_pass_too(ravdess):
     """models/ser-whisper-ravdess reads layer 2 of tiny.en's 4 and keeps all of them (not cut): the same emotion,
     and the words, with words from a separate padded run on request."""
-    from ser.predictor import EmotionPredictor
+    from ser.inference.predictor import EmotionPredictor
 
     require_checkpoint(TINY)
     predictor = EmotionPredictor.from_pretrained(RAVDESS_MODEL, runtime="fp32")
@@ -169,7 +169,8 @@ def test_a_timeline_with_words_keeps_its_emotions_and_writes_the_text(default_pr
     CSV gets a text column; the demo's clip path gives the clip's probabilities with its words."""
     import soundfile as sf
 
-    from ser import demo, rows
+    from ser.demo import analysis as demo
+    from ser.inference import rows
 
     predictor = default_predictors["onnx"]  # the default runtime: the words path loads the torch model beside it
     pause = np.zeros(16000, np.float32)

@@ -1,0 +1,1 @@
+"""Shared core: audio input, speaker statistics and the defaults every stage reads."""

@@ -1,0 +1,1 @@
+"""Data: corpora, labelled-clip datasets, evaluation splits, augmentation, and export of datasets."""
