@@ -4,7 +4,7 @@ A clip that cannot be classified is refused with a typed reason (empty, too shor
 cut to its speech and brought to one level, as the model's training clips were, and then turned into the encoder's
 features. The preparation is saved in the feature extractor's config (`speech_preparation`), so every path that
 loads the model prepares audio with the same function: the stock `pipeline("audio-classification")`, the toolkit's
-EmotionPredictor (and through it predict_ser.py and the demo), and training itself (`ser/experiment.py`).
+EmotionPredictor (and through it predict_ser.py and the demo), and training itself (`ser/training/experiment.py`).
 
 This file is model code: it is saved beside every model with modeling_ser.py and speech_ser.py (the speech
 detector). It needs torch, transformers and numpy; a model that trims with Silero VAD also needs the `silero-vad`

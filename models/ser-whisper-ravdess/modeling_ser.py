@@ -108,7 +108,7 @@ class EmotionHeadFields(ServingFields):
     pooled_norm: bool = False
     # Z-normalise the encoder frames of the chosen layer(s) per dimension before the head, with statistics of:
     # "global", the training clips (saved in the model as `frame_stats`); "utterance", each clip's own; "speaker", one
-    # speaker's, passed to forward as `normalisation_stats` (B, 2, [L,] H) (ser.statistics computes them from that
+    # speaker's, passed to forward as `normalisation_stats` (B, 2, [L,] H) (ser.core.statistics computes them from that
     # speaker's speech; without them, the clip's own). "none" leaves them as they are. The log-mel CNN normalises
     # its log-mels instead (`normalisation`).
     frame_normalisation: str = "none"
@@ -254,12 +254,12 @@ class HeadLinear(nn.Linear):
     layers that small start training on a long plateau."""
 
 
-FRAME_STATS_EPS = 1e-5  # added to the variance of encoder frames before the square root (ser/statistics.py too)
+FRAME_STATS_EPS = 1e-5  # added to the variance of encoder frames before the square root (ser/core/statistics.py too)
 
 
 def frame_statistics(frames: torch.Tensor, frame_mask: torch.Tensor, eps: float = FRAME_STATS_EPS) -> torch.Tensor:
     """Mean and std (B, 2, ...) of each clip's real frames (B, T, ...), for frame normalisation: the population
-    std, with `eps` added to the variance (ser.statistics.RunningStatistics gives the same over many clips)."""
+    std, with `eps` added to the variance (ser.core.statistics.RunningStatistics gives the same over many clips)."""
     weights = frame_mask.to(frames.dtype).view(*frame_mask.shape, *[1] * (frames.dim() - 2))
     count = weights.sum(dim=1).clamp(min=1)
     mean = (frames * weights).sum(dim=1) / count
@@ -463,7 +463,7 @@ class EmotionModelMixin:
 
     @property
     def speaker_normalised(self) -> bool:
-        """Whether forward expects one speaker's `normalisation_stats` (ser.statistics computes them)."""
+        """Whether forward expects one speaker's `normalisation_stats` (ser.core.statistics computes them)."""
         if self.normalises_inputs:
             return self.config.normalisation == "speaker"
         return self.config.frame_normalisation == "speaker"
@@ -887,7 +887,7 @@ class LogMelCnnForEmotion(EmotionModelMixin, LogMelCnnPreTrainedModel):
 
     @property
     def frontend(self) -> LogMelFrontend:
-        """The log-mels and speech frames that speaker statistics are taken over (ser/statistics.py)."""
+        """The log-mels and speech frames that speaker statistics are taken over (ser/core/statistics.py)."""
         return self.cnn.frontend
 
     def set_global_statistics(self, clips: list[torch.Tensor]) -> None:
