@@ -58,7 +58,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLING_RATE = 16000  # what every encoder family here expects (ser.audio reads it from here)
+SAMPLING_RATE = 16000  # what every encoder family here expects (ser.core.audio reads it from here)
 
 DETECTORS = ("silero-vad", "energy")
 SILERO_VERSION = "6.2.3"  # the pinned wheel (requirements.txt) whose model file is used
