@@ -203,10 +203,7 @@ def legend_text(rows: list[Segment], colors: dict[str, str]) -> str:
 
 def plotted_emotions(rows: list[Segment]) -> list[str]:
     """The emotions that are the top label somewhere, most speech time first (the others would only crowd a plot)."""
-    time: dict[str, float] = {}
-    for row in rows:
-        time[row.label] = time.get(row.label, 0.0) + row.seconds
-    return sorted(time, key=lambda label: -time[label])
+    return list(timelines.top_time(rows))
 
 
 def headline_text(analysis: Analysis) -> str:

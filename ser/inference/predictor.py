@@ -286,8 +286,9 @@ class EmotionPredictor:
         self._check_duration(audio.size / self.sampling_rate, name)
 
     def is_uncertain(self, scores: dict[str, float]) -> bool:
-        """The documented rule: the top probability (calibrated, where the model was) is below `uncertain_below`."""
-        return max(scores.values()) < self.uncertain_below
+        """The documented rule (rows.Prediction.of): the top probability (calibrated, where the model was) is below
+        `uncertain_below`."""
+        return Segment.of(scores, self.uncertain_below).uncertain
 
     def speaker_statistics(self, clips: list[np.ndarray]) -> torch.Tensor | None:
         """For a speaker-normalised model: statistics (2, ...) of the speech in `clips` (one speaker's), refused under

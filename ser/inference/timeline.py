@@ -106,16 +106,21 @@ class Summary:
     smoothed_seconds: float = 0.0
 
 
+def top_time(rows: Iterable[Segment]) -> dict[str, float]:
+    """Seconds of speech per emotion that is the top label somewhere, most first."""
+    time: dict[str, float] = {}
+    for row in rows:
+        time[row.label] = time.get(row.label, 0.0) + row.seconds
+    return dict(sorted(time.items(), key=lambda item: -item[1]))
+
+
 def summarise(rows: Iterable[Segment], uncertain_below: float, smooth_seconds: float = 0.0) -> Summary:
     """A recording's analysis from its segments' own scores (smoothed within stretches of speech, where asked)."""
     segments = smooth([row for row in rows if row.scores], smooth_seconds, uncertain_below)
     if not segments:
         raise ValueError("no speech segments to summarise")
     total = sum(row.seconds for row in segments)
-    time: dict[str, float] = {}
-    for row in segments:
-        time[row.label] = time.get(row.label, 0.0) + row.seconds
-    shares = {label: seconds / total for label, seconds in sorted(time.items(), key=lambda item: -item[1])}
+    shares = {label: seconds / total for label, seconds in top_time(segments).items()}
     top = next(iter(shares))
     unsure = sum(row.seconds for row in segments if row.uncertain) / total
     return Summary(segments, total, shares, unsure, top if shares[top] >= DOMINANT_SHARE else MIXED,
