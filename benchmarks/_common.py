@@ -80,10 +80,12 @@ def run_clips(results: dict) -> list:
     return [clip for clip in load_mixture(keys, [DATA / key for key in keys]) if clip.label in results["labels"]]
 
 
-def fold_model(run: Path, results: dict, fold_name: str) -> Path:
-    """Where `train_ser.py --save_fold_models true` left a fold's model (the first seed's, as the final model)."""
+def fold_model(run: Path, results: dict, fold_name: str, seed: int | None = None) -> Path:
+    """Where `train_ser.py --save_fold_models true` left a fold's model: the given seed's, else the first seed's
+    (as the final model)."""
     seeds = results["seeds"]
-    model = (run / f"seed-{seeds[0]}" if len(seeds) > 1 else run) / fold_name / "model"
+    seed = seeds[0] if seed is None else seed
+    model = (run / f"seed-{seed}" if len(seeds) > 1 else run) / fold_name / "model"
     if not model.is_dir():
         raise SystemExit(f"{model}: no fold model; train with --save_fold_models true")
     return model
