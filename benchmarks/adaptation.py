@@ -69,8 +69,8 @@ def main() -> None:
                 ua = {name: classification_metrics(truth, predictions(path, [c.path for c in test], labels),
                                                    len(labels))["ua"] for name, path in (("unadapted", model),
                                                                                           ("adapted", adapted))}
-            rows.append({"held out": fold["name"], "seed": run["seed"], "clips": len(test), "UA at training": fold["ua"],
-                         "UA unadapted": ua["unadapted"], "UA adapted": ua["adapted"]})
+            rows.append({"held out": fold["name"], "seed": run["seed"], "clips": len(test),
+                         "UA at training": fold["ua"], "UA unadapted": ua["unadapted"], "UA adapted": ua["adapted"]})
             print(rows[-1])
     summary = over_seeds(rows)
     print(table(summary, list(summary[0])))
