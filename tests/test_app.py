@@ -409,9 +409,9 @@ def angry_sad_happy(tmp_path_factory):
 def test_browser_live_microphone_hears_every_sample_idle_and_under_load(server, client, angry_sad_happy, tmp_path):
     """Chromium's fake microphone plays 21 s of speech (angry, sad, happy) for 20 s, first on an idle machine, then
     beside two CPU-bound processes. The page hears at least 98 % (idle) and 95 % (loaded) of the time it recorded
-    (gradio's streaming microphone heard 45 %, and 25-45 % under load); the saved recording is the played audio with nothing lost or repeated; the
-    meter updates more than once a second, follows the emotion and stays close behind the recording; after Stop,
-    the result is /predict's for the recording."""
+    (gradio's streaming microphone heard 45 %, and 25-45 % under load); the saved recording is the played audio
+    with nothing lost or repeated; the meter updates more than once a second, follows the emotion and stays close
+    behind the recording; after Stop, the result is /predict's for the recording."""
     source = sf.read(angry_sad_happy, dtype="float32")[0]
     with page_at(server, 1280, 30_000, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
                  f"--use-file-for-fake-audio-capture={angry_sad_happy}") as page:
