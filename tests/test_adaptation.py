@@ -54,6 +54,24 @@ def test_adapted_statistics_are_those_of_the_given_speech(adapted):
     assert abs(sum(scores.values()) - 1) < 1e-5
 
 
+def test_the_predictor_api_adapts_in_memory_as_the_saved_folder(adapted):
+    """`adapted_predictor` on the same recordings: the saved folder's statistics, and its answers on the default
+    runtime (ONNX, exported from the adapted weights) within float32 export rounding of the folder's fp32 ones."""
+    from ser.core import defaults
+    from ser.training.adaptation import adapted_predictor
+
+    folder, recordings = adapted
+    saved = EmotionPredictor.from_pretrained(folder, runtime="fp32")
+    in_memory = adapted_predictor(MODEL, recordings)
+    assert in_memory.runtime == defaults.RUNTIME
+    unadapted = EmotionPredictor.from_pretrained(MODEL, runtime="fp32")
+    for path in recordings[:3]:
+        want, got = saved.classify_file(path), in_memory.classify_file(path)
+        assert max(abs(want[k] - got[k]) for k in want) < 1e-4
+        before = unadapted.classify_file(path)
+        assert max(abs(want[k] - before[k]) for k in want) > 1e-3  # the adaptation reached the answers
+
+
 def test_the_card_says_what_it_was_adapted_to(adapted):
     folder, recordings = adapted
     results = json.loads((folder / "results.json").read_text())

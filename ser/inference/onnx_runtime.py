@@ -262,7 +262,8 @@ def model_key(model: nn.Module, folder: str | Path | None) -> str:
         digest.update(model.config.to_json_string(use_diff=False).encode())
         for name, tensor in model.state_dict().items():
             digest.update(name.encode())
-            digest.update(tensor.detach().contiguous().view(torch.uint8).numpy().tobytes())
+            # reshape: a 0-d tensor (a batch norm's step count) cannot be viewed as bytes
+            digest.update(tensor.detach().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:32]
 
 

@@ -7,6 +7,10 @@ shifts those statistics; the statistics of the user's own speech move the new au
 Nothing is trained and no label is needed: only the two saved tensors change.
 
     ser-adapt models/ser-whisper-mixture my-recordings/ --output models/my-adapted
+    predictor = adapted_predictor("models/ser-whisper-mixture", ["my-recordings/"])   # the same, in memory
+
+Adapt to recordings that between them hold the range of emotions expected: statistics of speech that is mostly one
+emotion take that emotion away (benchmarks/README.md, "A recording adapted to itself").
 """
 
 import argparse
@@ -19,6 +23,7 @@ import torch
 
 import modeling_ser
 from modeling_ser import FRAME_STATS_EPS
+from ser.core import defaults
 from ser.reporting import results as results_file
 from ser.inference import timeline as timelines
 from ser.core.audio import SAMPLING_RATE, AudioError, audio_duration, find_audio_files
@@ -74,14 +79,11 @@ def check_adaptable(model) -> None:
                          "trained with --normalisation global carries statistics to re-estimate")
 
 
-def adapt(model_folder: str | Path, inputs: list[str | Path], output: str | Path) -> Path:
-    """The model in `model_folder` with its normalisation statistics taken from the speech of `inputs` (files or
-    folders), saved to `output` with its results and a card that says so."""
+def adapted_model(model_folder: str | Path, inputs: list[str | Path]) -> tuple:
+    """(the model in `model_folder` with its normalisation statistics taken from the speech of `inputs`, files or
+    folders; its feature extractor; what it was adapted to, for its card)."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    model_folder, output = Path(model_folder), Path(output)
-    if output.resolve() == model_folder.resolve():
-        raise ValueError("--output must be a new folder: the model adapted from stays as it is")
     modeling_ser.register_auto_classes()
     model = AutoModelForAudioClassification.from_pretrained(model_folder, dtype=torch.float32).eval()
     check_adaptable(model)
@@ -95,9 +97,27 @@ def adapt(model_folder: str | Path, inputs: list[str | Path], output: str | Path
     if not clips:
         raise ValueError(f"no speech found in {len(files)} file(s): " + "; ".join(skipped[:5]))
     set_statistics(model, predictor.feature_extractor, clips)
-    save(model, predictor.feature_extractor, model_folder, output, {
+    return model, predictor.feature_extractor, {
         "adapted_from": str(model_folder), "files": len(files) - len(skipped), "skipped": skipped,
-        "speech_minutes": round(sum(clip.size for clip in clips) / SAMPLING_RATE / 60, 2)})
+        "speech_minutes": round(sum(clip.size for clip in clips) / SAMPLING_RATE / 60, 2)}
+
+
+def adapted_predictor(model_folder: str | Path, inputs: list[str | Path], runtime: str = defaults.RUNTIME
+                      ) -> EmotionPredictor:
+    """The predictor of the model adapted to `inputs` (as `adapt` would save it), in memory: nothing is written
+    but the runtime's cache of exported graphs."""
+    model, feature_extractor, _ = adapted_model(model_folder, inputs)
+    return EmotionPredictor(model, feature_extractor, runtime=runtime, owns_model=True)
+
+
+def adapt(model_folder: str | Path, inputs: list[str | Path], output: str | Path) -> Path:
+    """The model in `model_folder` with its normalisation statistics taken from the speech of `inputs` (files or
+    folders), saved to `output` with its results and a card that says so."""
+    model_folder, output = Path(model_folder), Path(output)
+    if output.resolve() == model_folder.resolve():
+        raise ValueError("--output must be a new folder: the model adapted from stays as it is")
+    model, feature_extractor, adaptation = adapted_model(model_folder, inputs)
+    save(model, feature_extractor, model_folder, output, adaptation)
     return output
 
 
