@@ -12,6 +12,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from ser.core.audio import LEVEL_DBFS
 from ser.data.corpora import DEFAULT_LICENSE, LANGUAGE_NAMES, UNKNOWN_SPEAKER, corpus_info, speech_kind
 from ser.core.defaults import UNCERTAIN_BELOW
+from ser.reporting import other_corpora as other_corpora_file
 from ser.reporting.results import corpus_keys, fold_table, headline, over_folds, per_corpus, read, seed_table, seeds, upgrade
 
 CROSS_CORPUS_FILENAME = "cross_corpus_results.json"  # a leave-one-corpus-out run's results.json (ser.reporting.export)
@@ -463,6 +464,33 @@ def cross_corpus_section(cross):
     return "\n".join(lines) + "\n"
 
 
+OTHER_CORPORA_HEADING = "## Voices, languages and recordings it never heard (other corpora)"
+
+
+def other_corpora_section(other):
+    """This model's own weights on corpora it never trained on (ser.training.evaluate_other_corpora); "" when
+    none were measured."""
+    if not other:
+        return ""
+    lines = [
+        OTHER_CORPORA_HEADING,
+        "",
+        "These weights classified every clip of each corpus below whose emotion they know, on the "
+        f"`{other['runtime']}` runtime (`{other['command']}`): speakers, recordings and, unless the corpus shares "
+        "it, a language the model never met. UA averages recall over the emotions the corpus shares with the model "
+        "(chance: 1 over their number); an answer the corpus lacks counts as wrong. Values in %.",
+        "",
+        "| Corpus | Language | Emotions shared | Clips | UA | WA | Chance UA |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in other["rows"]:
+        info = corpus_info(row["corpus"])
+        language = LANGUAGE_NAMES.get(info.language, info.language) if info else "unknown"
+        lines.append(f"| {short_name(row['corpus'])} | {language} | {', '.join(row['labels'])} | {row['clips']} | "
+                     f"{pct(row['ua'])} | {pct(row['wa'])} | {pct(1 / len(row['labels']))} |")
+    return "\n".join(lines) + "\n"
+
+
 def acted(results):
     """True when every corpus a model learned from is an acted corpus of the registry (corpora.speech_kind)."""
     return all(speech_kind(key) == "acted" for key in corpus_keys(results))
@@ -473,12 +501,14 @@ USER_DATA = ("The training data was given as a folder, CSV or dataset (`{corpus}
              "model on audio like yours before relying on it.")
 
 
-def limitations_section(results):
+def limitations_section(results, tested_elsewhere=False):
     language = language_name(results)
+    untested = ("other languages and accents are tested only on the corpora above" if tested_elsewhere
+                else "other languages and accents are untested")
     items = [
         "The corpus is acted speech: actors portray emotions on cue, which is more prototypical "
         "than emotion in spontaneous conversation; expect lower accuracy on real-world audio.",
-        f"All training speech is {language}; other languages and accents are untested." if language else
+        f"All training speech is {language}; {untested}." if language else
         "The language of the training speech is not recorded; other languages than the data's are untested.",
         "The corpus is small (few speakers, a few hundred to a few thousand utterances), so fold-to-fold variance is large and the "
         "model may not generalise to new recording conditions.",
@@ -520,9 +550,10 @@ def citation_section(results):
     return f"## Citation\n\n{what} and evaluation method:\n\n```bibtex\n" + "\n\n".join(entries) + "\n```\n"
 
 
-def render_card(results, cross_corpus=None):
+def render_card(results, cross_corpus=None, other_corpora=None):
     """Full README.md text for a model folder, from its results.json dict (the first format is upgraded) and, where
-    the folder has one, the results dict of a leave-one-corpus-out run (`cross_corpus`)."""
+    the folder has them, the results dict of a leave-one-corpus-out run (`cross_corpus`) and its own weights'
+    results on other corpora (`other_corpora`, ser.reporting.other_corpora)."""
     from ser.reporting.description import plain_words  # it reads this module's accessors
 
     results = upgrade(results)
@@ -534,18 +565,20 @@ def render_card(results, cross_corpus=None):
         training_section(results),
         results_section(results),
         cross_corpus_section(cross_corpus),
+        other_corpora_section(other_corpora),
         calibration_section(results),
-        limitations_section(results),
+        limitations_section(results, tested_elsewhere=bool(other_corpora)),
         citation_section(results),
     ]
     return front_matter(results) + "\n" + "\n".join(section for section in sections if section)
 
 
 def write_card(folder):
-    """Write folder/README.md from folder/results.json (and folder/cross_corpus_results.json where it exists);
-    returns the README path."""
+    """Write folder/README.md from folder/results.json (and the cross-corpus and other-corpora results where they
+    exist); returns the README path."""
     folder = Path(folder)
     results = read(folder)
     path = folder / "README.md"
-    path.write_text(render_card(results, read_cross_corpus(folder)), encoding="utf-8")
+    path.write_text(render_card(results, read_cross_corpus(folder), other_corpora_file.read(folder)),
+                    encoding="utf-8")
     return path

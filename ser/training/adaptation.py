@@ -24,7 +24,7 @@ import torch
 import modeling_ser
 from modeling_ser import FRAME_STATS_EPS
 from ser.core import defaults
-from ser.reporting import results as results_file
+from ser.reporting import other_corpora, results as results_file
 from ser.inference import timeline as timelines
 from ser.core.audio import SAMPLING_RATE, AudioError, audio_duration, find_audio_files
 from ser.reporting.card import CROSS_CORPUS_FILENAME, write_card
@@ -128,7 +128,7 @@ def save(model, feature_extractor, source: Path, output: Path, adaptation: dict)
     if (source / results_file.FILENAME).is_file():  # the numbers stay the unadapted model's: the card says so
         results = {**results_file.read(source), "adaptation": adaptation}
         results_file.write(results, output)
-        for name in (CROSS_CORPUS_FILENAME, "confusion_matrix.png"):
+        for name in (CROSS_CORPUS_FILENAME, other_corpora.FILENAME, "confusion_matrix.png"):
             if (source / name).is_file():
                 shutil.copy2(source / name, output / name)
         write_card(output)
