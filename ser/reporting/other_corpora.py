@@ -1,5 +1,5 @@
 """other_corpora_results.json: how a saved model's published weights do on corpora it never heard, beside it in its
-folder; the only code that reads or writes it (ser.training.other_corpora measures it, the card shows it).
+folder; the only code that reads or writes it (ser.training.evaluate_other_corpora measures it, the card shows it).
 
     {"format_version": 1, "model": "models/ser-whisper-emodb", "runtime": "onnx", "command": "...",
      "rows": [{"corpus": "ravdess", "labels": [...], "clips": 1152, "refused": 0,

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a saved model folder with its results.json")
     parser.add_argument("--corpora", nargs="+", required=True, help="named corpora it never trained on")
-    parser.add_argument("--data_dir", help="the folder holding the named corpora (default $SER_DATA, else ../shared/data)")
+    parser.add_argument("--data_dir",
+                        help="the folder holding the named corpora (default $SER_DATA, else ../shared/data)")
     parser.add_argument("--runtime", default=defaults.RUNTIME, help=f"default {defaults.RUNTIME}")
     args = parser.parse_args(argv)
     try:
