@@ -31,7 +31,7 @@ import torch
 
 from _common import fold_model, run_clips, table, write_result
 from ser.core.audio import SAMPLING_RATE, AudioError
-from ser.core.statistics import EncoderFrames, RunningStatistics
+from ser.core.statistics import EncoderFrames, cached_frame_statistics
 from ser.inference.predictor import EmotionPredictor
 from ser.reporting import results as results_file
 from ser.reporting.metrics import classification_metrics
@@ -101,16 +101,16 @@ def fold_rows(predictor: EmotionPredictor, test: list, labels: list[str], rng: r
         frames = speaker_frames(predictor, [clip.path for clip in mine])
         clips = [{"label": labels.index(clip.label), "frames": got[0], "seconds": got[1]}
                  for clip, got in zip(mine, frames) if got is not None]
+        for clip, answer in zip(clips, classify(model, [c["frames"] for c in clips], saved)):
+            clip["unadapted"] = answer  # the saved statistics do not depend on the recording: once per clip
         for name in SCENARIOS:
             for recording in recordings(clips, name, rng):
                 chosen = [clips[i] for i in recording]
-                stats = RunningStatistics(eps=EncoderFrames.eps)
-                for clip in chosen:
-                    stats.add_frames(clip["frames"])
+                own = cached_frame_statistics([clip["frames"].numpy() for clip in chosen])
                 out[name]["truth"] += [clip["label"] for clip in chosen]
-                out[name]["unadapted"] += classify(model, [c["frames"] for c in chosen], saved)
+                out[name]["unadapted"] += [clip["unadapted"] for clip in chosen]
                 out[name]["adapted"] += classify(model, [c["frames"] for c in chosen],
-                                                 adapted_statistics(saved, stats.result(), weight, part))
+                                                 adapted_statistics(saved, own, weight, part))
                 out[name]["minutes"].append(sum(c["seconds"] for c in chosen) / 60)
     model.frame_stats.copy_(saved)
     return out

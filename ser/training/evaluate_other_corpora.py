@@ -21,6 +21,7 @@ from ser.core import defaults
 from ser.core.audio import AudioError
 from ser.data.corpora import corpus_dir, load_corpus, select_labels
 from ser.inference.predictor import EmotionPredictor
+from ser.inference.runtime import RUNTIMES
 from ser.reporting import other_corpora, results as results_file
 from ser.reporting.card import write_card
 from ser.reporting.metrics import classification_metrics
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--corpora", nargs="+", required=True, help="named corpora it never trained on")
     parser.add_argument("--data_dir",
                         help="the folder holding the named corpora (default $SER_DATA, else ../shared/data)")
-    parser.add_argument("--runtime", default=defaults.RUNTIME, help=f"default {defaults.RUNTIME}")
+    parser.add_argument("--runtime", default=defaults.RUNTIME, choices=RUNTIMES, help=f"default {defaults.RUNTIME}")
     args = parser.parse_args(argv)
     try:
         rows = evaluate(args.model, args.corpora, args.data_dir, args.runtime)
